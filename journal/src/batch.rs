@@ -1,0 +1,128 @@
+//! A batch of events on its way to becoming one frame.
+
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::format::{
+    self, BATCH_EVENTS_MAX, EVENT_PREFIX_SIZE, FRAME_HEADER_SIZE, FRAME_SIZE_LIMIT_BYTES, FrameHeader,
+};
+
+/// Events appended together: they get consecutive LSNs and reach the disk
+/// all or none. The batch is encoded straight into the frame's buffer, so
+/// appending copies it once more at most (into the writer's group buffer).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The whole frame: `FRAME_HEADER_SIZE` bytes reserved, then the payload.
+    frame: Vec<u8>,
+    count: u32,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::with_capacity(256)
+    }
+
+    /// A batch whose buffer starts with room for `bytes` of events.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut frame = Vec::with_capacity(FRAME_HEADER_SIZE + bytes);
+        frame.resize(FRAME_HEADER_SIZE, 0);
+        Batch { frame, count: 0 }
+    }
+
+    /// A batch holding one event.
+    pub fn of<T: Serialize + ?Sized>(event: &T) -> Result<Self> {
+        let mut batch = Batch::new();
+        batch.push(event)?;
+        Ok(batch)
+    }
+
+    /// Encodes `event` with the codec and adds it. On error the batch is
+    /// unchanged.
+    pub fn push<T: Serialize + ?Sized>(&mut self, event: &T) -> Result<()> {
+        self.check_room_for_one_more()?;
+        let prefix_at = self.frame.len();
+        self.frame.extend_from_slice(&[0u8; EVENT_PREFIX_SIZE]);
+        let len = match codec::encode_into(event, &mut self.frame) {
+            Ok(len) => len,
+            Err(e) => {
+                self.frame.truncate(prefix_at);
+                return Err(e);
+            }
+        };
+        self.finish_event(prefix_at, len)
+    }
+
+    /// Adds an event that is already encoded.
+    pub fn push_encoded(&mut self, bytes: &[u8]) -> Result<()> {
+        self.check_room_for_one_more()?;
+        let prefix_at = self.frame.len();
+        self.frame.extend_from_slice(&[0u8; EVENT_PREFIX_SIZE]);
+        self.frame.extend_from_slice(bytes);
+        self.finish_event(prefix_at, bytes.len())
+    }
+
+    fn check_room_for_one_more(&self) -> Result<()> {
+        if self.count as usize >= BATCH_EVENTS_MAX {
+            return Err(Error::BatchTooLarge { count: self.count as usize + 1, max: BATCH_EVENTS_MAX });
+        }
+        Ok(())
+    }
+
+    fn finish_event(&mut self, prefix_at: usize, len: usize) -> Result<()> {
+        if self.frame.len() > FRAME_SIZE_LIMIT_BYTES {
+            let size = self.frame.len();
+            self.frame.truncate(prefix_at);
+            return Err(Error::RecordTooLarge { size, max: FRAME_SIZE_LIMIT_BYTES });
+        }
+        // The frame limit bounds `len`, so it fits a u32.
+        let len = u32::try_from(len)
+            .map_err(|_| Error::RecordTooLarge { size: len, max: FRAME_SIZE_LIMIT_BYTES })?;
+        self.frame[prefix_at..prefix_at + EVENT_PREFIX_SIZE].copy_from_slice(&len.to_le_bytes());
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the batch occupies on disk as a frame.
+    pub fn frame_len(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Empties the batch, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.frame.truncate(FRAME_HEADER_SIZE);
+        self.count = 0;
+    }
+
+    /// The CRC of the payload alone, computed outside the submission lock.
+    pub(crate) fn payload_hasher(&self) -> crc32fast::Hasher {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&self.frame[FRAME_HEADER_SIZE..]);
+        hasher
+    }
+
+    /// Fills in the frame header once the first LSN is known and returns
+    /// the finished frame bytes.
+    pub(crate) fn seal(mut self, first_lsn: u64, payload_hasher: &crc32fast::Hasher) -> Vec<u8> {
+        let payload_len = (self.frame.len() - FRAME_HEADER_SIZE) as u32;
+        let crc = format::frame_crc_with_payload_hasher(payload_len, first_lsn, self.count, payload_hasher);
+        let header = FrameHeader { payload_len, crc, first_lsn, count: self.count };
+        format::encode_frame_header(&mut self.frame, &header);
+        self.frame
+    }
+}

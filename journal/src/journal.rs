@@ -1,0 +1,300 @@
+//! The journal handle: open (with lock and recovery), append, sync, close.
+
+use std::any::Any;
+use std::future::{Future, IntoFuture};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use crate::batch::Batch;
+use crate::error::{Error, IoContext, Result};
+use crate::format::LOCK_FILE_NAME;
+use crate::fs::{Fs, LockOutcome, StdFs};
+use crate::options::{Durability, JournalOptions};
+use crate::reader::{Follower, Reader};
+use crate::recovery::{self, Apply, RecoveryReport};
+use crate::segment;
+use crate::writer::{AppendAck, AppendRequest, Request, Shared, Writer};
+
+/// Where appends are numbered and handed to the writer, in one order.
+struct Submission {
+    next_lsn: u64,
+    tx: Option<Sender<Request>>,
+}
+
+/// An open journal: the only writer of its directory.
+///
+/// Appends may come from any number of threads or tasks at once; they are
+/// numbered in the order they are submitted and committed in groups that
+/// share one write and one fsync.
+pub struct Journal {
+    shared: Arc<Shared>,
+    options: JournalOptions,
+    submission: Mutex<Submission>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    recovery: RecoveryReport,
+    /// Released when the journal is dropped, after the writer has stopped.
+    _lock: Box<dyn Any + Send + Sync>,
+}
+
+/// Figures the writer has counted since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    pub appends: u64,
+    pub events: u64,
+    pub groups: u64,
+    pub fsyncs: u64,
+    pub fsync_nanos_total: u64,
+    pub bytes_written: u64,
+    pub segments_created: u64,
+    pub durable_lsn: u64,
+    pub written_lsn: u64,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.shared.dir)
+            .field("durable_lsn", &self.shared.durable_lsn())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, options: JournalOptions) -> Result<Journal> {
+        Self::open_with_fs(Arc::new(StdFs), dir, options)
+    }
+
+    /// Opens the journal in `dir` through `fs`: takes the writer lock, runs
+    /// recovery (truncating a torn tail), and starts the writer thread.
+    pub fn open_with_fs(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, options: JournalOptions) -> Result<Journal> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        fs.create_dir_all(&dir).ctx("create directory", &dir)?;
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let guard = match fs.try_lock(&lock_path, std::process::id()).ctx("lock", &lock_path)? {
+            LockOutcome::Acquired(guard) => guard,
+            LockOutcome::HeldBy(pid) => return Err(Error::Locked { dir, pid }),
+        };
+        let recovered = recovery::recover(&*fs, &dir, options.scan_mode, Apply::Truncate)?;
+        let report = recovered.report;
+        let (file, path, len) = match recovered.tail {
+            Some((seg, end)) => {
+                let file = fs.open_write(&seg.path).ctx("open", &seg.path)?;
+                // What survived recovery may still sit in the page cache of
+                // a process that crashed; make it durable before counting it so.
+                file.sync_data().ctx("fsync", &seg.path)?;
+                (file, seg.path, end)
+            }
+            None => {
+                let (file, path) = segment::create_segment(&*fs, &dir, 1)?;
+                (file, path, crate::format::SEGMENT_HEADER_SIZE as u64)
+            }
+        };
+        fs.sync_dir(&dir).ctx("fsync directory", &dir)?;
+        let last_lsn = report.next_lsn - 1;
+        let shared = Arc::new(Shared::new(dir, fs, last_lsn));
+        let writer = Writer::new(shared.clone(), options.clone(), file, path, len, last_lsn);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("bookend-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::io("spawn writer thread for", &shared.dir, e))?;
+        tracing::info!(
+            dir = %shared.dir.display(),
+            next_lsn = report.next_lsn,
+            segments = report.segments,
+            torn_tail = report.torn_tail.is_some(),
+            "journal opened"
+        );
+        Ok(Journal {
+            shared,
+            options,
+            submission: Mutex::new(Submission { next_lsn: report.next_lsn, tx: Some(tx) }),
+            thread: Mutex::new(Some(thread)),
+            recovery: report,
+            _lock: guard,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn fs(&self) -> &Arc<dyn Fs> {
+        &self.shared.fs
+    }
+
+    /// What recovery found when this journal was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The LSN the next append will get.
+    pub fn next_lsn(&self) -> u64 {
+        lock(&self.submission).next_lsn
+    }
+
+    /// Every event up to this LSN is on disk and fsynced.
+    pub fn durable_lsn(&self) -> u64 {
+        self.shared.durable_lsn()
+    }
+
+    /// Numbers `batch` and hands it to the writer; returns at once. The
+    /// ticket completes when the batch is acknowledged under `durability`.
+    /// Tickets complete in LSN order.
+    pub fn submit(&self, batch: Batch, durability: Durability) -> Result<AppendTicket> {
+        if batch.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        if batch.frame_len() > self.options.record_size_max_bytes {
+            return Err(Error::RecordTooLarge {
+                size: batch.frame_len(),
+                max: self.options.record_size_max_bytes,
+            });
+        }
+        let count = batch.len() as u64;
+        let payload_hasher = batch.payload_hasher();
+        let (done, rx) = oneshot::channel();
+        let mut submission = lock(&self.submission);
+        if let Some(cause) = self.shared.poisoned() {
+            return Err(Error::Poisoned { cause });
+        }
+        let tx = submission.tx.as_ref().ok_or(Error::Closed)?;
+        let first_lsn = submission.next_lsn;
+        let ack = AppendAck { first_lsn, last_lsn: first_lsn + count - 1 };
+        let frame = batch.seal(first_lsn, &payload_hasher);
+        tx.send(Request::Append(AppendRequest { frame, ack, durability, done }))
+            .map_err(|_| Error::Closed)?;
+        submission.next_lsn += count;
+        Ok(AppendTicket { rx, ack })
+    }
+
+    /// Appends and waits, blocking the calling thread. Do not call from an
+    /// async task: use [`Journal::append`] there.
+    pub fn append_blocking(&self, batch: Batch, durability: Durability) -> Result<AppendAck> {
+        self.submit(batch, durability)?.wait()
+    }
+
+    /// Appends and waits without blocking the runtime thread.
+    pub async fn append(&self, batch: Batch, durability: Durability) -> Result<AppendAck> {
+        self.submit(batch, durability)?.await
+    }
+
+    /// Makes everything written so far durable (blocking).
+    pub fn sync_blocking(&self) -> Result<()> {
+        self.request_sync()?.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn sync(&self) -> Result<()> {
+        self.request_sync()?.await.map_err(|_| Error::Closed)?
+    }
+
+    fn request_sync(&self) -> Result<oneshot::Receiver<Result<()>>> {
+        let submission = lock(&self.submission);
+        if let Some(cause) = self.shared.poisoned() {
+            return Err(Error::Poisoned { cause });
+        }
+        let (done, rx) = oneshot::channel();
+        let tx = submission.tx.as_ref().ok_or(Error::Closed)?;
+        tx.send(Request::Sync(done)).map_err(|_| Error::Closed)?;
+        Ok(rx)
+    }
+
+    /// A reader from `from_lsn` that sees only durable events.
+    pub fn reader(&self, from_lsn: u64) -> Result<Reader> {
+        Reader::open_bounded(self.shared.clone(), from_lsn)
+    }
+
+    /// A follower from `from_lsn` that waits for new durable events.
+    pub fn follow(&self, from_lsn: u64) -> Result<Follower> {
+        Ok(Follower::new(self.reader(from_lsn)?, Some(self.shared.clone())))
+    }
+
+    pub fn stats(&self) -> JournalStats {
+        let c = &self.shared.counters;
+        JournalStats {
+            appends: c.appends.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+            groups: c.groups.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsync_nanos_total: c.fsync_nanos.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            segments_created: c.segments_created.load(Ordering::Relaxed),
+            durable_lsn: self.shared.durable_lsn(),
+            written_lsn: self.shared.written_lsn.load(Ordering::Acquire),
+        }
+    }
+
+    /// The failure that poisoned the journal, if one did.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.poisoned()
+    }
+
+    /// Syncs everything and stops the writer. Appends after this fail with
+    /// `Error::Closed`.
+    pub fn close(&self) -> Result<()> {
+        let synced = match self.request_sync() {
+            Ok(rx) => rx.blocking_recv().map_err(|_| Error::Closed).and_then(|r| r),
+            Err(Error::Closed) => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.stop_writer();
+        synced
+    }
+
+    fn stop_writer(&self) {
+        lock(&self.submission).tx = None;
+        if let Some(thread) = lock(&self.thread).take()
+            && thread.join().is_err()
+        {
+            tracing::error!(dir = %self.shared.dir.display(), "the journal writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // The writer syncs what it holds when its channel closes.
+        self.stop_writer();
+    }
+}
+
+/// A submitted append: await it (async) or [`AppendTicket::wait`] (blocking).
+#[derive(Debug)]
+pub struct AppendTicket {
+    rx: oneshot::Receiver<Result<AppendAck>>,
+    ack: AppendAck,
+}
+
+impl AppendTicket {
+    /// The LSNs the batch will have once acknowledged.
+    pub fn lsns(&self) -> AppendAck {
+        self.ack
+    }
+
+    /// Blocks until the append is acknowledged. Not for async tasks.
+    pub fn wait(self) -> Result<AppendAck> {
+        self.rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+}
+
+impl IntoFuture for AppendTicket {
+    type Output = Result<AppendAck>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<AppendAck>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.rx.await.map_err(|_| Error::Closed)? })
+    }
+}

@@ -1,0 +1,248 @@
+//! Segment files: listing them, creating them durably, and reading their
+//! frames one at a time with large sequential reads.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    self, EntryName, FRAME_HEADER_SIZE, FrameHeader, SEGMENT_HEADER_SIZE, SEGMENT_TEMP_SUFFIX,
+};
+use crate::fs::{Fs, FsFile};
+
+/// Bytes asked of the OS per read while scanning a segment.
+pub const SCAN_READ_SIZE_BYTES: usize = 1024 * 1024;
+
+/// A segment file found in the journal directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub path: PathBuf,
+    pub first_lsn: u64,
+}
+
+/// Lists the segments of `dir` in LSN order. A `.wal` file whose name is not
+/// a segment name is corruption: it may be a segment someone renamed.
+pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<SegmentInfo>> {
+    let mut segments = Vec::new();
+    for path in fs.list_files(dir).ctx("list", dir)? {
+        match format::classify_entry(&path) {
+            EntryName::Segment(first_lsn) => segments.push(SegmentInfo { path, first_lsn }),
+            EntryName::MisnamedSegment => {
+                return Err(Error::corruption(
+                    path,
+                    0,
+                    "file name is not a segment name (20 digits: the first LSN)",
+                ));
+            }
+            EntryName::SegmentTemp | EntryName::Other => {}
+        }
+    }
+    segments.sort_by_key(|s| s.first_lsn);
+    Ok(segments)
+}
+
+/// Leftover temporary segments from a crash during segment creation.
+pub fn list_segment_temps(fs: &dyn Fs, dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(fs
+        .list_files(dir)
+        .ctx("list", dir)?
+        .into_iter()
+        .filter(|p| format::classify_entry(p) == EntryName::SegmentTemp)
+        .collect())
+}
+
+/// Creates the segment starting at `first_lsn`: the header goes into a
+/// temporary file, which is synced, renamed into place, and the directory is
+/// synced, so the segment is never visible with a partial header.
+pub fn create_segment(fs: &dyn Fs, dir: &Path, first_lsn: u64) -> Result<(Box<dyn FsFile>, PathBuf)> {
+    let name = format::segment_file_name(first_lsn);
+    let path = dir.join(&name);
+    let temp = dir.join(format!("{}{SEGMENT_TEMP_SUFFIX}", first_lsn_stem(&name)));
+    {
+        let file = fs.create(&temp).ctx("create", &temp)?;
+        file.write_all_at(&format::encode_segment_header(first_lsn), 0).ctx("write", &temp)?;
+        file.sync_data().ctx("fsync", &temp)?;
+    }
+    fs.rename(&temp, &path).ctx("rename", &temp)?;
+    fs.sync_dir(dir).ctx("fsync directory", dir)?;
+    let file = fs.open_write(&path).ctx("open", &path)?;
+    Ok((file, path))
+}
+
+fn first_lsn_stem(name: &str) -> &str {
+    name.strip_suffix(".wal").unwrap_or(name)
+}
+
+/// What the next position of a segment holds.
+#[derive(Debug)]
+pub enum FrameRead {
+    /// A whole, checked frame; its payload is [`SegmentCursor::payload`].
+    Frame { offset: u64, header: FrameHeader },
+    /// The file ends exactly here.
+    End { offset: u64 },
+    /// The file ends inside a frame (or its header) that starts here.
+    Incomplete { offset: u64, reason: String },
+    /// A complete frame that fails its checks starts here.
+    Bad { offset: u64, reason: String },
+}
+
+/// Reads one segment's frames in order through a reusable buffer.
+pub struct SegmentCursor {
+    file: Box<dyn FsFile>,
+    path: PathBuf,
+    /// File offset of `buf[0]`.
+    buf_start: u64,
+    buf: Vec<u8>,
+    /// File offset of the next frame.
+    offset: u64,
+    /// Where the payload of the frame returned last sits in `buf`.
+    payload_at: std::ops::Range<usize>,
+}
+
+impl SegmentCursor {
+    /// Opens a segment and checks its header against the LSN in its name.
+    pub fn open(fs: &dyn Fs, segment: &SegmentInfo) -> Result<Self> {
+        let file = fs.open_read(&segment.path).ctx("open", &segment.path)?;
+        let mut cursor = SegmentCursor {
+            file,
+            path: segment.path.clone(),
+            buf_start: 0,
+            buf: Vec::with_capacity(SCAN_READ_SIZE_BYTES),
+            offset: 0,
+            payload_at: 0..0,
+        };
+        let available = cursor.fill(SEGMENT_HEADER_SIZE)?;
+        let header_bytes = &cursor.buf[..available.min(SEGMENT_HEADER_SIZE)];
+        let first_lsn = format::decode_segment_header(header_bytes)
+            .map_err(|reason| Error::corruption(&segment.path, 0, reason))?;
+        if first_lsn != segment.first_lsn {
+            return Err(Error::corruption(
+                &segment.path,
+                0,
+                format!(
+                    "segment header says first LSN {first_lsn} but the file name says {}",
+                    segment.first_lsn
+                ),
+            ));
+        }
+        cursor.offset = SEGMENT_HEADER_SIZE as u64;
+        Ok(cursor)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves to `offset`, which must be a frame boundary found earlier.
+    pub fn seek(&mut self, offset: u64) {
+        self.offset = offset;
+    }
+
+    /// Makes at least `want` bytes from `self.offset` available in `buf`,
+    /// reading more if needed. Returns how many are available (fewer only at
+    /// the end of the file).
+    fn fill(&mut self, want: usize) -> Result<usize> {
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if self.offset < self.buf_start || self.offset > buf_end {
+            self.buf.clear();
+            self.buf_start = self.offset;
+        }
+        let rel = (self.offset - self.buf_start) as usize;
+        if self.buf.len() - rel >= want {
+            return Ok(self.buf.len() - rel);
+        }
+        if rel > 0 {
+            // Drop consumed bytes so the buffer only grows for big frames.
+            self.buf.drain(..rel);
+            self.buf_start = self.offset;
+        }
+        while self.buf.len() < want {
+            let have = self.buf.len();
+            let chunk = (want - have).max(SCAN_READ_SIZE_BYTES);
+            self.buf.resize(have + chunk, 0);
+            let n = self
+                .file
+                .read_at(&mut self.buf[have..], self.buf_start + have as u64)
+                .ctx("read", &self.path);
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(have);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(have + n);
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(self.buf.len())
+    }
+
+    /// Reads the frame at the current offset. A returned frame is consumed
+    /// (the cursor moves past it); anything else leaves the offset in place.
+    pub fn next_frame(&mut self) -> Result<FrameRead> {
+        let offset = self.offset;
+        let available = self.fill(FRAME_HEADER_SIZE)?;
+        if available == 0 {
+            return Ok(FrameRead::End { offset });
+        }
+        if available < FRAME_HEADER_SIZE {
+            return Ok(FrameRead::Incomplete { offset, reason: "frame header is incomplete".into() });
+        }
+        let rel = (offset - self.buf_start) as usize;
+        let header = match format::decode_frame_header(&self.buf[rel..rel + FRAME_HEADER_SIZE]) {
+            Ok(h) => h,
+            Err(reason) => return Ok(FrameRead::Bad { offset, reason }),
+        };
+        let frame_len = header.frame_len();
+        let available = self.fill(frame_len)?;
+        if available < frame_len {
+            return Ok(FrameRead::Incomplete {
+                offset,
+                reason: format!("frame of {frame_len} bytes is cut off after {available} bytes"),
+            });
+        }
+        let rel = (offset - self.buf_start) as usize;
+        let payload = &self.buf[rel + FRAME_HEADER_SIZE..rel + frame_len];
+        if let Err(reason) = format::check_frame_payload(&header, payload) {
+            return Ok(FrameRead::Bad { offset, reason });
+        }
+        self.payload_at = rel + FRAME_HEADER_SIZE..rel + frame_len;
+        self.offset = offset + frame_len as u64;
+        Ok(FrameRead::Frame { offset, header })
+    }
+
+    /// The payload of the frame `next_frame` returned last.
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[self.payload_at.clone()]
+    }
+
+    /// Whether a valid frame starts anywhere after `from` in this file. Used
+    /// to tell a torn tail (nothing valid after the damage) from corruption
+    /// in the middle (valid frames follow the damage).
+    pub fn valid_frame_after(&mut self, from: u64) -> Result<Option<u64>> {
+        let len = self.file.size().ctx("stat", &self.path)?;
+        let mut tail = vec![0u8; len.saturating_sub(from) as usize];
+        let mut read = 0;
+        while read < tail.len() {
+            let n = self.file.read_at(&mut tail[read..], from + read as u64).ctx("read", &self.path)?;
+            if n == 0 {
+                break;
+            }
+            read += n;
+        }
+        tail.truncate(read);
+        for start in 1..tail.len() {
+            let rest = &tail[start..];
+            let Ok(header) = format::decode_frame_header(rest) else { continue };
+            if rest.len() < header.frame_len() {
+                continue;
+            }
+            let payload = &rest[FRAME_HEADER_SIZE..header.frame_len()];
+            if format::check_frame_payload(&header, payload).is_ok() {
+                return Ok(Some(from + start as u64));
+            }
+        }
+        Ok(None)
+    }
+}

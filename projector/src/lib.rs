@@ -1,0 +1,1 @@
+//! The session domain of bookend; built in the lifecycle issue.

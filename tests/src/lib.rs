@@ -1,0 +1,95 @@
+//! Support shared by bookend's cross-crate scenario tests: a test event type
+//! whose content is a pure function of its LSN, journal helpers for the
+//! simulated file system, and the environment switch for slow variants.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bookend_journal::fs::Fs;
+use bookend_journal::sim::SimFs;
+use bookend_journal::{Batch, JournalOptions, Reader, codec};
+use serde::{Deserialize, Serialize};
+
+/// Set to `1` to run the long variants of slow tests (CI runs them small).
+pub const SLOW_TESTS_ENV: &str = "BOOKEND_SLOW_TESTS";
+
+/// Picks the CI size or the long size of a slow test.
+pub fn scale(ci: usize, slow: usize) -> usize {
+    if std::env::var(SLOW_TESTS_ENV).is_ok_and(|v| v == "1") { slow } else { ci }
+}
+
+/// An event whose every byte follows from the LSN it is written at, so a
+/// test can check any event it reads back without remembering it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestEvent {
+    pub lsn: u64,
+    pub text: String,
+}
+
+impl TestEvent {
+    pub fn at(lsn: u64) -> TestEvent {
+        // Lengths vary with the LSN so frames have different sizes.
+        let len = (lsn * 7919 % 61) as usize;
+        let text: String = (0..len).map(|i| char::from(b'a' + ((lsn as usize + i) % 26) as u8)).collect();
+        TestEvent { lsn, text }
+    }
+}
+
+/// A batch of `count` test events for LSNs `first..first+count`.
+pub fn batch_at(first: u64, count: u64) -> Batch {
+    let mut batch = Batch::new();
+    for lsn in first..first + count {
+        batch.push(&TestEvent::at(lsn)).expect("test events encode");
+    }
+    batch
+}
+
+/// Options with tiny segments, so a few appends rotate.
+pub fn small_segments() -> JournalOptions {
+    JournalOptions { segment_size_max_bytes: 4096, ..JournalOptions::default() }
+}
+
+/// The journal directory used on the simulated file system.
+pub fn sim_dir() -> PathBuf {
+    PathBuf::from("/journal")
+}
+
+/// Every event in the journal at `dir`, decoded, checking that each one is
+/// the event its LSN says.
+pub fn read_all(fs: Arc<dyn Fs>, dir: &Path) -> bookend_journal::Result<Vec<TestEvent>> {
+    let mut reader = Reader::open_with_fs(fs, dir, 1);
+    let mut events = Vec::new();
+    while let Some(frame) = reader.next_frame()? {
+        for (lsn, bytes) in frame.events() {
+            let event: TestEvent = codec::decode(bytes)?;
+            assert_eq!(event, TestEvent::at(lsn), "event at LSN {lsn} has the wrong content");
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+/// The LSNs of `events`, which must be exactly 1..=n.
+pub fn assert_dense(events: &[TestEvent]) -> u64 {
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.lsn, i as u64 + 1, "LSNs are not dense");
+    }
+    events.len() as u64
+}
+
+/// A simulated file system as an `Arc<dyn Fs>`.
+pub fn sim_fs(sim: &SimFs) -> Arc<dyn Fs> {
+    Arc::new(sim.clone())
+}
+
+/// Segment files of `dir`, in LSN order.
+pub fn segment_files(fs: &dyn Fs, dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs
+        .list_files(dir)
+        .expect("list journal dir")
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    files.sort();
+    files
+}
