@@ -212,6 +212,31 @@ impl Journal {
         Ok(rx)
     }
 
+    /// Blocks until every LSN up to `lsn` is durable (asking the writer to
+    /// sync now rather than at its next timer), or until `timeout`. Uses no
+    /// async machinery, so it is safe (if blocking) inside a runtime.
+    pub fn wait_durable_blocking(&self, lsn: u64, timeout: std::time::Duration) -> Result<bool> {
+        if self.shared.durable_lsn() >= lsn {
+            return Ok(true);
+        }
+        // The reply is not awaited: the durable LSN is what we wait on.
+        drop(self.request_sync()?);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let durable = self.shared.wait_durable_past(lsn.saturating_sub(1), left);
+            if durable >= lsn {
+                return Ok(true);
+            }
+            if let Some(cause) = self.shared.poisoned() {
+                return Err(Error::Poisoned { cause });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+        }
+    }
+
     /// A reader from `from_lsn` that sees only durable events.
     pub fn reader(&self, from_lsn: u64) -> Result<Reader> {
         Reader::open_bounded(self.shared.clone(), from_lsn)

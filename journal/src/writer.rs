@@ -100,6 +100,10 @@ impl Shared {
             tracing::error!(error = %cause, "journal I/O failed; refusing further appends until it is reopened");
             *poison = Some(cause.to_string());
         }
+        drop(poison);
+        // Wake blocking waiters so they see the poison instead of timing out.
+        let _durable = lock(&self.durable);
+        self.durable_changed.notify_all();
     }
 
     pub fn durable_lsn(&self) -> u64 {
@@ -121,7 +125,7 @@ impl Shared {
         let durable = lock(&self.durable);
         let (durable, _) = self
             .durable_changed
-            .wait_timeout_while(durable, timeout, |d| *d <= seen)
+            .wait_timeout_while(durable, timeout, |d| *d <= seen && lock(&self.poison).is_none())
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *durable
     }

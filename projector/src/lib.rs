@@ -1,1 +1,24 @@
-//! The session domain of bookend; built in the lifecycle issue.
+//! bookend's session domain: the events of a session's life, the rules that
+//! keep every span closed by exactly one `session:end`, the projections
+//! folded from the journal (with sled checkpoints), and [`SessionJournal`],
+//! the one type a gateway holds.
+
+pub mod checkpoint;
+pub mod command;
+mod error;
+pub mod event;
+pub mod fold;
+pub mod lifecycle;
+pub mod projection;
+mod session_journal;
+pub mod state;
+pub mod verify;
+
+pub use command::{Ack, Command, CommandLine, ResetMode, ResetPolicy, Sessions, Start, parse_command};
+pub use error::{Error, LifecycleError, Result};
+pub use event::{CloseReason, EndReason, Event, EventBody, SessionsOnClose, StartFields, StoredEvent};
+pub use session_journal::{
+    CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointStore, Clock, ManualClock,
+    OnUnclean, OpenReport, Pending, SessionJournal, SessionJournalOptions, SystemClock, decode_event,
+};
+pub use state::{Meta, SessionState};

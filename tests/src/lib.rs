@@ -93,3 +93,50 @@ pub fn segment_files(fs: &dyn Fs, dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Session-journal helpers for the lifecycle scenarios.
+pub mod sessions {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use bookend_projector::{Event, ManualClock, SessionJournal, SessionJournalOptions, Start, decode_event};
+
+    /// 2026-11-21T10:00:00Z, a fixed start for simulated time.
+    pub const T0: u64 = 1_763_719_200_000;
+    pub const MINUTE: u64 = 60_000;
+
+    pub fn options(clock: &Arc<ManualClock>) -> SessionJournalOptions {
+        SessionJournalOptions { clock: clock.clone(), ..SessionJournalOptions::default() }
+    }
+
+    pub fn open(dir: &Path, clock: &Arc<ManualClock>) -> SessionJournal {
+        SessionJournal::open(dir, options(clock)).expect("open session journal")
+    }
+
+    pub fn start(id: &str, key: &str) -> Start {
+        Start {
+            session_id: Some(id.to_string()),
+            key: Some(key.to_string()),
+            platform: Some("telegram".into()),
+            user_id: Some("u1".into()),
+            ..Start::default()
+        }
+    }
+
+    /// Every event in the journal at `dir`, decoded (read-only, like `tail`).
+    pub fn events(dir: &Path) -> Vec<Event> {
+        let mut reader = bookend_journal::Reader::open(dir, 1).expect("reader");
+        let mut out = Vec::new();
+        while let Some(frame) = reader.next_frame().expect("read frame") {
+            for (lsn, bytes) in frame.events() {
+                out.push(decode_event(lsn, bytes).expect("decode"));
+            }
+        }
+        out
+    }
+
+    /// The events of one type, as JSON (what a consumer sees).
+    pub fn of_type(dir: &Path, type_name: &str) -> Vec<serde_json::Value> {
+        events(dir).iter().filter(|e| e.body.type_name() == type_name).map(Event::to_json).collect()
+    }
+}

@@ -1,0 +1,164 @@
+//! The sled-backed checkpoint store: a rebuildable cache of folded state,
+//! never the source of truth.
+//!
+//! One sled tree holds `meta` (the folded journal-wide state and the last
+//! LSN folded), one `s/<session id>` record per session, and `p/<name>`
+//! blobs for gateway-defined projections. A checkpoint writes the changed
+//! sessions and the meta record in one sled batch, so the state and its LSN
+//! never disagree. It is only written for LSNs that are already durable in
+//! the journal. If the store is missing, corrupt, of another format, or
+//! ahead of the journal, the owner rebuilds it from the journal.
+
+use std::path::{Path, PathBuf};
+
+use bookend_journal::codec;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::state::{Meta, SessionState};
+
+/// Bump when the stored state changes shape: older stores are rebuilt.
+pub const CHECKPOINT_FORMAT: u32 = 1;
+/// Default sled page cache: the store is a cache, so keep it small.
+pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
+
+const META_KEY: &[u8] = b"meta";
+const SESSION_PREFIX: &[u8] = b"s/";
+const BLOB_PREFIX: &[u8] = b"p/";
+
+// Format: { format u32 | meta Meta } (codec-encoded)
+#[derive(Serialize, Deserialize)]
+struct MetaRecord {
+    format: u32,
+    meta: Meta,
+}
+
+// Format: { lsn u64 | state bytes } (codec-encoded)
+#[derive(Serialize, Deserialize)]
+struct BlobRecord {
+    lsn: u64,
+    state: Vec<u8>,
+}
+
+/// An open checkpoint store.
+#[derive(Clone)]
+pub struct Checkpoint {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn session_key(id: &str) -> Vec<u8> {
+    let mut key = SESSION_PREFIX.to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+impl Checkpoint {
+    /// Opens (creating) the store at `path` with a page cache of
+    /// `cache_capacity_bytes`.
+    pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Checkpoint> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_bytes)
+            .open()
+            .map_err(|e| Error::Cache { path: path.to_path_buf(), reason: e.to_string() })?;
+        Ok(Checkpoint { db, path: path.to_path_buf() })
+    }
+
+    /// Opens the store, and if sled cannot open it (corrupt files, another
+    /// format), moves it aside and starts an empty one. It is only a cache.
+    pub fn open_or_reset(path: &Path, cache_capacity_bytes: u64) -> Result<Checkpoint> {
+        match Self::open(path, cache_capacity_bytes) {
+            Ok(store) => Ok(store),
+            Err(e) => {
+                tracing::warn!(error = %e, "the projection cache cannot be opened; rebuilding it from the journal");
+                let aside = path.with_extension("broken");
+                let _ = std::fs::remove_dir_all(&aside);
+                std::fs::rename(path, &aside).map_err(|e| Error::Io {
+                    op: "move aside",
+                    path: path.to_path_buf(),
+                    source: e,
+                })?;
+                Self::open(path, cache_capacity_bytes)
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cache_err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Cache { path: self.path.clone(), reason: e.to_string() }
+    }
+
+    /// The stored meta state, or `None` if there is none of this format.
+    pub fn load_meta(&self) -> Result<Option<Meta>> {
+        let Some(bytes) = self.db.get(META_KEY).map_err(|e| self.cache_err(e))? else { return Ok(None) };
+        let record: MetaRecord = codec::decode(&bytes).map_err(|e| self.cache_err(e))?;
+        Ok((record.format == CHECKPOINT_FORMAT).then_some(record.meta))
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionState>> {
+        let Some(bytes) = self.db.get(session_key(id)).map_err(|e| self.cache_err(e))? else {
+            return Ok(None);
+        };
+        codec::decode(&bytes).map(Some).map_err(|e| self.cache_err(e))
+    }
+
+    /// Every stored session, in id order.
+    pub fn sessions(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {
+        self.db.scan_prefix(SESSION_PREFIX).map(move |item| {
+            let (_, bytes) = item.map_err(|e| self.cache_err(e))?;
+            codec::decode(&bytes).map_err(|e| self.cache_err(e))
+        })
+    }
+
+    /// Writes `sessions` and `meta` in one atomic batch.
+    pub fn save<'a>(&self, meta: &Meta, sessions: impl Iterator<Item = &'a SessionState>) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut written = 0;
+        for s in sessions {
+            batch.insert(session_key(&s.session_id), codec::encode(s)?);
+            written += 1;
+        }
+        let record = MetaRecord { format: CHECKPOINT_FORMAT, meta: meta.clone() };
+        batch.insert(META_KEY, codec::encode(&record)?);
+        self.db.apply_batch(batch).map_err(|e| self.cache_err(e))?;
+        Ok(written)
+    }
+
+    /// Removes every record, for a rebuild from LSN 1.
+    pub fn clear(&self) -> Result<()> {
+        self.db.clear().map_err(|e| self.cache_err(e))
+    }
+
+    /// Makes what was saved durable in sled (on close; otherwise sled
+    /// flushes on its own, and losing a checkpoint only costs a replay).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(|e| self.cache_err(e))
+    }
+
+    /// Stores a gateway projection's state and the LSN it reflects, in one write.
+    pub fn save_blob(&self, name: &str, lsn: u64, state: Vec<u8>) -> Result<()> {
+        let mut key = BLOB_PREFIX.to_vec();
+        key.extend_from_slice(name.as_bytes());
+        let record = codec::encode(&BlobRecord { lsn, state })?;
+        self.db.insert(key, record).map(|_| ()).map_err(|e| self.cache_err(e))
+    }
+
+    /// A gateway projection's stored state and LSN.
+    pub fn load_blob(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let mut key = BLOB_PREFIX.to_vec();
+        key.extend_from_slice(name.as_bytes());
+        let Some(bytes) = self.db.get(key).map_err(|e| self.cache_err(e))? else { return Ok(None) };
+        let record: BlobRecord = codec::decode(&bytes).map_err(|e| self.cache_err(e))?;
+        Ok(Some((record.lsn, record.state)))
+    }
+}

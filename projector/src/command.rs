@@ -1,0 +1,281 @@
+//! What a gateway asks for, and what it is told back.
+//!
+//! The JSON form of a command (`{"cmd":"start","session_id":"s1",…}`) is the
+//! language of `bookend append` and `POST /v1/commands`; it is parsed here,
+//! once, so the CLI and the server hold no lifecycle logic.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::LifecycleError;
+use crate::event::{CloseReason, EndReason, Event};
+
+/// When sessions are due for an automatic reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetMode {
+    #[default]
+    None,
+    Idle,
+    Daily,
+    Both,
+}
+
+/// The reset policy `expire` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetPolicy {
+    pub mode: ResetMode,
+    /// Idle sessions end after this many minutes without activity.
+    pub idle_minutes: u64,
+    /// Daily resets happen at this hour (0–23) of the day…
+    pub daily_at_hour: u8,
+    /// …in this time zone, as an offset from UTC in minutes.
+    pub utc_offset_minutes: i32,
+}
+
+impl ResetPolicy {
+    pub fn idle(minutes: u64) -> ResetPolicy {
+        ResetPolicy { mode: ResetMode::Idle, idle_minutes: minutes, daily_at_hour: 4, utc_offset_minutes: 0 }
+    }
+
+    pub fn daily(at_hour: u8) -> ResetPolicy {
+        ResetPolicy { mode: ResetMode::Daily, idle_minutes: 0, daily_at_hour: at_hour, utc_offset_minutes: 0 }
+    }
+}
+
+/// What sessions a close does with active sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sessions {
+    /// End every active session (reason `shutdown` or `restart`).
+    End,
+    /// Leave them for the next epoch to resume (the reaper closes strays).
+    Keep,
+}
+
+/// The fields of a start command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Start {
+    /// Minted (UUIDv7) when absent.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    pub attrs: BTreeMap<String, String>,
+    /// Whether a start on a key with an active session supersedes it
+    /// (default) or is refused with `key_busy`.
+    #[serde(default = "yes")]
+    pub supersede: bool,
+}
+
+impl Default for Start {
+    fn default() -> Self {
+        Start {
+            session_id: None,
+            key: None,
+            platform: None,
+            user_id: None,
+            source: None,
+            parent_id: None,
+            attrs: BTreeMap::new(),
+            supersede: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn resume() -> String {
+    "resume".to_string()
+}
+
+/// A lifecycle command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    Start(Start),
+    Touch {
+        session_id: String,
+    },
+    Flush {
+        session_id: String,
+        marker: String,
+    },
+    End {
+        session_id: String,
+        reason: EndReason,
+    },
+    Reopen {
+        session_id: String,
+        #[serde(default = "resume")]
+        reason: String,
+    },
+    Expire {
+        #[serde(default)]
+        idle_minutes: Option<u64>,
+        #[serde(default)]
+        daily_at_hour: Option<u8>,
+        #[serde(default)]
+        utc_offset_minutes: Option<i32>,
+    },
+    Finalized {
+        session_id: String,
+    },
+    FinalizeFailed {
+        session_id: String,
+        error: String,
+    },
+    Reap {
+        ttl_ms: u64,
+    },
+    Close {
+        reason: CloseReason,
+        sessions: Sessions,
+    },
+}
+
+impl Command {
+    /// The reset policy of an `expire` command: idle if only `idle_minutes`
+    /// is given, daily if only `daily_at_hour`, both if both.
+    pub fn reset_policy(idle: Option<u64>, daily: Option<u8>, offset: Option<i32>) -> ResetPolicy {
+        let mode = match (idle, daily) {
+            (Some(_), Some(_)) => ResetMode::Both,
+            (Some(_), None) => ResetMode::Idle,
+            (None, Some(_)) => ResetMode::Daily,
+            (None, None) => ResetMode::None,
+        };
+        ResetPolicy {
+            mode,
+            idle_minutes: idle.unwrap_or(0),
+            daily_at_hour: daily.unwrap_or(0),
+            utc_offset_minutes: offset.unwrap_or(0),
+        }
+    }
+}
+
+/// A command line as `bookend append` reads it: a command plus an optional
+/// `at` (ms) that drives time in simulations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    pub command: Command,
+    pub at: Option<u64>,
+}
+
+/// Parses one JSON command object.
+pub fn parse_command(value: Value) -> Result<CommandLine, LifecycleError> {
+    let Value::Object(mut map) = value else {
+        return Err(LifecycleError::Invalid { reason: "a command must be a JSON object".into() });
+    };
+    let at = match map.remove("at") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(other) => {
+            return Err(LifecycleError::Invalid {
+                reason: format!("\"at\" must be milliseconds, not {other}"),
+            });
+        }
+    };
+    let cmd = map.get("cmd").and_then(Value::as_str).map(str::to_string);
+    let command = serde_json::from_value::<Command>(Value::Object(map)).map_err(|e| {
+        let reason = match cmd {
+            None => "missing \"cmd\" (start, touch, flush, end, reopen, expire, finalized, finalize_failed, reap, close)".to_string(),
+            Some(cmd) => format!("{cmd}: {e}"),
+        };
+        LifecycleError::Invalid { reason }
+    })?;
+    Ok(CommandLine { command, at })
+}
+
+/// What a command did. `lsn` is the LSN that answers it: the session's
+/// start for `start`, its end for `end`, the recorded marker for `flush`,
+/// the last event appended for `expire`/`reap`/`close`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ack {
+    pub lsn: Option<u64>,
+    /// The command had already been done; nothing was appended and `lsn`
+    /// is the original one.
+    pub duplicate: bool,
+    pub session_id: Option<String>,
+    /// For `end`: the reason that stands (the first writer's).
+    pub reason: Option<EndReason>,
+    /// The events appended for this command (empty for duplicates).
+    pub events: Vec<Event>,
+}
+
+impl Ack {
+    /// The JSON ack of `bookend append`: `{"ok":true,"lsn":N,…}`.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({"ok": true, "lsn": self.lsn});
+        if self.duplicate {
+            v["duplicate"] = json!(true);
+        }
+        if let Some(id) = &self.session_id {
+            v["session_id"] = json!(id);
+        }
+        if let Some(reason) = &self.reason {
+            v["reason"] = json!(reason.as_str());
+        }
+        if self.events.len() > 1 || (self.session_id.is_none() && !self.events.is_empty()) {
+            v["events"] = Value::Array(
+                self.events
+                    .iter()
+                    .map(|e| json!({"lsn": e.lsn, "type": e.body.type_name(), "session_id": e.body.session_id()}))
+                    .collect(),
+            );
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shapes() {
+        let lines = [
+            r#"{"cmd":"start","session_id":"s1","key":"telegram:42","platform":"telegram","user_id":"u1"}"#,
+            r#"{"cmd":"touch","session_id":"s1"}"#,
+            r#"{"cmd":"flush","session_id":"s1","marker":"memory"}"#,
+            r#"{"cmd":"end","session_id":"s1","reason":"manual_reset"}"#,
+            r#"{"cmd":"reopen","session_id":"s1","reason":"resume"}"#,
+            r#"{"cmd":"expire","idle_minutes":30}"#,
+            r#"{"cmd":"finalized","session_id":"s1"}"#,
+            r#"{"cmd":"finalize_failed","session_id":"s1","error":"..."}"#,
+            r#"{"cmd":"reap","ttl_ms":90000}"#,
+            r#"{"cmd":"close","reason":"shutdown","sessions":"end","at":5}"#,
+        ];
+        for line in lines {
+            let parsed = parse_command(serde_json::from_str(line).unwrap());
+            assert!(parsed.is_ok(), "{line}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_commands_and_fields() {
+        for bad in [
+            r#"{"cmd":"explode"}"#,
+            r#"{"session_id":"s1"}"#,
+            r#"{"cmd":"touch"}"#,
+            r#"[1]"#,
+            r#"{"cmd":"start","sesion_id":"x"}"#,
+        ] {
+            let parsed = parse_command(serde_json::from_str(bad).unwrap());
+            assert!(matches!(parsed, Err(LifecycleError::Invalid { .. })), "{bad}: {parsed:?}");
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The stored events of the session lifecycle, and their JSON form.
+//!
+//! Stored events are plain serde types encoded by the journal's codec
+//! (bincode's serde path: no `tag`, `flatten` or `skip`); the variant order
+//! of [`EventBody`] is part of the on-disk format and is frozen by golden
+//! tests. JSON is built separately ([`Event::to_json`]) with the `type`
+//! names consumers see: `session:start`, `session:end`, …
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value, json};
+
+/// Why a session span ended. Stable snake_case names; an unknown name
+/// round-trips as `Other`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndReason {
+    ManualReset,
+    IdleExpiry,
+    DailyReset,
+    Superseded,
+    Compression,
+    Switched,
+    Deleted,
+    Completed,
+    Shutdown,
+    Restart,
+    CrashRecovered,
+    Reaped,
+    Error,
+    Timeout,
+    Other(String),
+}
+
+const END_REASONS: [(EndReason, &str); 14] = [
+    (EndReason::ManualReset, "manual_reset"),
+    (EndReason::IdleExpiry, "idle_expiry"),
+    (EndReason::DailyReset, "daily_reset"),
+    (EndReason::Superseded, "superseded"),
+    (EndReason::Compression, "compression"),
+    (EndReason::Switched, "switched"),
+    (EndReason::Deleted, "deleted"),
+    (EndReason::Completed, "completed"),
+    (EndReason::Shutdown, "shutdown"),
+    (EndReason::Restart, "restart"),
+    (EndReason::CrashRecovered, "crash_recovered"),
+    (EndReason::Reaped, "reaped"),
+    (EndReason::Error, "error"),
+    (EndReason::Timeout, "timeout"),
+];
+
+impl EndReason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            EndReason::Other(s) => s,
+            known => END_REASONS.iter().find(|(r, _)| r == known).map_or("other", |(_, name)| name),
+        }
+    }
+
+    /// Parses a reason; names bookend does not know become `Other`.
+    pub fn parse(name: &str) -> EndReason {
+        END_REASONS
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map_or_else(|| EndReason::Other(name.to_string()), |(r, _)| r.clone())
+    }
+
+    /// Every reason bookend knows, for reports.
+    pub fn known() -> impl Iterator<Item = EndReason> {
+        END_REASONS.iter().map(|(r, _)| r.clone())
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// Stored (and shown) as its name, so an unknown reason written by a newer
+// gateway survives a round trip through an older bookend.
+impl Serialize for EndReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EndReason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(EndReason::parse(&String::deserialize(d)?))
+    }
+}
+
+/// Why the journal was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    Shutdown,
+    Restart,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Restart => "restart",
+        }
+    }
+
+    /// The end reason given to sessions ended by a close with this reason.
+    pub fn end_reason(self) -> EndReason {
+        match self {
+            CloseReason::Shutdown => EndReason::Shutdown,
+            CloseReason::Restart => EndReason::Restart,
+        }
+    }
+}
+
+/// What a close did with the sessions still active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionsOnClose {
+    /// Every active session was ended in the close batch.
+    Ended,
+    /// Active sessions were left open for the next epoch to resume.
+    Kept,
+}
+
+impl SessionsOnClose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionsOnClose::Ended => "ended",
+            SessionsOnClose::Kept => "kept",
+        }
+    }
+}
+
+/// The fields of `session:start`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StartFields {
+    pub session_id: String,
+    pub key: Option<String>,
+    pub platform: Option<String>,
+    pub user_id: Option<String>,
+    pub source: Option<String>,
+    pub parent_id: Option<String>,
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// What happened. The variant order is part of the on-disk format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    JournalOpen { epoch: u64, pid: u32, host: String, version: String },
+    JournalClose { epoch: u64, reason: CloseReason, sessions: SessionsOnClose },
+    SessionStart(StartFields),
+    SessionActivity { session_id: String, key: Option<String> },
+    SessionFlush { session_id: String, key: Option<String>, marker: String },
+    SessionExpiryFinalized { session_id: String, key: Option<String> },
+    SessionFinalizeFailed { session_id: String, key: Option<String>, attempt: u32, error: String },
+    SessionEnd { session_id: String, key: Option<String>, reason: EndReason, next_id: Option<String> },
+    SessionReopen { session_id: String, key: Option<String>, reason: String },
+}
+
+/// The stored form of one event: when, and what. The LSN is where the
+/// event sits in the journal, so it is not stored inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub at: u64,
+    pub body: EventBody,
+}
+
+/// An event as read back: its LSN, its wall-clock time (ms) and its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub lsn: u64,
+    pub at: u64,
+    pub body: EventBody,
+}
+
+impl EventBody {
+    /// The `type` name consumers see.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::JournalOpen { .. } => "journal:open",
+            EventBody::JournalClose { .. } => "journal:close",
+            EventBody::SessionStart(_) => "session:start",
+            EventBody::SessionActivity { .. } => "session:activity",
+            EventBody::SessionFlush { .. } => "session:flush",
+            EventBody::SessionExpiryFinalized { .. } => "session:expiry_finalized",
+            EventBody::SessionFinalizeFailed { .. } => "session:finalize_failed",
+            EventBody::SessionEnd { .. } => "session:end",
+            EventBody::SessionReopen { .. } => "session:reopen",
+        }
+    }
+
+    /// Every `type` name, for validating filters.
+    pub const TYPE_NAMES: [&'static str; 9] = [
+        "journal:open",
+        "journal:close",
+        "session:start",
+        "session:activity",
+        "session:flush",
+        "session:expiry_finalized",
+        "session:finalize_failed",
+        "session:end",
+        "session:reopen",
+    ];
+
+    /// The session the event is about, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            EventBody::JournalOpen { .. } | EventBody::JournalClose { .. } => None,
+            EventBody::SessionStart(s) => Some(&s.session_id),
+            EventBody::SessionActivity { session_id, .. }
+            | EventBody::SessionFlush { session_id, .. }
+            | EventBody::SessionExpiryFinalized { session_id, .. }
+            | EventBody::SessionFinalizeFailed { session_id, .. }
+            | EventBody::SessionEnd { session_id, .. }
+            | EventBody::SessionReopen { session_id, .. } => Some(session_id),
+        }
+    }
+
+    /// The session key the event carries, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            EventBody::JournalOpen { .. } | EventBody::JournalClose { .. } => None,
+            EventBody::SessionStart(s) => s.key.as_deref(),
+            EventBody::SessionActivity { key, .. }
+            | EventBody::SessionFlush { key, .. }
+            | EventBody::SessionExpiryFinalized { key, .. }
+            | EventBody::SessionFinalizeFailed { key, .. }
+            | EventBody::SessionEnd { key, .. }
+            | EventBody::SessionReopen { key, .. } => key.as_deref(),
+        }
+    }
+}
+
+impl Event {
+    /// The JSON form: `{"lsn":…,"at":…,"type":"session:end",…fields}`.
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("lsn".into(), json!(self.lsn));
+        map.insert("at".into(), json!(self.at));
+        map.insert("type".into(), json!(self.body.type_name()));
+        let fields = match &self.body {
+            EventBody::JournalOpen { epoch, pid, host, version } => {
+                json!({"epoch": epoch, "pid": pid, "host": host, "version": version})
+            }
+            EventBody::JournalClose { epoch, reason, sessions } => {
+                json!({"epoch": epoch, "reason": reason.as_str(), "sessions": sessions.as_str()})
+            }
+            EventBody::SessionStart(s) => json!({
+                "session_id": s.session_id, "key": s.key, "platform": s.platform, "user_id": s.user_id,
+                "source": s.source, "parent_id": s.parent_id, "attrs": s.attrs,
+            }),
+            EventBody::SessionActivity { session_id, key } => json!({"session_id": session_id, "key": key}),
+            EventBody::SessionFlush { session_id, key, marker } => {
+                json!({"session_id": session_id, "key": key, "marker": marker})
+            }
+            EventBody::SessionExpiryFinalized { session_id, key } => {
+                json!({"session_id": session_id, "key": key})
+            }
+            EventBody::SessionFinalizeFailed { session_id, key, attempt, error } => {
+                json!({"session_id": session_id, "key": key, "attempt": attempt, "error": error})
+            }
+            EventBody::SessionEnd { session_id, key, reason, next_id } => {
+                json!({"session_id": session_id, "key": key, "reason": reason.as_str(), "next_id": next_id})
+            }
+            EventBody::SessionReopen { session_id, key, reason } => {
+                json!({"session_id": session_id, "key": key, "reason": reason})
+            }
+        };
+        if let Value::Object(fields) = fields {
+            map.extend(fields);
+        }
+        Value::Object(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_reasons_round_trip_including_unknown_ones() {
+        for reason in EndReason::known() {
+            assert_eq!(EndReason::parse(reason.as_str()), reason);
+        }
+        let other = EndReason::parse("moved_to_cold_storage");
+        assert_eq!(other, EndReason::Other("moved_to_cold_storage".into()));
+        let bytes = bookend_journal::codec::encode(&other).unwrap();
+        assert_eq!(bookend_journal::codec::decode::<EndReason>(&bytes).unwrap(), other);
+        assert_eq!(serde_json::to_string(&EndReason::IdleExpiry).unwrap(), "\"idle_expiry\"");
+    }
+
+    #[test]
+    fn type_names_cover_every_variant() {
+        let body = EventBody::SessionEnd {
+            session_id: "s".into(),
+            key: None,
+            reason: EndReason::Reaped,
+            next_id: None,
+        };
+        assert!(EventBody::TYPE_NAMES.contains(&body.type_name()));
+        let json = Event { lsn: 9, at: 5, body }.to_json();
+        assert_eq!(json["type"], "session:end");
+        assert_eq!(json["reason"], "reaped");
+        assert_eq!(json["lsn"], 9);
+    }
+}

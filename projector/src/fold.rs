@@ -1,0 +1,93 @@
+//! Folding the journal into state: loading a checkpoint, replaying events,
+//! and listing sessions across memory and the checkpoint store.
+
+use std::collections::BTreeMap;
+
+use bookend_journal::Reader;
+
+use crate::error::Result;
+use crate::event::StoredEvent;
+use crate::lifecycle::{Lifecycle, Violation};
+use crate::session_journal::decode_event;
+use crate::state::{SessionState, SessionTable};
+
+/// While folding with a checkpoint store, save every this many events so a
+/// long replay does not hold every session it touched in memory.
+pub const FOLD_CHECKPOINT_EVERY_EVENTS: u64 = 100_000;
+
+/// Loads the checkpoint into `life` if there is a usable one for a journal
+/// whose last LSN is `journal_last`; otherwise empties the store so the
+/// caller folds from LSN 1. Returns whether a checkpoint was loaded.
+pub fn load_checkpoint(life: &mut Lifecycle, journal_last: u64) -> Result<bool> {
+    let Some(store) = life.cold.as_ref() else { return Ok(false) };
+    let reason = match store.load_meta() {
+        Ok(Some(meta)) if meta.last_lsn <= journal_last => {
+            let mut table = SessionTable::default();
+            match table.load_active(&meta, store) {
+                Ok(()) => {
+                    life.table = table;
+                    life.meta = meta;
+                    return Ok(true);
+                }
+                Err(e) => format!("its sessions cannot be read ({e})"),
+            }
+        }
+        Ok(Some(meta)) => {
+            format!("it is at LSN {} but the journal ends at LSN {journal_last}", meta.last_lsn)
+        }
+        Ok(None) if journal_last == 0 => String::new(),
+        Ok(None) => "there is none of this format".to_string(),
+        Err(e) => format!("it cannot be read ({e})"),
+    };
+    if !reason.is_empty() {
+        tracing::warn!(store = %store.path().display(), "rebuilding the projection from LSN 1: {reason}");
+    }
+    store.clear()?;
+    Ok(false)
+}
+
+/// Folds every event `reader` yields into `life`, reporting violations to
+/// `on_violation`. Returns the number of events folded.
+pub fn fold_journal(
+    life: &mut Lifecycle,
+    mut reader: Reader,
+    mut on_violation: impl FnMut(&Violation),
+) -> Result<u64> {
+    let mut folded = 0u64;
+    while let Some(frame) = reader.next_frame()? {
+        for (lsn, bytes) in frame.events() {
+            let event = decode_event(lsn, bytes)?;
+            let stored = StoredEvent { at: event.at, body: event.body };
+            for v in life.apply(lsn, &stored)? {
+                on_violation(&v);
+            }
+            folded += 1;
+        }
+        if folded % FOLD_CHECKPOINT_EVERY_EVENTS < u64::from(frame.count)
+            && folded >= FOLD_CHECKPOINT_EVERY_EVENTS
+            && let Some(store) = life.cold.as_ref()
+        {
+            // Everything a journal reader yields is durable, so saving it
+            // cannot put the store ahead of the journal.
+            store.save(&life.meta, life.table.dirty())?;
+            let keep = life.meta.active.clone();
+            life.table.checkpointed(&keep);
+        }
+    }
+    Ok(folded)
+}
+
+/// Every session, in id order: the checkpoint store overlaid with memory.
+pub fn all_sessions(life: &Lifecycle) -> Result<Vec<SessionState>> {
+    let mut all: BTreeMap<String, SessionState> = BTreeMap::new();
+    if let Some(store) = life.cold.as_ref() {
+        for s in store.sessions() {
+            let s = s?;
+            all.insert(s.session_id.clone(), s);
+        }
+    }
+    for s in life.table.hot() {
+        all.insert(s.session_id.clone(), s.clone());
+    }
+    Ok(all.into_values().collect())
+}

@@ -1,0 +1,620 @@
+//! `SessionJournal`: the one type a gateway holds.
+//!
+//! Commands are validated one at a time under a lock (so the rules always
+//! see the state every earlier command left), appended as one atomic batch,
+//! and folded into the state; the lock is released before waiting for
+//! durability, so concurrent callers share fsyncs. A command's answer is a
+//! [`Pending`]: `.await` it, or `.wait()` from sync code. Nothing is
+//! reported done before the journal has it under the promised durability.
+
+use std::future::{Future, IntoFuture};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bookend_journal::fs::{Fs, StdFs};
+use bookend_journal::{AppendTicket, Batch, Durability, Journal, JournalOptions, codec};
+
+use crate::checkpoint::{CACHE_CAPACITY_BYTES_DEFAULT, Checkpoint};
+use crate::command::{Ack, Command, ResetPolicy, Sessions, Start};
+use crate::error::{Error, Result};
+use crate::event::{CloseReason, EndReason, Event, EventBody, StoredEvent};
+use crate::fold;
+use crate::lifecycle::{Decision, Lifecycle, Rules};
+use crate::state::{Meta, SessionState};
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(ms: u64) -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicU64::new(ms)))
+    }
+
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What to do on open with sessions an unclean shutdown left active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnclean {
+    /// End them `crash_recovered` in the same batch as the new `journal:open`.
+    #[default]
+    End,
+    /// Leave them for the gateway to resume; the reaper closes strays.
+    Keep,
+}
+
+/// Where the sled checkpoint store lives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CheckpointStore {
+    /// `<journal dir>/projection`.
+    #[default]
+    InJournalDir,
+    At(PathBuf),
+    /// No store: every open folds the whole journal.
+    Disabled,
+}
+
+/// Default number of events between checkpoints.
+pub const CHECKPOINT_EVERY_EVENTS_DEFAULT: u64 = 50_000;
+/// Default longest time between checkpoints while events arrive.
+pub const CHECKPOINT_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);
+/// Longest a checkpoint waits for the journal to make its state durable.
+const CHECKPOINT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct SessionJournalOptions {
+    pub journal: JournalOptions,
+    pub rules: Rules,
+    pub on_unclean: OnUnclean,
+    /// Overrides the per-command durability (touch buffered, the rest durable).
+    pub durability: Option<Durability>,
+    pub checkpoint_store: CheckpointStore,
+    pub cache_capacity_bytes: u64,
+    pub checkpoint_every_events: u64,
+    pub checkpoint_interval: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for SessionJournalOptions {
+    fn default() -> Self {
+        SessionJournalOptions {
+            journal: JournalOptions::default(),
+            rules: Rules::default(),
+            on_unclean: OnUnclean::End,
+            durability: None,
+            checkpoint_store: CheckpointStore::InJournalDir,
+            cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
+            checkpoint_every_events: CHECKPOINT_EVERY_EVENTS_DEFAULT,
+            checkpoint_interval: CHECKPOINT_INTERVAL_DEFAULT,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// What open found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OpenReport {
+    /// The new epoch.
+    pub epoch: u64,
+    /// The previous epoch had no `journal:close`.
+    pub unclean: bool,
+    /// Sessions ended `crash_recovered` by this open.
+    pub crash_recovered: Vec<String>,
+    /// Whether state came from a checkpoint (else a fold from LSN 1).
+    pub from_checkpoint: bool,
+    /// Events folded on open (the tail after the checkpoint).
+    pub replayed_events: u64,
+    pub open_millis: u64,
+}
+
+struct Core {
+    life: Lifecycle,
+    events_since_checkpoint: u64,
+    last_checkpoint: Instant,
+}
+
+struct Inner {
+    journal: Journal,
+    core: Mutex<Core>,
+    options: SessionJournalOptions,
+    poison: Mutex<Option<String>>,
+    open_report: OpenReport,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The session journal a gateway holds. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct SessionJournal {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SessionJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionJournal").field("dir", &self.inner.journal.dir()).finish_non_exhaustive()
+    }
+}
+
+/// How long open waits for its `journal:open` batch to become durable.
+const OPEN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Encodes `bodies` (all at time `at`) as one batch and submits it.
+fn submit(journal: &Journal, bodies: &[EventBody], at: u64, durability: Durability) -> Result<AppendTicket> {
+    let mut batch = Batch::with_capacity(bodies.len() * 96);
+    for body in bodies {
+        batch.push(&StoredEvent { at, body: body.clone() })?;
+    }
+    Ok(journal.submit(batch, durability)?)
+}
+
+/// Folds a batch this process just appended. `decide` produced it, so it
+/// breaks no rule; a violation here is a bug in the rules.
+fn apply_appended(
+    life: &mut Lifecycle,
+    first_lsn: u64,
+    bodies: Vec<EventBody>,
+    at: u64,
+) -> Result<Vec<Event>> {
+    let mut events = Vec::with_capacity(bodies.len());
+    for (lsn, body) in (first_lsn..).zip(bodies) {
+        let stored = StoredEvent { at, body };
+        let violations = life.apply(lsn, &stored)?;
+        assert!(violations.is_empty(), "an accepted command broke a lifecycle rule: {violations:?}");
+        events.push(Event { lsn, at, body: stored.body });
+    }
+    Ok(events)
+}
+
+/// Saves the state once the journal has made it durable: the checkpoint
+/// never runs ahead of the journal.
+fn checkpoint(journal: &Journal, core: &mut Core) -> Result<()> {
+    let Some(store) = core.life.cold.as_ref() else { return Ok(()) };
+    let last = core.life.meta.last_lsn;
+    if !journal.wait_durable_blocking(last, CHECKPOINT_SYNC_TIMEOUT)? {
+        tracing::warn!(lsn = last, "the journal did not sync in time; checkpoint postponed");
+        return Ok(());
+    }
+    let written = store.save(&core.life.meta, core.life.table.dirty())?;
+    let keep = core.life.meta.active.clone();
+    core.life.table.checkpointed(&keep);
+    core.events_since_checkpoint = 0;
+    core.last_checkpoint = Instant::now();
+    tracing::debug!(lsn = last, sessions = written, "checkpoint saved");
+    Ok(())
+}
+
+fn begin_epoch(
+    journal: &Journal,
+    core: &mut Core,
+    options: &SessionJournalOptions,
+) -> Result<(u64, bool, Vec<String>)> {
+    let unclean = core.life.meta.epoch_open;
+    let end_active = options.on_unclean == OnUnclean::End;
+    let bodies = core.life.open_batch(
+        std::process::id(),
+        host_name(),
+        env!("CARGO_PKG_VERSION").to_string(),
+        end_active,
+    );
+    let ended: Vec<String> = bodies
+        .iter()
+        .filter(|b| matches!(b, EventBody::SessionEnd { .. }))
+        .filter_map(|b| b.session_id().map(str::to_string))
+        .collect();
+    if unclean {
+        let active = core.life.meta.active.len();
+        if end_active {
+            tracing::warn!(
+                sessions = active,
+                "the journal was not closed cleanly; ending its active sessions as crash_recovered"
+            );
+        } else {
+            tracing::warn!(
+                sessions = active,
+                "the journal was not closed cleanly; keeping its active sessions for the gateway to resume"
+            );
+        }
+    }
+    let at = options.clock.now_ms();
+    let ticket = submit(journal, &bodies, at, Durability::Durable)?;
+    let first = ticket.lsns().first_lsn;
+    drop(ticket);
+    apply_appended(&mut core.life, first, bodies, at)?;
+    if !journal.wait_durable_blocking(core.life.meta.last_lsn, OPEN_SYNC_TIMEOUT)? {
+        return Err(Error::Journal(bookend_journal::Error::Closed));
+    }
+    checkpoint(journal, core)?;
+    Ok((core.life.meta.epoch, unclean, ended))
+}
+
+impl SessionJournal {
+    /// Opens the session journal in `dir`: journal recovery, checkpoint load,
+    /// tail replay, and the new epoch's `journal:open` (ending the sessions an
+    /// unclean shutdown left active, unless `on_unclean` is `Keep`).
+    pub fn open(dir: impl AsRef<Path>, options: SessionJournalOptions) -> Result<SessionJournal> {
+        Self::open_with_fs(Arc::new(StdFs), dir, options)
+    }
+
+    pub fn open_with_fs(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        options: SessionJournalOptions,
+    ) -> Result<SessionJournal> {
+        let started = Instant::now();
+        let dir = dir.as_ref();
+        let journal = Journal::open_with_fs(fs, dir, options.journal.clone())?;
+        let store = match &options.checkpoint_store {
+            CheckpointStore::InJournalDir => {
+                Some(Checkpoint::open_or_reset(&dir.join("projection"), options.cache_capacity_bytes)?)
+            }
+            CheckpointStore::At(path) => Some(Checkpoint::open_or_reset(path, options.cache_capacity_bytes)?),
+            CheckpointStore::Disabled => None,
+        };
+        let mut life = Lifecycle { cold: store, ..Lifecycle::default() };
+        let from_checkpoint = fold::load_checkpoint(&mut life, journal.next_lsn() - 1)?;
+        let tail = journal.reader(life.meta.last_lsn + 1)?;
+        let replayed_events = fold::fold_journal(&mut life, tail, |v| {
+            tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in the journal: {}", v.message);
+        })?;
+        let mut core =
+            Core { life, events_since_checkpoint: replayed_events, last_checkpoint: Instant::now() };
+        let (epoch, unclean, crash_recovered) = begin_epoch(&journal, &mut core, &options)?;
+        let open_report = OpenReport {
+            epoch,
+            unclean,
+            crash_recovered,
+            from_checkpoint,
+            replayed_events,
+            open_millis: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            epoch,
+            from_checkpoint,
+            replayed_events,
+            open_ms = open_report.open_millis,
+            "session journal opened"
+        );
+        let inner = Inner { journal, core: Mutex::new(core), options, poison: Mutex::new(None), open_report };
+        Ok(SessionJournal { inner: Arc::new(inner) })
+    }
+
+    /// What open found and did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.open_report
+    }
+
+    /// The underlying journal (for readers, followers and stats).
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.inner.options.clock.now_ms()
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match lock(&self.inner.poison).clone() {
+            Some(cause) => Err(Error::Poisoned { cause }),
+            None => Ok(()),
+        }
+    }
+
+    fn durability_of(&self, command: &Command) -> Durability {
+        self.inner.options.durability.unwrap_or(match command {
+            Command::Touch { .. } => Durability::Buffered,
+            _ => Durability::Durable,
+        })
+    }
+
+    /// Validates and appends one command at time `at` (now when `None`).
+    /// The returned [`Pending`] completes once the command is durable.
+    pub fn execute(&self, mut command: Command, at: Option<u64>) -> Result<Pending<Ack>> {
+        self.check_poison()?;
+        let at = at.unwrap_or_else(|| self.now_ms());
+        if let Command::Start(start) = &mut command
+            && start.session_id.is_none()
+        {
+            start.session_id = Some(uuid::Uuid::now_v7().to_string());
+        }
+        let durability = self.durability_of(&command);
+        let mut core = lock(&self.inner.core);
+        let decision = core.life.decide(&command, at, &self.inner.options.rules)?;
+        let (events, answer, session_id, reason) = match decision {
+            Decision::Done(ack) => {
+                let wait = match ack.lsn {
+                    Some(lsn) if ack.duplicate => Wait::Durable(lsn),
+                    _ => Wait::Ready,
+                };
+                return Ok(Pending { value: ack, wait, owner: self.clone() });
+            }
+            Decision::Append { events, answer, session_id, reason } => (events, answer, session_id, reason),
+        };
+        let ticket = submit(&self.inner.journal, &events, at, durability).map_err(|e| self.poison_on(e))?;
+        let appended = apply_appended(&mut core.life, ticket.lsns().first_lsn, events, at)?;
+        let lsn = answer.and_then(|i| appended.get(i)).or(appended.last()).map(|e| e.lsn);
+        core.events_since_checkpoint += appended.len() as u64;
+        self.maybe_checkpoint(&mut core);
+        drop(core);
+        let ack = Ack { lsn, duplicate: false, session_id, reason, events: appended };
+        Ok(Pending { value: ack, wait: Wait::Ticket(ticket), owner: self.clone() })
+    }
+
+    /// Journal failures leave accepted state that may not be on disk:
+    /// refuse everything until reopened (which folds what is really there).
+    fn poison_on(&self, e: Error) -> Error {
+        if matches!(
+            e,
+            Error::Journal(bookend_journal::Error::Io { .. } | bookend_journal::Error::Poisoned { .. })
+        ) {
+            let mut poison = lock(&self.inner.poison);
+            if poison.is_none() {
+                *poison = Some(e.to_string());
+            }
+        }
+        e
+    }
+
+    fn maybe_checkpoint(&self, core: &mut Core) {
+        let o = &self.inner.options;
+        let due = core.events_since_checkpoint >= o.checkpoint_every_events
+            || (core.events_since_checkpoint > 0 && core.last_checkpoint.elapsed() >= o.checkpoint_interval);
+        if due && let Err(e) = checkpoint(&self.inner.journal, core) {
+            // The cache is only a cache: the journal has everything.
+            tracing::warn!(error = %e, "checkpoint failed; the next open replays more of the journal");
+        }
+    }
+
+    /// Saves a checkpoint now (for example before a planned restart).
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut core = lock(&self.inner.core);
+        checkpoint(&self.inner.journal, &mut core)
+    }
+
+    pub fn start(&self, start: Start) -> Result<Pending<Ack>> {
+        self.execute(Command::Start(start), None)
+    }
+
+    /// Records activity (coalesced per session, buffered durability).
+    pub fn touch(&self, session_id: &str) -> Result<Pending<Ack>> {
+        self.execute(Command::Touch { session_id: session_id.to_string() }, None)
+    }
+
+    pub fn mark_flushed(&self, session_id: &str, marker: &str) -> Result<Pending<Ack>> {
+        self.execute(Command::Flush { session_id: session_id.to_string(), marker: marker.to_string() }, None)
+    }
+
+    pub fn end(&self, session_id: &str, reason: EndReason) -> Result<Pending<Ack>> {
+        self.execute(Command::End { session_id: session_id.to_string(), reason }, None)
+    }
+
+    pub fn reopen(&self, session_id: &str, reason: &str) -> Result<Pending<Ack>> {
+        self.execute(Command::Reopen { session_id: session_id.to_string(), reason: reason.to_string() }, None)
+    }
+
+    /// Ends every session due under `policy` at time `now`, in one batch.
+    pub fn expire(&self, now: u64, policy: ResetPolicy) -> Result<Pending<Ack>> {
+        use crate::command::ResetMode;
+        let idle = matches!(policy.mode, ResetMode::Idle | ResetMode::Both).then_some(policy.idle_minutes);
+        let daily = matches!(policy.mode, ResetMode::Daily | ResetMode::Both).then_some(policy.daily_at_hour);
+        let command = Command::Expire {
+            idle_minutes: idle,
+            daily_at_hour: daily,
+            utc_offset_minutes: Some(policy.utc_offset_minutes),
+        };
+        self.execute(command, Some(now))
+    }
+
+    pub fn finalized(&self, session_id: &str) -> Result<Pending<Ack>> {
+        self.execute(Command::Finalized { session_id: session_id.to_string() }, None)
+    }
+
+    pub fn finalize_failed(&self, session_id: &str, error: &str) -> Result<Pending<Ack>> {
+        self.execute(
+            Command::FinalizeFailed { session_id: session_id.to_string(), error: error.to_string() },
+            None,
+        )
+    }
+
+    /// Ends every active session with no activity for `ttl_ms` before `now`.
+    pub fn reap(&self, now: u64, ttl_ms: u64) -> Result<Pending<Ack>> {
+        self.execute(Command::Reap { ttl_ms }, Some(now))
+    }
+
+    /// The shutdown drain: one batch that ends (or keeps) every active
+    /// session and closes the epoch, then a checkpoint, then the journal
+    /// stops. Bounded: one append, one fsync, one checkpoint.
+    pub fn close(&self, reason: CloseReason, sessions: Sessions) -> Result<Ack> {
+        let pending = self.execute(Command::Close { reason, sessions }, None)?;
+        let last = pending.value.lsn.unwrap_or(0);
+        if !self.inner.journal.wait_durable_blocking(last, OPEN_SYNC_TIMEOUT)? {
+            return Err(Error::Journal(bookend_journal::Error::Closed));
+        }
+        let ack = pending.value;
+        {
+            let mut core = lock(&self.inner.core);
+            checkpoint(&self.inner.journal, &mut core)?;
+            if let Some(store) = core.life.cold.as_ref() {
+                store.flush()?;
+            }
+        }
+        self.inner.journal.close()?;
+        Ok(ack)
+    }
+
+    // ---- queries (state as accepted; see docs/lifecycle.md) ----
+
+    pub fn get(&self, session_id: &str) -> Result<Option<SessionState>> {
+        let core = lock(&self.inner.core);
+        Ok(core.life.table.get(session_id, core.life.cold.as_ref())?.map(|c| c.into_owned()))
+    }
+
+    pub fn active_by_key(&self, key: &str) -> Result<Option<SessionState>> {
+        let core = lock(&self.inner.core);
+        let Some(id) = core.life.table.active_on_key(key) else { return Ok(None) };
+        Ok(core.life.table.get(id, core.life.cold.as_ref())?.map(|c| c.into_owned()))
+    }
+
+    pub fn active(&self) -> Vec<SessionState> {
+        lock(&self.inner.core).life.active_sessions().cloned().collect()
+    }
+
+    /// Every session, in id order (reads the whole checkpoint store).
+    pub fn all_sessions(&self) -> Result<Vec<SessionState>> {
+        let core = lock(&self.inner.core);
+        fold::all_sessions(&core.life)
+    }
+
+    pub fn ended_by_reason(&self, reason: &EndReason) -> Result<Vec<SessionState>> {
+        Ok(self
+            .all_sessions()?
+            .into_iter()
+            .filter(|s| !s.active && s.end_reason.as_ref() == Some(reason))
+            .collect())
+    }
+
+    /// Sessions ended by expiry (idle or daily) whose finalization has not
+    /// succeeded and still has attempts left.
+    pub fn pending_finalization(&self) -> Result<Vec<SessionState>> {
+        let core = lock(&self.inner.core);
+        let max = self.inner.options.rules.finalize_attempts_max;
+        let mut out = Vec::new();
+        for id in &core.life.meta.awaiting_finalization {
+            if let Some(s) = core.life.table.get(id, core.life.cold.as_ref())?
+                && s.finalize_attempts < max
+                && s.expiry_finalized_lsn.is_none()
+            {
+                out.push(s.into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ended sessions that have no flush marker `marker`.
+    pub fn pending_flush(&self, marker: &str) -> Result<Vec<SessionState>> {
+        Ok(self
+            .all_sessions()?
+            .into_iter()
+            .filter(|s| !s.active && !s.flush_markers.contains_key(marker))
+            .collect())
+    }
+
+    /// The folded journal-wide state.
+    pub fn meta(&self) -> Meta {
+        lock(&self.inner.core).life.meta.clone()
+    }
+}
+
+enum Wait {
+    Ready,
+    Ticket(AppendTicket),
+    /// A duplicate: wait until the original LSN is durable.
+    Durable(u64),
+}
+
+/// A command accepted, on its way to disk. `.await` it, or `.wait()` from
+/// sync code (not from inside an async task).
+pub struct Pending<T> {
+    value: T,
+    wait: Wait,
+    owner: SessionJournal,
+}
+
+impl<T> Pending<T> {
+    /// The answer, before it is durable (for pipelining: do not report it
+    /// to anyone until `wait` or `.await` returns).
+    pub fn peek(&self) -> &T {
+        &self.value
+    }
+
+    /// Blocks until the command is durable.
+    pub fn wait(self) -> Result<T> {
+        match self.wait {
+            Wait::Ready => {}
+            Wait::Ticket(ticket) => {
+                ticket.wait().map_err(|e| self.owner.poison_on(e.into()))?;
+            }
+            Wait::Durable(lsn) => {
+                if !self.owner.inner.journal.wait_durable_blocking(lsn, OPEN_SYNC_TIMEOUT)? {
+                    return Err(Error::Journal(bookend_journal::Error::Closed));
+                }
+            }
+        }
+        Ok(self.value)
+    }
+}
+
+impl<T: Send + 'static> IntoFuture for Pending<T> {
+    type Output = Result<T>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.wait {
+                Wait::Ready => {}
+                Wait::Ticket(ticket) => {
+                    ticket.await.map_err(|e| self.owner.poison_on(e.into()))?;
+                }
+                Wait::Durable(lsn) => {
+                    if self.owner.inner.journal.durable_lsn() < lsn {
+                        self.owner.inner.journal.sync().await?;
+                    }
+                }
+            }
+            Ok(self.value)
+        })
+    }
+}
+
+/// Decodes one stored event.
+pub fn decode_event(lsn: u64, bytes: &[u8]) -> Result<Event> {
+    let stored: StoredEvent =
+        codec::decode(bytes).map_err(|e| Error::Decode { lsn, reason: e.to_string() })?;
+    Ok(Event { lsn, at: stored.at, body: stored.body })
+}

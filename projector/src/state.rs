@@ -1,0 +1,145 @@
+//! The folded session state: one record per session, the journal-wide
+//! meta state, and the table that holds sessions in memory (active ones and
+//! those changed since the last checkpoint) with the rest in the sled cache.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpoint;
+use crate::error::Result;
+use crate::event::EndReason;
+
+/// Everything bookend knows about one session, folded from its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub session_id: String,
+    pub key: Option<String>,
+    pub platform: Option<String>,
+    pub user_id: Option<String>,
+    pub source: Option<String>,
+    pub parent_id: Option<String>,
+    pub attrs: BTreeMap<String, String>,
+    pub start_lsn: u64,
+    pub started_at: u64,
+    /// Whether the current span is open.
+    pub active: bool,
+    /// Spans opened so far (the start and every reopen).
+    pub spans: u32,
+    /// Time of the last start, reopen or recorded activity.
+    pub last_activity_at: u64,
+    /// The last end: when, at which LSN, why, and the session that replaced it.
+    pub ended_at: Option<u64>,
+    pub end_lsn: Option<u64>,
+    pub end_reason: Option<EndReason>,
+    pub next_id: Option<String>,
+    /// Flush markers recorded, with the LSN that recorded each.
+    pub flush_markers: BTreeMap<String, u64>,
+    /// LSN of `session:expiry_finalized`, once recorded.
+    pub expiry_finalized_lsn: Option<u64>,
+    pub finalize_attempts: u32,
+    pub last_finalize_error: Option<String>,
+}
+
+/// Journal-wide state folded alongside the sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Meta {
+    /// The last LSN folded into this state.
+    pub last_lsn: u64,
+    /// The epoch of the last `journal:open`.
+    pub epoch: u64,
+    /// A `journal:open` with no `journal:close` after it.
+    pub epoch_open: bool,
+    /// Ids of active sessions.
+    pub active: BTreeSet<String>,
+    /// Ended by expiry (idle or daily) and not yet finalized or reopened.
+    pub awaiting_finalization: BTreeSet<String>,
+    pub sessions_total: u64,
+    pub spans_total: u64,
+    /// Ends by reason name.
+    pub ends_by_reason: BTreeMap<String, u64>,
+}
+
+/// The sessions. Active sessions and every session changed since the last
+/// checkpoint live in memory; the rest are read from the checkpoint store on
+/// demand, so history does not have to fit in RAM.
+#[derive(Debug, Default)]
+pub struct SessionTable {
+    hot: BTreeMap<String, SessionState>,
+    dirty: BTreeSet<String>,
+    /// Active session id by key.
+    by_key: BTreeMap<String, String>,
+}
+
+impl SessionTable {
+    /// Looks a session up in memory, then in `cold`.
+    pub fn get<'a>(&'a self, id: &str, cold: Option<&Checkpoint>) -> Result<Option<Cow<'a, SessionState>>> {
+        if let Some(s) = self.hot.get(id) {
+            return Ok(Some(Cow::Borrowed(s)));
+        }
+        match cold {
+            Some(store) => Ok(store.session(id)?.map(Cow::Owned)),
+            None => Ok(None),
+        }
+    }
+
+    /// A session to change, brought into memory and marked dirty.
+    pub fn get_mut(&mut self, id: &str, cold: Option<&Checkpoint>) -> Result<Option<&mut SessionState>> {
+        if !self.hot.contains_key(id) {
+            let Some(s) = cold.map(|c| c.session(id)).transpose()?.flatten() else { return Ok(None) };
+            self.hot.insert(id.to_string(), s);
+        }
+        self.dirty.insert(id.to_string());
+        Ok(self.hot.get_mut(id))
+    }
+
+    pub fn insert(&mut self, session: SessionState) {
+        self.dirty.insert(session.session_id.clone());
+        self.hot.insert(session.session_id.clone(), session);
+    }
+
+    /// The active session on `key`, if any.
+    pub fn active_on_key(&self, key: &str) -> Option<&str> {
+        self.by_key.get(key).map(String::as_str)
+    }
+
+    pub fn set_key_owner(&mut self, key: &str, id: &str) {
+        self.by_key.insert(key.to_string(), id.to_string());
+    }
+
+    pub fn release_key(&mut self, key: &str, id: &str) {
+        if self.by_key.get(key).is_some_and(|owner| owner == id) {
+            self.by_key.remove(key);
+        }
+    }
+
+    /// Sessions in memory (all of them when there is no checkpoint store).
+    pub fn hot(&self) -> impl Iterator<Item = &SessionState> {
+        self.hot.values()
+    }
+
+    /// Sessions changed since the last checkpoint.
+    pub fn dirty(&self) -> impl Iterator<Item = &SessionState> {
+        self.dirty.iter().filter_map(|id| self.hot.get(id))
+    }
+
+    /// After a checkpoint: nothing is dirty, and ended sessions leave memory.
+    pub fn checkpointed(&mut self, keep: &BTreeSet<String>) {
+        self.dirty.clear();
+        self.hot.retain(|id, s| s.active || keep.contains(id));
+    }
+
+    /// Loads the active sessions (and the key index) after a checkpoint load.
+    pub fn load_active(&mut self, meta: &Meta, cold: &Checkpoint) -> Result<()> {
+        for id in &meta.active {
+            if let Some(s) = cold.session(id)? {
+                if let Some(key) = &s.key {
+                    self.by_key.insert(key.clone(), id.clone());
+                }
+                self.hot.insert(id.clone(), s);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Auditing a journal: `verify` checks every frame and every lifecycle
+//! invariant; `rebuild_and_compare` folds from LSN 1 and compares the result
+//! with checkpoint + tail, byte for byte. Both fold in memory, so they run
+//! while a writer appends (verify) or need only the checkpoint store (replay).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bookend_journal::fs::Fs;
+use bookend_journal::{Reader, TornTail, codec};
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::fold;
+use crate::lifecycle::{Lifecycle, Violation};
+
+/// Violations listed in a report at most (the count is always exact).
+pub const VIOLATIONS_LISTED_MAX: usize = 1000;
+/// Open session ids listed in a report at most.
+pub const OPEN_SESSIONS_LISTED_MAX: usize = 100;
+
+/// Where the journal is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptionReport {
+    pub segment: PathBuf,
+    pub offset: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub segments: usize,
+    pub frames: u64,
+    pub events: u64,
+    pub sessions: u64,
+    pub spans: u64,
+    pub ends: u64,
+    pub ends_by_reason: BTreeMap<String, u64>,
+    pub open_sessions: u64,
+    pub open_session_ids: Vec<String>,
+    pub epoch: u64,
+    /// The last epoch has no `journal:close` (a writer is running, or crashed).
+    pub epoch_open: bool,
+    pub violations_total: u64,
+    pub violations: Vec<Violation>,
+    pub torn_tail: Option<TornTail>,
+    pub corruption: Option<CorruptionReport>,
+}
+
+impl VerifyReport {
+    /// 0 clean, 1 lifecycle violation, 2 corruption.
+    pub fn exit_code(&self) -> i32 {
+        if self.corruption.is_some() {
+            2
+        } else if self.violations_total > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Checks the journal in `dir`: every frame (CRC, LSN continuity, headers)
+/// and every lifecycle invariant. `progress` is told each event's LSN.
+pub fn verify(fs: Arc<dyn Fs>, dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    match bookend_journal::check(fs.clone(), dir) {
+        Ok(check) => {
+            report.segments = check.segments;
+            report.frames = check.frames_checked;
+            report.torn_tail = check.torn_tail;
+        }
+        Err(bookend_journal::Error::Corruption { segment, offset, reason }) => {
+            report.corruption = Some(CorruptionReport { segment, offset, reason });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut life = Lifecycle::default();
+    let reader = Reader::open_with_fs(fs, dir, 1);
+    let folded = fold::fold_journal(&mut life, reader, |v| {
+        report.violations_total += 1;
+        if report.violations.len() < VIOLATIONS_LISTED_MAX {
+            report.violations.push(v.clone());
+        }
+        progress(v.lsn);
+    });
+    match folded {
+        Ok(events) => report.events = events,
+        // The frame check already located the damage; the fold stops there.
+        Err(Error::Journal(bookend_journal::Error::Corruption { .. })) if report.corruption.is_some() => {
+            report.events = life.meta.last_lsn;
+        }
+        Err(e) => return Err(e),
+    }
+    progress(life.meta.last_lsn);
+    let meta = &life.meta;
+    report.sessions = meta.sessions_total;
+    report.spans = meta.spans_total;
+    report.ends_by_reason = meta.ends_by_reason.clone();
+    report.ends = meta.ends_by_reason.values().sum();
+    report.open_sessions = meta.active.len() as u64;
+    report.open_session_ids = meta.active.iter().take(OPEN_SESSIONS_LISTED_MAX).cloned().collect();
+    report.epoch = meta.epoch;
+    report.epoch_open = meta.epoch_open;
+    Ok(report)
+}
+
+/// The outcome of folding from LSN 1 and comparing with the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// LSN the checkpoint store was at.
+    pub checkpoint_lsn: Option<u64>,
+    /// LSN both folds reached.
+    pub last_lsn: u64,
+    pub sessions: usize,
+    pub identical: bool,
+    /// The first differences found, in words.
+    pub differences: Vec<String>,
+}
+
+/// Encoded meta state, and every encoded session by id.
+type CanonicalState = (Vec<u8>, BTreeMap<String, Vec<u8>>);
+
+/// The canonical bytes of a folded state: meta then every session in id order.
+fn canonical(life: &Lifecycle) -> Result<CanonicalState> {
+    let meta = codec::encode(&life.meta)?;
+    let mut sessions = BTreeMap::new();
+    for s in fold::all_sessions(life)? {
+        sessions.insert(s.session_id.clone(), codec::encode(&s)?);
+    }
+    Ok((meta, sessions))
+}
+
+/// Folds the journal in `dir` from LSN 1 in memory, folds the checkpoint at
+/// `checkpoint` plus the journal's tail, and compares them byte for byte.
+/// Needs the checkpoint store to itself (no writer running).
+pub fn rebuild_and_compare(
+    fs: Arc<dyn Fs>,
+    dir: &Path,
+    checkpoint: &Path,
+    cache_bytes: u64,
+) -> Result<ReplayReport> {
+    let mut rebuilt = Lifecycle::default();
+    fold::fold_journal(&mut rebuilt, Reader::open_with_fs(fs.clone(), dir, 1), |_| {})?;
+    let store = Checkpoint::open(checkpoint, cache_bytes)?;
+    let checkpoint_lsn = store.load_meta()?.map(|m| m.last_lsn);
+    let mut resumed = Lifecycle { cold: Some(store), ..Lifecycle::default() };
+    let loaded = resumed.cold.as_ref().map(|s| s.load_meta()).transpose()?.flatten();
+    if let (Some(meta), Some(store)) = (loaded, resumed.cold.as_ref())
+        && meta.last_lsn <= rebuilt.meta.last_lsn
+    {
+        resumed.table.load_active(&meta, store)?;
+        resumed.meta = meta;
+    }
+    // The tail is folded with a read-only view: nothing is saved to the store.
+    let tail_reader = Reader::open_with_fs(fs, dir, resumed.meta.last_lsn + 1);
+    fold_without_saving(&mut resumed, tail_reader)?;
+    let (meta_a, sessions_a) = canonical(&rebuilt)?;
+    let (meta_b, sessions_b) = canonical(&resumed)?;
+    let mut differences = Vec::new();
+    if meta_a != meta_b {
+        differences.push(format!(
+            "journal-wide state differs: rebuilt {:?} vs checkpoint {:?}",
+            rebuilt.meta, resumed.meta
+        ));
+    }
+    for (id, bytes) in &sessions_a {
+        match sessions_b.get(id) {
+            Some(other) if other == bytes => {}
+            Some(_) => differences.push(format!("session {id:?} differs")),
+            None => differences.push(format!("session {id:?} is missing from the checkpoint")),
+        }
+    }
+    for id in sessions_b.keys().filter(|id| !sessions_a.contains_key(*id)) {
+        differences.push(format!("session {id:?} is in the checkpoint but not in the journal"));
+    }
+    differences.truncate(20);
+    Ok(ReplayReport {
+        checkpoint_lsn,
+        last_lsn: rebuilt.meta.last_lsn,
+        sessions: sessions_a.len(),
+        identical: differences.is_empty(),
+        differences,
+    })
+}
+
+fn fold_without_saving(life: &mut Lifecycle, mut reader: Reader) -> Result<()> {
+    while let Some(frame) = reader.next_frame()? {
+        for (lsn, bytes) in frame.events() {
+            let event = crate::session_journal::decode_event(lsn, bytes)?;
+            life.apply(lsn, &crate::event::StoredEvent { at: event.at, body: event.body })?;
+        }
+    }
+    Ok(())
+}
