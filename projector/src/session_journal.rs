@@ -566,6 +566,12 @@ pub struct Pending<T> {
     owner: SessionJournal,
 }
 
+impl<T: std::fmt::Debug> std::fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("value", &self.value).finish_non_exhaustive()
+    }
+}
+
 impl<T> Pending<T> {
     /// The answer, before it is durable (for pipelining: do not report it
     /// to anyone until `wait` or `.await` returns).
