@@ -22,6 +22,9 @@ pub const CHECKPOINT_FORMAT: u32 = 1;
 /// Default sled page cache: the store is a cache, so keep it small.
 pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
 
+/// How long opening waits for another owner of the store to let go.
+const LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 const META_KEY: &[u8] = b"meta";
 const SESSION_PREFIX: &[u8] = b"s/";
 const BLOB_PREFIX: &[u8] = b"p/";
@@ -53,6 +56,10 @@ impl std::fmt::Debug for Checkpoint {
     }
 }
 
+fn is_lock_conflict(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 fn session_key(id: &str) -> Vec<u8> {
     let mut key = SESSION_PREFIX.to_vec();
     key.extend_from_slice(id.as_bytes());
@@ -63,12 +70,21 @@ impl Checkpoint {
     /// Opens (creating) the store at `path` with a page cache of
     /// `cache_capacity_bytes`.
     pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Checkpoint> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_capacity_bytes)
-            .open()
-            .map_err(|e| Error::Cache { path: path.to_path_buf(), reason: e.to_string() })?;
-        Ok(Checkpoint { db, path: path.to_path_buf() })
+        // sled releases its file lock when its background threads finish,
+        // a moment after the previous owner in this process dropped it.
+        let deadline = std::time::Instant::now() + LOCK_WAIT_MAX;
+        loop {
+            match sled::Config::new().path(path).cache_capacity(cache_capacity_bytes).open() {
+                Ok(db) => return Ok(Checkpoint { db, path: path.to_path_buf() }),
+                Err(e) if is_lock_conflict(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) if is_lock_conflict(&e) => {
+                    return Err(Error::CacheLocked { path: path.to_path_buf() });
+                }
+                Err(e) => return Err(Error::Cache { path: path.to_path_buf(), reason: e.to_string() }),
+            }
+        }
     }
 
     /// Opens the store, and if sled cannot open it (corrupt files, another
@@ -76,6 +92,7 @@ impl Checkpoint {
     pub fn open_or_reset(path: &Path, cache_capacity_bytes: u64) -> Result<Checkpoint> {
         match Self::open(path, cache_capacity_bytes) {
             Ok(store) => Ok(store),
+            Err(e @ Error::CacheLocked { .. }) => Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "the projection cache cannot be opened; rebuilding it from the journal");
                 let aside = path.with_extension("broken");

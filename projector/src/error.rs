@@ -60,6 +60,11 @@ pub enum Error {
     /// The sled projection cache failed; it can be rebuilt from the journal.
     #[error("projection cache {path}: {reason}")]
     Cache { path: std::path::PathBuf, reason: String },
+    /// Another process has the projection cache open.
+    #[error(
+        "projection cache {path} is in use by another process; stop the writer (bookend serve or append) first"
+    )]
+    CacheLocked { path: std::path::PathBuf },
     /// An event in the journal could not be decoded.
     #[error("event at LSN {lsn} cannot be decoded: {reason}")]
     Decode { lsn: u64, reason: String },
@@ -90,6 +95,7 @@ impl Error {
             Error::Journal(bookend_journal::Error::Poisoned { .. }) | Error::Poisoned { .. } => "poisoned",
             Error::Journal(_) => "journal",
             Error::Cache { .. } => "cache",
+            Error::CacheLocked { .. } => "cache_locked",
             Error::Decode { .. } => "decode",
             Error::InvalidConsumer { .. } => "invalid_consumer",
             Error::Io { .. } => "io",

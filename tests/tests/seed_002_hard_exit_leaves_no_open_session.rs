@@ -70,8 +70,5 @@ fn sessions_of_a_killed_gateway_are_all_ended_on_the_next_open() {
     assert!(audit.corruption.is_none());
     let recovered = audit.ends_by_reason.get("crash_recovered").copied().unwrap_or(0);
     assert!(recovered >= kills as u64, "each kill left at least one session to recover ({recovered})");
-    eprintln!(
-        "{kills} kills, {} sessions, {} ended crash_recovered, 0 leaked",
-        audit.sessions, recovered
-    );
+    eprintln!("{kills} kills, {} sessions, {} ended crash_recovered, 0 leaked", audit.sessions, recovered);
 }
