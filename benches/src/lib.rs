@@ -56,9 +56,15 @@ pub fn write_history(dir: &std::path::Path, events: u64) {
     for n in 0..(events.saturating_sub(1) / 2) {
         let session_id = format!("0190f5c2-7a1b-7c3d-9e8f-{n:012x}");
         let key = Some(format!("telegram:{}", n % 10_000));
-        let start = StartFields { session_id: session_id.clone(), key: key.clone(), ..StartFields::default() };
+        let start =
+            StartFields { session_id: session_id.clone(), key: key.clone(), ..StartFields::default() };
         batch.push(&StoredEvent { at: at + n, body: EventBody::SessionStart(start) }).expect("encode");
-        let end = EventBody::SessionEnd { session_id, key, reason: bookend_projector::EndReason::Completed, next_id: None };
+        let end = EventBody::SessionEnd {
+            session_id,
+            key,
+            reason: bookend_projector::EndReason::Completed,
+            next_id: None,
+        };
         batch.push(&StoredEvent { at: at + n, body: end }).expect("encode");
         if batch.len() >= 10_000 {
             let full = std::mem::replace(&mut batch, Batch::with_capacity(1 << 20));
