@@ -1,42 +1,193 @@
-//! The `bookend` command line. Until the CLI issue lands it offers one
-//! command, `demo`, which writes a small journal and checks it.
+//! The `bookend` command line. Thin: it parses arguments, calls the
+//! projector and the journal, and prints. No format or lifecycle logic lives
+//! here.
+
+mod append;
+mod demo;
+mod inspect;
+mod output;
+mod tail;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use bookend_journal::{Batch, Durability, Journal, JournalOptions};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => demo(dir_arg(&args)?),
-        _ => bail!("usage: bookend demo --dir DIR"),
-    }
+const EXAMPLES: &str = "\
+Examples:
+  bookend demo --dir ./bookend-demo
+  echo '{\"cmd\":\"start\",\"session_id\":\"s1\",\"key\":\"telegram:42\"}' | bookend append --dir ./j
+  bookend tail --dir ./j --follow --consumer memory-hooks --type session:end
+  bookend sessions --dir ./j --active
+  bookend verify --dir ./j --json";
+
+#[derive(Parser)]
+#[command(name = "bookend", version, about = "An event-sourced session journal for chat and agent gateways.")]
+#[command(after_help = EXAMPLES)]
+struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn dir_arg(args: &[String]) -> Result<PathBuf> {
-    let at = args.iter().position(|a| a == "--dir").context("missing --dir DIR")?;
-    args.get(at + 1).map(PathBuf::from).context("--dir needs a directory")
+#[derive(Args, Clone)]
+struct DirArg {
+    /// The journal directory.
+    #[arg(long)]
+    dir: PathBuf,
 }
 
-fn demo(dir: PathBuf) -> Result<()> {
-    let journal = Journal::open(&dir, JournalOptions::default())
-        .with_context(|| format!("opening the journal in {}", dir.display()))?;
-    let first = journal.next_lsn();
-    for i in 0..100u32 {
-        let batch = Batch::of(&("demo", i))?;
-        journal.append_blocking(batch, Durability::Durable)?;
+#[derive(Copy, Clone, ValueEnum)]
+enum DurabilityArg {
+    /// Acknowledge after fdatasync.
+    Durable,
+    /// Acknowledge after write; fsynced by the next durable append or a timer.
+    Buffered,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum OnUncleanArg {
+    /// End sessions a crash left active (`crash_recovered`).
+    End,
+    /// Keep them for the gateway to resume.
+    Keep,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read JSON commands from stdin, one a line; write one JSON ack a line, in order.
+    #[command(
+        after_help = "Example:\n  printf '%s\\n' '{\"cmd\":\"start\",\"session_id\":\"s1\",\"key\":\"k\"}' \\\n    '{\"cmd\":\"end\",\"session_id\":\"s1\",\"reason\":\"manual_reset\"}' | bookend append --dir ./j"
+    )]
+    Append {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Durability of every command (default: touch buffered, the rest durable).
+        #[arg(long, value_enum)]
+        durability: Option<DurabilityArg>,
+        /// What to do with sessions an unclean shutdown left active.
+        #[arg(long, value_enum, default_value = "end")]
+        on_unclean: OnUncleanArg,
+    },
+    /// Print events as JSON lines.
+    #[command(
+        after_help = "Examples:\n  bookend tail --dir ./j --from 100\n  bookend tail --dir ./j --follow --consumer dashboard --type session:start,session:end"
+    )]
+    Tail {
+        #[command(flatten)]
+        dir: DirArg,
+        /// First LSN to print.
+        #[arg(long, default_value_t = 1, conflicts_with = "consumer")]
+        from: u64,
+        /// Keep waiting for new events (stop with Ctrl-C or SIGTERM).
+        #[arg(long)]
+        follow: bool,
+        /// Resume from, and acknowledge, this durable consumer's cursor.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Only these event types (comma separated), e.g. session:end.
+        #[arg(long = "type", value_delimiter = ',')]
+        types: Vec<String>,
+    },
+    /// Show the session table folded from the journal.
+    #[command(
+        after_help = "Examples:\n  bookend sessions --dir ./j --active\n  bookend sessions --dir ./j --key telegram:42 --json"
+    )]
+    Sessions {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Only active sessions.
+        #[arg(long)]
+        active: bool,
+        /// Only sessions on this key.
+        #[arg(long)]
+        key: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every frame and every lifecycle invariant (exit 0 clean, 1 violation, 2 corruption).
+    #[command(after_help = "Example:\n  bookend verify --dir ./j --json")]
+    Verify {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Truncate a torn tail, or move a corrupt suffix into quarantine files (never deletes bytes).
+    #[command(after_help = "Example:\n  bookend repair --dir ./j")]
+    Repair {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Rebuild the projection from LSN 1 and compare it with the stored checkpoint.
+    #[command(after_help = "Example:\n  bookend replay --dir ./j")]
+    Replay {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Segments, bytes, events, sessions by state, consumers and their lag.
+    #[command(after_help = "Example:\n  bookend stats --dir ./j")]
+    Stats {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a simulated gateway (resets, expiry, a kill -9 crash, a restart) on a fresh journal, then verify.
+    #[command(after_help = "Example:\n  bookend demo --dir ./bookend-demo")]
+    Demo {
+        /// Where to create the demo journal (a previous demo there is replaced).
+        #[arg(long, default_value = "./bookend-demo")]
+        dir: PathBuf,
+    },
+    /// (internal) The gateway process the demo kills.
+    #[command(hide = true)]
+    DemoChild {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOOKEND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Append { dir, durability, on_unclean } => append::run(&dir.dir, durability, on_unclean),
+        Command::Tail { dir, from, follow, consumer, types } => {
+            tail::run(&dir.dir, from, follow, consumer, types)
+        }
+        Command::Sessions { dir, active, key, json } => inspect::sessions(&dir.dir, active, key, json),
+        Command::Verify { dir, json } => inspect::verify(&dir.dir, json),
+        Command::Repair { dir } => inspect::repair(&dir.dir),
+        Command::Replay { dir } => inspect::replay(&dir.dir),
+        Command::Stats { dir, json } => inspect::stats(&dir.dir, json),
+        Command::Demo { dir } => demo::run(&dir),
+        Command::DemoChild { dir } => demo::child(&dir.dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => output::report_error(&e),
     }
-    journal.close()?;
-    drop(journal);
-    let report = bookend_journal::check(std::sync::Arc::new(bookend_journal::fs::StdFs), &dir)?;
-    println!(
-        "journal {}: appended LSNs {first}..{}; check found {} events in {} segments, no corruption",
-        dir.display(),
-        report.next_lsn - 1,
-        report.events_checked,
-        report.segments
-    );
-    println!("(the session lifecycle demo arrives with the CLI issue)");
-    Ok(())
 }

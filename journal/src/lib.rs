@@ -57,3 +57,28 @@ use std::sync::Arc;
 pub fn check(fs: Arc<dyn fs::Fs>, dir: &Path) -> Result<RecoveryReport> {
     Ok(recovery::recover(&*fs, dir, ScanMode::Full, recovery::Apply::ReadOnly)?.report)
 }
+
+/// One segment file, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentFile {
+    pub path: std::path::PathBuf,
+    pub first_lsn: u64,
+    pub bytes: u64,
+}
+
+/// The segment files of the journal in `dir`, in LSN order, with their
+/// sizes (a misnamed `.wal` file is reported as corruption).
+pub fn segment_files(fs: &dyn fs::Fs, dir: &Path) -> Result<Vec<SegmentFile>> {
+    segment::list_segments(fs, dir)?
+        .into_iter()
+        .map(|s| {
+            let file = fs.open_read(&s.path).map_err(|e| Error::Io {
+                op: "open",
+                path: s.path.clone(),
+                source: e,
+            })?;
+            let bytes = file.size().map_err(|e| Error::Io { op: "stat", path: s.path.clone(), source: e })?;
+            Ok(SegmentFile { path: s.path, first_lsn: s.first_lsn, bytes })
+        })
+        .collect()
+}

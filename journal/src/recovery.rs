@@ -261,8 +261,13 @@ pub struct RepairReport {
 /// Makes the journal in `dir` openable again: every corrupt suffix is moved
 /// into `.quarantine` files beside the segments (whole segments are renamed),
 /// a torn tail is truncated as on open, and no byte is deleted.
-/// Must not run while a writer holds the journal.
+/// Takes the writer lock, so it refuses to run while a writer is open.
 pub fn repair(fs: &dyn Fs, dir: &Path) -> Result<RepairReport> {
+    let lock_path = dir.join(crate::format::LOCK_FILE_NAME);
+    let _lock = match fs.try_lock(&lock_path, std::process::id()).ctx("lock", &lock_path)? {
+        crate::fs::LockOutcome::Acquired(guard) => guard,
+        crate::fs::LockOutcome::HeldBy(pid) => return Err(Error::Locked { dir: dir.to_path_buf(), pid }),
+    };
     let mut report = RepairReport::default();
     // Each round quarantines at least one file or suffix, so the number of
     // rounds is bounded by the number of files.

@@ -91,3 +91,11 @@ pub fn all_sessions(life: &Lifecycle) -> Result<Vec<SessionState>> {
     }
     Ok(all.into_values().collect())
 }
+
+/// Folds the whole journal in `dir` in memory (no checkpoint store): what
+/// read-only tools use, safe while a writer appends.
+pub fn fold_dir(fs: std::sync::Arc<dyn bookend_journal::fs::Fs>, dir: &std::path::Path) -> Result<Lifecycle> {
+    let mut life = Lifecycle::default();
+    fold_journal(&mut life, Reader::open_with_fs(fs, dir, 1), |_| {})?;
+    Ok(life)
+}

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod command;
+pub mod consumer;
 mod error;
 pub mod event;
 pub mod fold;
@@ -15,6 +16,7 @@ pub mod state;
 pub mod verify;
 
 pub use command::{Ack, Command, CommandLine, ResetMode, ResetPolicy, Sessions, Start, parse_command};
+pub use consumer::{ConsumerCursor, Subscription, list_consumers, validate_consumer_name};
 pub use error::{Error, LifecycleError, Result};
 pub use event::{CloseReason, EndReason, Event, EventBody, SessionsOnClose, StartFields, StoredEvent};
 pub use session_journal::{

@@ -488,6 +488,17 @@ impl SessionJournal {
         Ok(ack)
     }
 
+    /// Subscribes as the named consumer: events after its cursor, from
+    /// disk then live, durable only.
+    pub fn subscribe(&self, name: &str) -> Result<crate::consumer::Subscription> {
+        crate::consumer::Subscription::named(&self.inner.journal, name)
+    }
+
+    /// Subscribes anonymously from `from_lsn` (nothing is remembered).
+    pub fn subscribe_from(&self, from_lsn: u64) -> Result<crate::consumer::Subscription> {
+        crate::consumer::Subscription::from_lsn(&self.inner.journal, from_lsn)
+    }
+
     // ---- queries (state as accepted; see docs/lifecycle.md) ----
 
     pub fn get(&self, session_id: &str) -> Result<Option<SessionState>> {

@@ -1,0 +1,299 @@
+//! The read-only and maintenance commands: `sessions`, `verify`, `stats`
+//! (fold the journal in memory; safe while a writer runs), `repair` and
+//! `replay` (need the journal to themselves).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bookend_journal::fs::{Fs, StdFs};
+use bookend_projector::checkpoint::CACHE_CAPACITY_BYTES_DEFAULT;
+use bookend_projector::fold::{all_sessions, fold_dir};
+use bookend_projector::verify::{VerifyReport, rebuild_and_compare};
+use bookend_projector::{SessionState, list_consumers};
+use serde_json::{Value, json};
+
+use crate::output::{progress, require_journal_dir, time};
+
+fn fs() -> Arc<dyn Fs> {
+    Arc::new(StdFs)
+}
+
+fn session_json(s: &SessionState) -> Value {
+    json!({
+        "session_id": s.session_id,
+        "key": s.key,
+        "platform": s.platform,
+        "user_id": s.user_id,
+        "source": s.source,
+        "parent_id": s.parent_id,
+        "active": s.active,
+        "started_at": s.started_at,
+        "ended_at": s.ended_at,
+        "end_reason": s.end_reason.as_ref().map(|r| r.as_str()),
+        "next_id": s.next_id,
+        "last_activity_at": s.last_activity_at,
+        "expiry_finalized": s.expiry_finalized_lsn.is_some(),
+        "finalize_attempts": s.finalize_attempts,
+        "flush_markers": s.flush_markers.keys().collect::<Vec<_>>(),
+        "spans": s.spans,
+        "start_lsn": s.start_lsn,
+        "end_lsn": s.end_lsn,
+    })
+}
+
+pub fn sessions(dir: &Path, active: bool, key: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
+    require_journal_dir(dir)?;
+    let life = fold_dir(fs(), dir).context("folding the journal")?;
+    let rows: Vec<SessionState> = all_sessions(&life)?
+        .into_iter()
+        .filter(|s| !active || s.active)
+        .filter(|s| key.as_ref().is_none_or(|k| s.key.as_ref() == Some(k)))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        for s in &rows {
+            writeln!(out, "{}", session_json(s))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<38} {:<20} {:<10} {:<8} {:<19} {:<19} {:<16} {:>5}",
+        "SESSION", "KEY", "PLATFORM", "STATE", "STARTED (UTC)", "ENDED (UTC)", "END REASON", "SPANS"
+    )?;
+    for s in &rows {
+        writeln!(
+            out,
+            "{:<38} {:<20} {:<10} {:<8} {:<19} {:<19} {:<16} {:>5}",
+            s.session_id,
+            s.key.as_deref().unwrap_or("-"),
+            s.platform.as_deref().unwrap_or("-"),
+            if s.active { "active" } else { "ended" },
+            time(s.started_at),
+            s.ended_at.map_or_else(|| "-".to_string(), time),
+            s.end_reason.as_ref().map_or("-", |r| r.as_str()),
+            s.spans
+        )?;
+    }
+    writeln!(out, "{} sessions ({} active)", rows.len(), rows.iter().filter(|s| s.active).count())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify_report_json(r: &VerifyReport) -> Value {
+    json!({
+        "clean": r.exit_code() == 0,
+        "segments": r.segments,
+        "frames": r.frames,
+        "events": r.events,
+        "sessions": r.sessions,
+        "spans": r.spans,
+        "ends": r.ends,
+        "ends_by_reason": r.ends_by_reason,
+        "open_sessions": r.open_sessions,
+        "open_session_ids": r.open_session_ids,
+        "epoch": r.epoch,
+        "epoch_open": r.epoch_open,
+        "violations_total": r.violations_total,
+        "violations": r.violations.iter().map(|v| json!({"lsn": v.lsn, "session_id": v.session_id, "message": v.message})).collect::<Vec<_>>(),
+        "torn_tail": r.torn_tail.as_ref().map(|t| json!({"segment": t.segment, "offset": t.offset, "bytes": t.bytes, "reason": t.reason})),
+        "corruption": r.corruption.as_ref().map(|c| json!({"segment": c.segment, "offset": c.offset, "reason": c.reason})),
+    })
+}
+
+/// The human report of `verify`.
+pub fn print_verify_report(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "journal: {} segments, {} frames, {} events, epoch {}{}",
+        r.segments,
+        r.frames,
+        r.events,
+        r.epoch,
+        if r.epoch_open { " (open: a writer is running or crashed)" } else { " (closed)" }
+    )?;
+    writeln!(
+        out,
+        "sessions: {}, spans: {}, ends: {}, open: {}",
+        r.sessions, r.spans, r.ends, r.open_sessions
+    )?;
+    for (reason, n) in &r.ends_by_reason {
+        writeln!(out, "  ended {reason}: {n}")?;
+    }
+    if r.open_sessions > 0 {
+        let shown = r.open_session_ids.join(", ");
+        writeln!(
+            out,
+            "  open sessions: {shown}{}",
+            if r.open_sessions as usize > r.open_session_ids.len() { ", …" } else { "" }
+        )?;
+    }
+    if let Some(t) = &r.torn_tail {
+        writeln!(
+            out,
+            "torn tail: {} bytes at offset {} of {} ({}); the next writer truncates it, nothing acknowledged is in it",
+            t.bytes,
+            t.offset,
+            t.segment.display(),
+            t.reason
+        )?;
+    }
+    for v in &r.violations {
+        writeln!(
+            out,
+            "VIOLATION at LSN {}{}: {}",
+            v.lsn,
+            v.session_id.as_ref().map(|s| format!(" (session {s})")).unwrap_or_default(),
+            v.message
+        )?;
+    }
+    if let Some(c) = &r.corruption {
+        writeln!(out, "CORRUPTION in {} at byte offset {}: {}", c.segment.display(), c.offset, c.reason)?;
+        writeln!(
+            out,
+            "  run `bookend repair --dir …` (with no writer running) to move the damaged suffix into quarantine"
+        )?;
+    }
+    match r.exit_code() {
+        0 => writeln!(out, "OK: every frame checks out and every lifecycle invariant holds"),
+        1 => writeln!(out, "FAILED: {} lifecycle violation(s)", r.violations_total),
+        _ => writeln!(out, "FAILED: the journal is corrupt"),
+    }
+}
+
+pub fn verify(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    require_journal_dir(dir)?;
+    let bar = progress("verifying");
+    let report = bookend_projector::verify::verify(fs(), dir, |lsn| bar.set_position(lsn))?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{}", verify_report_json(&report))?;
+    } else {
+        print_verify_report(&mut out, &report)?;
+    }
+    Ok(ExitCode::from(report.exit_code() as u8))
+}
+
+pub fn repair(dir: &Path) -> anyhow::Result<ExitCode> {
+    require_journal_dir(dir)?;
+    let report = bookend_journal::repair(&StdFs, dir).context("repairing the journal")?;
+    let mut out = std::io::stdout().lock();
+    if let Some(t) = &report.torn_tail {
+        writeln!(
+            out,
+            "truncated a torn tail of {} bytes at offset {} of {}",
+            t.bytes,
+            t.offset,
+            t.segment.display()
+        )?;
+        if let Some(saved) = &t.saved_to {
+            writeln!(out, "  the bytes are saved in {}", saved.display())?;
+        }
+    }
+    for q in &report.quarantined {
+        writeln!(out, "quarantined {}", q.display())?;
+    }
+    if report.torn_tail.is_none() && report.quarantined.is_empty() {
+        writeln!(out, "nothing to repair")?;
+    }
+    writeln!(out, "the journal opens again; the next LSN is {}", report.next_lsn)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn replay(dir: &Path) -> anyhow::Result<ExitCode> {
+    require_journal_dir(dir)?;
+    let store = dir.join("projection");
+    if !store.exists() {
+        anyhow::bail!(
+            "{} has no checkpoint store to compare with (it is written by the first writer to open the journal)",
+            dir.display()
+        );
+    }
+    let bar = progress("replaying");
+    let report = rebuild_and_compare(fs(), dir, &store, CACHE_CAPACITY_BYTES_DEFAULT)?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "rebuilt {} sessions from LSN 1 to {}; checkpoint at LSN {}",
+        report.sessions,
+        report.last_lsn,
+        report.checkpoint_lsn.map_or_else(|| "none".into(), |l| l.to_string())
+    )?;
+    if report.identical {
+        writeln!(out, "OK: checkpoint + tail is byte-identical to the rebuild")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for d in &report.differences {
+            writeln!(out, "DIFFERENCE: {d}")?;
+        }
+        writeln!(
+            out,
+            "FAILED: the checkpoint differs; delete {} and the next open rebuilds it",
+            store.display()
+        )?;
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    require_journal_dir(dir)?;
+    let segments = bookend_journal::segment_files(&StdFs, dir)?;
+    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    let life = fold_dir(fs(), dir).context("folding the journal")?;
+    let last_lsn = life.meta.last_lsn;
+    let active = life.meta.active.len() as u64;
+    let ended = life.meta.sessions_total - active;
+    let consumers: Vec<Value> = list_consumers(dir)?
+        .into_iter()
+        .map(|(name, acked)| json!({"name": name, "acked_lsn": acked, "lag": last_lsn.saturating_sub(acked)}))
+        .collect();
+    let stats = json!({
+        "segments": segments.len(),
+        "bytes": bytes,
+        "events": last_lsn,
+        "epoch": life.meta.epoch,
+        "epoch_open": life.meta.epoch_open,
+        "sessions": {"total": life.meta.sessions_total, "active": active, "ended": ended,
+                     "awaiting_finalization": life.meta.awaiting_finalization.len()},
+        "ends_by_reason": life.meta.ends_by_reason,
+        "consumers": consumers,
+    });
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{stats}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "segments: {} ({} bytes)", segments.len(), bytes)?;
+    writeln!(
+        out,
+        "events: {last_lsn} (epoch {}{})",
+        life.meta.epoch,
+        if life.meta.epoch_open { ", open" } else { ", closed" }
+    )?;
+    writeln!(
+        out,
+        "sessions: {} total, {active} active, {ended} ended, {} awaiting finalization",
+        life.meta.sessions_total,
+        life.meta.awaiting_finalization.len()
+    )?;
+    for (reason, n) in &life.meta.ends_by_reason {
+        writeln!(out, "  ended {reason}: {n}")?;
+    }
+    if consumers.is_empty() {
+        writeln!(out, "consumers: none")?;
+    }
+    for c in &consumers {
+        writeln!(
+            out,
+            "consumer {}: acked LSN {}, lag {} events",
+            c["name"].as_str().unwrap_or("?"),
+            c["acked_lsn"],
+            c["lag"]
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

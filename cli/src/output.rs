@@ -1,0 +1,82 @@
+//! Printing: error messages people can act on, JSON lines, progress bars
+//! only when stderr is a terminal.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+/// Exit code for a damaged journal (as `verify` uses it).
+pub const EXIT_CORRUPTION: u8 = 2;
+
+/// Prints `error: …` with the cause chain and a hint; corruption exits 2.
+pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    let corrupt = e.chain().any(|c| {
+        matches!(c.downcast_ref::<bookend_journal::Error>(), Some(bookend_journal::Error::Corruption { .. }))
+            || matches!(
+                c.downcast_ref::<bookend_projector::Error>(),
+                Some(bookend_projector::Error::Journal(bookend_journal::Error::Corruption { .. }))
+            )
+    });
+    if corrupt { ExitCode::from(EXIT_CORRUPTION) } else { ExitCode::FAILURE }
+}
+
+/// The JSON error ack of `bookend append`.
+pub fn error_ack(line: u64, kind: &str, message: &str) -> Value {
+    json!({"ok": false, "line": line, "error": {"kind": kind, "message": message}})
+}
+
+/// Refuses to treat a missing directory as an empty journal.
+pub fn require_journal_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        anyhow::bail!("no journal at {}: the directory does not exist (check --dir)", dir.display());
+    }
+    Ok(())
+}
+
+/// A spinner counting LSNs on stderr when it is a terminal; hidden otherwise.
+pub fn progress(message: &'static str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    let style = indicatif::ProgressStyle::with_template("{spinner} {msg}: LSN {pos} ({per_sec})")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Milliseconds since the epoch as an RFC 3339-ish UTC time for tables.
+pub fn time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(super::time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::time(1_763_719_200_000), "2025-11-21 10:00:00");
+    }
+}
