@@ -184,25 +184,77 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// Encodes `bodies` (all at time `at`) as one batch and submits it.
-fn submit(journal: &Journal, bodies: &[EventBody], at: u64, durability: Durability) -> Result<AppendTicket> {
-    let mut batch = Batch::with_capacity(bodies.len() * 96);
+/// Events appended for one command, in the order they were submitted.
+struct Submitted {
+    /// One ticket per batch; tickets complete in LSN order, so the last one
+    /// completing means every batch is acknowledged.
+    tickets: Vec<AppendTicket>,
+    /// The first LSN of each batch and how many events it holds.
+    batches: Vec<(u64, usize)>,
+}
+
+/// Encodes `bodies` (all at time `at`) and submits them: as one atomic batch
+/// when they fit in one frame, else as consecutive batches that each fit.
+/// Every event is encoded and checked before anything is submitted, so a
+/// command is never half appended because one of its events is too large.
+fn submit(
+    journal: &Journal,
+    bodies: &[EventBody],
+    at: u64,
+    durability: Durability,
+    record_max: usize,
+) -> Result<Submitted> {
+    let mut encoded = Vec::with_capacity(bodies.len());
     for body in bodies {
-        batch.push(&StoredEvent { at, body: body.clone() })?;
+        let bytes = codec::encode(&StoredEvent { at, body: body.clone() })?;
+        let frame_len = bookend_journal::format::FRAME_HEADER_SIZE
+            + bookend_journal::format::EVENT_PREFIX_SIZE
+            + bytes.len();
+        if frame_len > record_max {
+            return Err(bookend_journal::Error::RecordTooLarge { size: frame_len, max: record_max }.into());
+        }
+        encoded.push(bytes);
     }
-    Ok(journal.submit(batch, durability)?)
+    let mut submitted = Submitted { tickets: Vec::new(), batches: Vec::new() };
+    let mut batch = Batch::with_capacity(encoded.iter().map(|e| e.len() + 4).sum::<usize>().min(record_max));
+    for bytes in &encoded {
+        let would_be = batch.frame_len() + bookend_journal::format::EVENT_PREFIX_SIZE + bytes.len();
+        if !batch.is_empty()
+            && (would_be > record_max || batch.len() >= bookend_journal::format::BATCH_EVENTS_MAX)
+        {
+            let full = std::mem::replace(&mut batch, Batch::with_capacity(record_max.min(1 << 20)));
+            submit_one(journal, full, durability, &mut submitted)?;
+        }
+        batch.push_encoded(bytes)?;
+    }
+    submit_one(journal, batch, durability, &mut submitted)?;
+    Ok(submitted)
+}
+
+fn submit_one(
+    journal: &Journal,
+    batch: Batch,
+    durability: Durability,
+    submitted: &mut Submitted,
+) -> Result<()> {
+    let count = batch.len();
+    let ticket = journal.submit(batch, durability)?;
+    submitted.batches.push((ticket.lsns().first_lsn, count));
+    submitted.tickets.push(ticket);
+    Ok(())
 }
 
 /// Folds a batch this process just appended. `decide` produced it, so it
 /// breaks no rule; a violation here is a bug in the rules.
 fn apply_appended(
     life: &mut Lifecycle,
-    first_lsn: u64,
+    submitted: &Submitted,
     bodies: Vec<EventBody>,
     at: u64,
 ) -> Result<Vec<Event>> {
+    let lsns = submitted.batches.iter().flat_map(|&(first, count)| first..first + count as u64);
     let mut events = Vec::with_capacity(bodies.len());
-    for (lsn, body) in (first_lsn..).zip(bodies) {
+    for (lsn, body) in lsns.zip(bodies) {
         let stored = StoredEvent { at, body };
         let violations = life.apply(lsn, &stored)?;
         assert!(violations.is_empty(), "an accepted command broke a lifecycle rule: {violations:?}");
@@ -262,10 +314,8 @@ fn begin_epoch(
         }
     }
     let at = options.clock.now_ms();
-    let ticket = submit(journal, &bodies, at, Durability::Durable)?;
-    let first = ticket.lsns().first_lsn;
-    drop(ticket);
-    apply_appended(&mut core.life, first, bodies, at)?;
+    let submitted = submit(journal, &bodies, at, Durability::Durable, options.journal.record_size_max_bytes)?;
+    apply_appended(&mut core.life, &submitted, bodies, at)?;
     if !journal.wait_durable_blocking(core.life.meta.last_lsn, OPEN_SYNC_TIMEOUT)? {
         return Err(Error::Journal(bookend_journal::Error::Closed));
     }
@@ -376,14 +426,17 @@ impl SessionJournal {
             }
             Decision::Append { events, answer, session_id, reason } => (events, answer, session_id, reason),
         };
-        let ticket = submit(&self.inner.journal, &events, at, durability).map_err(|e| self.poison_on(e))?;
-        let appended = apply_appended(&mut core.life, ticket.lsns().first_lsn, events, at)?;
+        let record_max = self.inner.options.journal.record_size_max_bytes;
+        let mut submitted = submit(&self.inner.journal, &events, at, durability, record_max)
+            .map_err(|e| self.poison_on(e))?;
+        let appended = apply_appended(&mut core.life, &submitted, events, at)?;
         let lsn = answer.and_then(|i| appended.get(i)).or(appended.last()).map(|e| e.lsn);
         core.events_since_checkpoint += appended.len() as u64;
         self.maybe_checkpoint(&mut core);
         drop(core);
         let ack = Ack { lsn, duplicate: false, session_id, reason, events: appended };
-        Ok(Pending { value: ack, wait: Wait::Ticket(ticket), owner: self.clone() })
+        let last = submitted.tickets.pop().ok_or(Error::Journal(bookend_journal::Error::EmptyBatch))?;
+        Ok(Pending { value: ack, wait: Wait::Ticket(last), owner: self.clone() })
     }
 
     /// Journal failures leave accepted state that may not be on disk:

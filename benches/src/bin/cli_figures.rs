@@ -1,0 +1,162 @@
+//! Figures for the consumers and the command line, measured on a real disk:
+//! `bookend verify` on a 1M-event journal, pipelined durable `bookend
+//! append`, `tail --follow` latency across processes, catch-up read rate,
+//! and append throughput with and without a stalled consumer.
+//!
+//!     cargo build --release -p bookend-cli
+//!     cargo run --release -p bookend-benches --bin cli_figures
+//!
+//! `BOOKEND_BIN` overrides the path of the `bookend` binary;
+//! `BOOKEND_BENCH_EVENTS` the size of the verify/catch-up journal.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bookend_benches::{bench_dir, write_history};
+use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions, Start, Subscription};
+
+fn bookend_bin() -> PathBuf {
+    std::env::var_os("BOOKEND_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/bookend"))
+}
+
+fn events() -> u64 {
+    std::env::var("BOOKEND_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
+
+fn verify_speed(dir: &Path, n: u64) {
+    let started = Instant::now();
+    let out =
+        Command::new(bookend_bin()).args(["verify", "--dir"]).arg(dir).output().expect("run bookend verify");
+    let elapsed = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    println!(
+        "bookend verify, {n} events: {elapsed:.2?} ({:.2} M events/s)",
+        n as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
+
+fn catch_up_rate(dir: &Path, n: u64) {
+    let started = Instant::now();
+    let mut sub = Subscription::from_lsn_in_dir(dir, 1);
+    let mut read = 0u64;
+    while sub.try_next().expect("read").is_some() {
+        read += 1;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "subscription catch-up, {read} events: {elapsed:.2?} ({:.2} M events/s decoded)",
+        read as f64 / elapsed.as_secs_f64() / 1e6
+    );
+    let started = Instant::now();
+    let out = Command::new(bookend_bin())
+        .args(["tail", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("tail");
+    assert!(out.success());
+    let elapsed = started.elapsed();
+    println!(
+        "bookend tail > /dev/null, {n} events: {elapsed:.2?} ({:.2} M events/s as JSON)",
+        n as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
+
+fn pipelined_append(commands: usize) {
+    let dir = bench_dir("cli-append");
+    let input: String = (0..commands)
+        .map(|i| format!("{{\"cmd\":\"start\",\"session_id\":\"s{i}\",\"key\":\"telegram:{i}\",\"platform\":\"telegram\"}}\n"))
+        .collect();
+    let mut child = Command::new(bookend_bin())
+        .args(["append", "--durability", "durable", "--dir"])
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn append");
+    let started = Instant::now();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("feed");
+    drop(stdin);
+    assert!(child.wait().expect("append").success());
+    let elapsed = started.elapsed();
+    println!(
+        "bookend append --durability durable, {commands} starts: {elapsed:.2?} ({:.0} events/s, includes open and close)",
+        commands as f64 / elapsed.as_secs_f64()
+    );
+}
+
+fn follow_latency(samples: usize) {
+    let dir = bench_dir("cli-follow");
+    let journal = SessionJournal::open(&dir, SessionJournalOptions::default()).expect("open");
+    let mut tail = Command::new(bookend_bin())
+        .args(["tail", "--follow", "--type", "session:start", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn tail");
+    let mut lines = BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        std::thread::sleep(Duration::from_millis(7));
+        let start = Start { session_id: Some(format!("s{i}")), ..Start::default() };
+        journal.start(start).expect("start").wait().expect("durable");
+        let acked = Instant::now();
+        lines.next().expect("tail line").expect("read");
+        latencies.push(acked.elapsed());
+    }
+    let _ = tail.kill();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "tail --follow latency (durable ack → line printed by another process), {samples} samples: p50 {:.2?}, p99 {:.2?}",
+        pct(0.5),
+        pct(0.99)
+    );
+    journal.close(CloseReason::Shutdown, Sessions::End).expect("close");
+}
+
+fn appends_per_second(stalled: bool) -> f64 {
+    let dir = bench_dir(if stalled { "stalled-on" } else { "stalled-off" });
+    let journal = SessionJournal::open(&dir, SessionJournalOptions::default()).expect("open");
+    let _stalled = stalled.then(|| journal.subscribe("stalled").expect("subscribe"));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let threads: Vec<_> = (0..64)
+        .map(|t| {
+            let journal = journal.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let start = Start { session_id: Some(format!("t{t}-{n}")), ..Start::default() };
+                    journal.start(start).expect("start").wait().expect("durable");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    journal.close(CloseReason::Shutdown, Sessions::End).expect("close");
+    total as f64 / 3.0
+}
+
+fn main() {
+    assert!(bookend_bin().exists(), "build it first: cargo build --release -p bookend-cli");
+    let n = events();
+    let dir = bench_dir("cli-history");
+    write_history(&dir, n);
+    verify_speed(&dir, n);
+    catch_up_rate(&dir, n);
+    pipelined_append(200_000);
+    follow_latency(200);
+    let free = appends_per_second(false);
+    let stalled = appends_per_second(true);
+    println!(
+        "durable starts/s from 64 threads: {free:.0} without a consumer, {stalled:.0} with a stalled one (ratio {:.2})",
+        stalled / free
+    );
+}
