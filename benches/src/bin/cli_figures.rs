@@ -110,6 +110,7 @@ fn follow_latency(samples: usize) {
         latencies.push(acked.elapsed());
     }
     let _ = tail.kill();
+    let _ = tail.wait();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
