@@ -121,32 +121,56 @@ fn follow_latency(samples: usize) {
     journal.close(CloseReason::Shutdown, Sessions::End).expect("close");
 }
 
-fn appends_per_second(stalled: bool) -> f64 {
-    let dir = bench_dir(if stalled { "stalled-on" } else { "stalled-off" });
-    let journal = SessionJournal::open(&dir, SessionJournalOptions::default()).expect("open");
-    let _stalled = stalled.then(|| journal.subscribe("stalled").expect("subscribe"));
-    let deadline = Instant::now() + Duration::from_secs(3);
+/// Durable starts/s from 64 threads, in alternating 500 ms windows with and
+/// without a stalled named subscription (opened and never read), in one run
+/// on one journal, so both see the same disk. Returns (without, with).
+fn stalled_consumer_ratio(windows: usize) -> (f64, f64) {
+    let dir = bench_dir("stalled-consumer");
+    // No checkpoint inside the run: a checkpoint's sled writes would stall
+    // both kinds of window alike (see docs/performance.md).
+    let options = SessionJournalOptions { checkpoint_every_events: u64::MAX, ..SessionJournalOptions::default() };
+    let journal = SessionJournal::open(&dir, options).expect("open");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let threads: Vec<_> = (0..64)
         .map(|t| {
-            let journal = journal.clone();
+            let (journal, stop) = (journal.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut n = 0u64;
-                while Instant::now() < deadline {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let start = Start { session_id: Some(format!("t{t}-{n}")), ..Start::default() };
                     journal.start(start).expect("start").wait().expect("durable");
                     n += 1;
                 }
-                n
             })
         })
         .collect();
-    let total: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    let window = Duration::from_millis(500);
+    let (mut free, mut stalled) = ((0u64, Duration::ZERO), (0u64, Duration::ZERO));
+    for w in 0..windows {
+        let subscription = (w % 2 == 1).then(|| journal.subscribe("stalled").expect("subscribe"));
+        let before = journal.journal().stats().events;
+        let started = Instant::now();
+        std::thread::sleep(window);
+        let events = journal.journal().stats().events - before;
+        let slot = if subscription.is_some() { &mut stalled } else { &mut free };
+        slot.0 += events;
+        slot.1 += started.elapsed();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("thread");
+    }
     journal.close(CloseReason::Shutdown, Sessions::End).expect("close");
-    total as f64 / 3.0
+    (free.0 as f64 / free.1.as_secs_f64(), stalled.0 as f64 / stalled.1.as_secs_f64())
 }
 
 fn main() {
     assert!(bookend_bin().exists(), "build it first: cargo build --release -p bookend-cli");
+    if std::env::args().any(|a| a == "--stalled-only") {
+        let (free, stalled) = stalled_consumer_ratio(20);
+        println!("free {free:.0}  stalled {stalled:.0}  ratio {:.2}", stalled / free);
+        return;
+    }
     let n = events();
     let dir = bench_dir("cli-history");
     write_history(&dir, n);
@@ -154,10 +178,9 @@ fn main() {
     catch_up_rate(&dir, n);
     pipelined_append(200_000);
     follow_latency(200);
-    let free = appends_per_second(false);
-    let stalled = appends_per_second(true);
+    let (free, stalled) = stalled_consumer_ratio(20);
     println!(
-        "durable starts/s from 64 threads: {free:.0} without a consumer, {stalled:.0} with a stalled one (ratio {:.2})",
+        "durable starts/s from 64 threads, alternating 500 ms windows: {free:.0} without a consumer, {stalled:.0} with a stalled one (ratio {:.2})",
         stalled / free
     );
 }
