@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::state::{Meta, SessionState};
 
 /// Bump when the stored state changes shape: older stores are rebuilt.
-pub const CHECKPOINT_FORMAT: u32 = 1;
+pub const CHECKPOINT_FORMAT: u32 = 2;
 /// Default sled page cache: the store is a cache, so keep it small.
 pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
 
@@ -27,13 +27,40 @@ const LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 const META_KEY: &[u8] = b"meta";
 const SESSION_PREFIX: &[u8] = b"s/";
+/// `a/<id>`: the session is active (an index kept with each session record).
+const ACTIVE_PREFIX: &[u8] = b"a/";
+/// `f/<id>`: the session awaits finalization.
+const AWAITING_PREFIX: &[u8] = b"f/";
 const BLOB_PREFIX: &[u8] = b"p/";
 
-// Format: { format u32 | meta Meta } (codec-encoded)
-#[derive(Serialize, Deserialize)]
-struct MetaRecord {
+// Format: { format u32 | last_lsn u64 | epoch u64 | epoch_open bool | sessions_total u64
+//           | spans_total u64 | ends_by_reason map<string, u64> } (codec-encoded)
+// The active and awaiting-finalization sets are not in it: they are index
+// keys written with each session, so a checkpoint never copies them whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredMeta {
     format: u32,
-    meta: Meta,
+    last_lsn: u64,
+    epoch: u64,
+    epoch_open: bool,
+    sessions_total: u64,
+    spans_total: u64,
+    ends_by_reason: std::collections::BTreeMap<String, u64>,
+}
+
+impl StoredMeta {
+    /// The part of `meta` stored as the meta record.
+    pub fn of(meta: &Meta) -> StoredMeta {
+        StoredMeta {
+            format: CHECKPOINT_FORMAT,
+            last_lsn: meta.last_lsn,
+            epoch: meta.epoch,
+            epoch_open: meta.epoch_open,
+            sessions_total: meta.sessions_total,
+            spans_total: meta.spans_total,
+            ends_by_reason: meta.ends_by_reason.clone(),
+        }
+    }
 }
 
 // Format: { lsn u64 | state bytes } (codec-encoded)
@@ -60,10 +87,14 @@ fn is_lock_conflict(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-fn session_key(id: &str) -> Vec<u8> {
-    let mut key = SESSION_PREFIX.to_vec();
+fn prefixed(prefix: &[u8], id: &str) -> Vec<u8> {
+    let mut key = prefix.to_vec();
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+fn session_key(id: &str) -> Vec<u8> {
+    prefixed(SESSION_PREFIX, id)
 }
 
 impl Checkpoint {
@@ -115,11 +146,34 @@ impl Checkpoint {
         Error::Cache { path: self.path.clone(), reason: e.to_string() }
     }
 
-    /// The stored meta state, or `None` if there is none of this format.
+    /// The stored meta state (with the active and awaiting sets read from
+    /// their index keys), or `None` if there is none of this format.
     pub fn load_meta(&self) -> Result<Option<Meta>> {
         let Some(bytes) = self.db.get(META_KEY).map_err(|e| self.cache_err(e))? else { return Ok(None) };
-        let record: MetaRecord = codec::decode(&bytes).map_err(|e| self.cache_err(e))?;
-        Ok((record.format == CHECKPOINT_FORMAT).then_some(record.meta))
+        let Ok(stored) = codec::decode::<StoredMeta>(&bytes) else { return Ok(None) };
+        if stored.format != CHECKPOINT_FORMAT {
+            return Ok(None);
+        }
+        Ok(Some(Meta {
+            last_lsn: stored.last_lsn,
+            epoch: stored.epoch,
+            epoch_open: stored.epoch_open,
+            active: self.index(ACTIVE_PREFIX)?,
+            awaiting_finalization: self.index(AWAITING_PREFIX)?,
+            sessions_total: stored.sessions_total,
+            spans_total: stored.spans_total,
+            ends_by_reason: stored.ends_by_reason,
+        }))
+    }
+
+    fn index(&self, prefix: &[u8]) -> Result<std::collections::BTreeSet<String>> {
+        let mut ids = std::collections::BTreeSet::new();
+        for item in self.db.scan_prefix(prefix) {
+            let (key, _) = item.map_err(|e| self.cache_err(e))?;
+            let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|e| self.cache_err(e))?;
+            ids.insert(id.to_string());
+        }
+        Ok(ids)
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionState>> {
@@ -137,16 +191,23 @@ impl Checkpoint {
         })
     }
 
-    /// Writes `sessions` and `meta` in one atomic batch.
-    pub fn save<'a>(&self, meta: &Meta, sessions: impl Iterator<Item = &'a SessionState>) -> Result<usize> {
+    /// Writes `sessions`, their index keys and `meta` in one atomic batch.
+    pub fn save<'a>(
+        &self,
+        meta: &StoredMeta,
+        sessions: impl Iterator<Item = &'a SessionState>,
+    ) -> Result<usize> {
         let mut batch = sled::Batch::default();
         let mut written = 0;
         for s in sessions {
             batch.insert(session_key(&s.session_id), codec::encode(s)?);
+            for (prefix, on) in [(ACTIVE_PREFIX, s.active), (AWAITING_PREFIX, s.awaits_finalization())] {
+                let key = prefixed(prefix, &s.session_id);
+                if on { batch.insert(key, &[] as &[u8]) } else { batch.remove(key) }
+            }
             written += 1;
         }
-        let record = MetaRecord { format: CHECKPOINT_FORMAT, meta: meta.clone() };
-        batch.insert(META_KEY, codec::encode(&record)?);
+        batch.insert(META_KEY, codec::encode(meta)?);
         self.db.apply_batch(batch).map_err(|e| self.cache_err(e))?;
         Ok(written)
     }

@@ -69,7 +69,7 @@ pub fn fold_journal(
         {
             // Everything a journal reader yields is durable, so saving it
             // cannot put the store ahead of the journal.
-            store.save(&life.meta, life.table.dirty())?;
+            store.save(&crate::checkpoint::StoredMeta::of(&life.meta), life.table.dirty())?;
             let keep = life.meta.active.clone();
             life.table.checkpointed(&keep);
         }

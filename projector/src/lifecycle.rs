@@ -486,13 +486,13 @@ impl Lifecycle {
         s.end_reason = Some(reason.clone());
         s.next_id = next_id.clone();
         let key = s.key.clone();
-        let finalized = s.expiry_finalized_lsn.is_some();
+        let awaits = s.awaits_finalization();
         if let Some(key) = key {
             self.table.release_key(&key, id);
         }
         self.meta.active.remove(id);
         *self.meta.ends_by_reason.entry(reason.as_str().to_string()).or_insert(0) += 1;
-        if matches!(reason, EndReason::IdleExpiry | EndReason::DailyReset) && !finalized {
+        if awaits {
             self.meta.awaiting_finalization.insert(id.to_string());
         }
         Ok(())

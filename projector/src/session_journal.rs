@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bookend_journal::fs::{Fs, StdFs};
 use bookend_journal::{AppendTicket, Batch, Durability, Journal, JournalOptions, codec};
 
-use crate::checkpoint::{CACHE_CAPACITY_BYTES_DEFAULT, Checkpoint};
+use crate::checkpoint::{CACHE_CAPACITY_BYTES_DEFAULT, Checkpoint, StoredMeta};
 use crate::command::{Ack, Command, ResetPolicy, Sessions, Start};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, EndReason, Event, EventBody, StoredEvent};
@@ -92,7 +92,7 @@ pub enum CheckpointStore {
 }
 
 /// Default number of events between checkpoints.
-pub const CHECKPOINT_EVERY_EVENTS_DEFAULT: u64 = 50_000;
+pub const CHECKPOINT_EVERY_EVENTS_DEFAULT: u64 = 5_000;
 /// Default longest time between checkpoints while events arrive.
 pub const CHECKPOINT_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);
 /// Longest a checkpoint waits for the journal to make its state durable.
@@ -148,6 +148,113 @@ struct Core {
     life: Lifecycle,
     events_since_checkpoint: u64,
     last_checkpoint: Instant,
+    /// Writes checkpoints to sled off the command path.
+    background: Option<BackgroundCheckpoints>,
+}
+
+/// A checkpoint handed to the background writer: state as of a durable LSN.
+struct CheckpointJob {
+    meta: StoredMeta,
+    /// Shared with the table: a session changed while the job is written is
+    /// copied on write, so taking the snapshot copies nothing.
+    sessions: Vec<Arc<SessionState>>,
+}
+
+/// What the background writer did with one job.
+struct CheckpointDone {
+    ids: Vec<String>,
+    result: std::result::Result<usize, String>,
+}
+
+/// One thread that writes checkpoints to sled, so a checkpoint of many
+/// changed sessions does not stall commands. At most one job is in flight;
+/// sessions leave memory only after the job that wrote them succeeded.
+struct BackgroundCheckpoints {
+    jobs: Option<std::sync::mpsc::Sender<CheckpointJob>>,
+    done: std::sync::mpsc::Receiver<CheckpointDone>,
+    in_flight: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundCheckpoints {
+    fn start(store: Checkpoint) -> Result<BackgroundCheckpoints> {
+        let (jobs, job_rx) = std::sync::mpsc::channel::<CheckpointJob>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("bookend-checkpoint".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let ids = job.sessions.iter().map(|s| s.session_id.clone()).collect();
+                    let result =
+                        store.save(&job.meta, job.sessions.iter().map(|s| &**s)).map_err(|e| e.to_string());
+                    if done_tx.send(CheckpointDone { ids, result }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::Io { op: "spawn checkpoint thread for", path: PathBuf::new(), source: e })?;
+        Ok(BackgroundCheckpoints { jobs: Some(jobs), done, in_flight: 0, thread: Some(thread) })
+    }
+}
+
+impl Drop for BackgroundCheckpoints {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Applies what the background writer finished; with `wait`, waits for
+/// every job in flight first.
+fn collect_checkpoints(core: &mut Core, wait: bool) {
+    let Some(bg) = core.background.as_mut() else { return };
+    while bg.in_flight > 0 {
+        let done = if wait { bg.done.recv().ok() } else { bg.done.try_recv().ok() };
+        let Some(done) = done else { break };
+        bg.in_flight -= 1;
+        match done.result {
+            Ok(written) => {
+                tracing::debug!(sessions = written, "background checkpoint saved");
+                core.life.table.evict_written(&done.ids);
+            }
+            Err(e) => {
+                // The cache is only a cache: keep the sessions in memory and
+                // write them with the next checkpoint.
+                tracing::warn!(error = %e, "background checkpoint failed; the next one retries");
+                core.life.table.redirty(done.ids);
+            }
+        }
+    }
+}
+
+/// Hands the state to the background writer once the journal has made it
+/// durable. Skipped while the previous job is still being written.
+fn checkpoint_in_background(journal: &Journal, core: &mut Core) -> Result<()> {
+    collect_checkpoints(core, false);
+    let Some(bg) = core.background.as_ref() else { return checkpoint(journal, core) };
+    if bg.in_flight > 0 {
+        return Ok(());
+    }
+    let last = core.life.meta.last_lsn;
+    if !journal.wait_durable_blocking(last, CHECKPOINT_SYNC_TIMEOUT)? {
+        tracing::warn!(lsn = last, "the journal did not sync in time; checkpoint postponed");
+        return Ok(());
+    }
+    let job = CheckpointJob { meta: StoredMeta::of(&core.life.meta), sessions: core.life.table.take_dirty() };
+    let sent = core.background.as_mut().and_then(|bg| {
+        let ok = bg.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        bg.in_flight += usize::from(ok);
+        ok.then_some(())
+    });
+    if sent.is_none() {
+        tracing::warn!("the checkpoint thread is gone; checkpoints continue on the command path");
+        core.background = None;
+    }
+    core.events_since_checkpoint = 0;
+    core.last_checkpoint = Instant::now();
+    Ok(())
 }
 
 struct Inner {
@@ -266,13 +373,14 @@ fn apply_appended(
 /// Saves the state once the journal has made it durable: the checkpoint
 /// never runs ahead of the journal.
 fn checkpoint(journal: &Journal, core: &mut Core) -> Result<()> {
+    collect_checkpoints(core, true);
     let Some(store) = core.life.cold.as_ref() else { return Ok(()) };
     let last = core.life.meta.last_lsn;
     if !journal.wait_durable_blocking(last, CHECKPOINT_SYNC_TIMEOUT)? {
         tracing::warn!(lsn = last, "the journal did not sync in time; checkpoint postponed");
         return Ok(());
     }
-    let written = store.save(&core.life.meta, core.life.table.dirty())?;
+    let written = store.save(&StoredMeta::of(&core.life.meta), core.life.table.dirty())?;
     let keep = core.life.meta.active.clone();
     core.life.table.checkpointed(&keep);
     core.events_since_checkpoint = 0;
@@ -352,8 +460,13 @@ impl SessionJournal {
         let replayed_events = fold::fold_journal(&mut life, tail, |v| {
             tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in the journal: {}", v.message);
         })?;
-        let mut core =
-            Core { life, events_since_checkpoint: replayed_events, last_checkpoint: Instant::now() };
+        let background = life.cold.clone().map(BackgroundCheckpoints::start).transpose()?;
+        let mut core = Core {
+            life,
+            events_since_checkpoint: replayed_events,
+            last_checkpoint: Instant::now(),
+            background,
+        };
         let (epoch, unclean, crash_recovered) = begin_epoch(&journal, &mut core, &options)?;
         let open_report = OpenReport {
             epoch,
@@ -455,10 +568,11 @@ impl SessionJournal {
     }
 
     fn maybe_checkpoint(&self, core: &mut Core) {
+        collect_checkpoints(core, false);
         let o = &self.inner.options;
         let due = core.events_since_checkpoint >= o.checkpoint_every_events
             || (core.events_since_checkpoint > 0 && core.last_checkpoint.elapsed() >= o.checkpoint_interval);
-        if due && let Err(e) = checkpoint(&self.inner.journal, core) {
+        if due && let Err(e) = checkpoint_in_background(&self.inner.journal, core) {
             // The cache is only a cache: the journal has everything.
             tracing::warn!(error = %e, "checkpoint failed; the next open replays more of the journal");
         }

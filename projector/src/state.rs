@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,16 @@ pub struct SessionState {
     pub last_finalize_error: Option<String>,
 }
 
+impl SessionState {
+    /// Ended by expiry (idle or daily) and not finalized: the one definition
+    /// of "awaiting finalization", used by the fold and the checkpoint index.
+    pub fn awaits_finalization(&self) -> bool {
+        !self.active
+            && matches!(self.end_reason, Some(EndReason::IdleExpiry | EndReason::DailyReset))
+            && self.expiry_finalized_lsn.is_none()
+    }
+}
+
 /// Journal-wide state folded alongside the sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Meta {
@@ -66,7 +77,8 @@ pub struct Meta {
 /// demand, so history does not have to fit in RAM.
 #[derive(Debug, Default)]
 pub struct SessionTable {
-    hot: BTreeMap<String, SessionState>,
+    /// Shared so a background checkpoint can hold a snapshot without a copy.
+    hot: BTreeMap<String, Arc<SessionState>>,
     dirty: BTreeSet<String>,
     /// Active session id by key.
     by_key: BTreeMap<String, String>,
@@ -76,7 +88,7 @@ impl SessionTable {
     /// Looks a session up in memory, then in `cold`.
     pub fn get<'a>(&'a self, id: &str, cold: Option<&Checkpoint>) -> Result<Option<Cow<'a, SessionState>>> {
         if let Some(s) = self.hot.get(id) {
-            return Ok(Some(Cow::Borrowed(s)));
+            return Ok(Some(Cow::Borrowed(&**s)));
         }
         match cold {
             Some(store) => Ok(store.session(id)?.map(Cow::Owned)),
@@ -88,15 +100,15 @@ impl SessionTable {
     pub fn get_mut(&mut self, id: &str, cold: Option<&Checkpoint>) -> Result<Option<&mut SessionState>> {
         if !self.hot.contains_key(id) {
             let Some(s) = cold.map(|c| c.session(id)).transpose()?.flatten() else { return Ok(None) };
-            self.hot.insert(id.to_string(), s);
+            self.hot.insert(id.to_string(), Arc::new(s));
         }
         self.dirty.insert(id.to_string());
-        Ok(self.hot.get_mut(id))
+        Ok(self.hot.get_mut(id).map(Arc::make_mut))
     }
 
     pub fn insert(&mut self, session: SessionState) {
         self.dirty.insert(session.session_id.clone());
-        self.hot.insert(session.session_id.clone(), session);
+        self.hot.insert(session.session_id.clone(), Arc::new(session));
     }
 
     /// The active session on `key`, if any.
@@ -116,12 +128,34 @@ impl SessionTable {
 
     /// Sessions in memory (all of them when there is no checkpoint store).
     pub fn hot(&self) -> impl Iterator<Item = &SessionState> {
-        self.hot.values()
+        self.hot.values().map(|s| &**s)
     }
 
     /// Sessions changed since the last checkpoint.
     pub fn dirty(&self) -> impl Iterator<Item = &SessionState> {
-        self.dirty.iter().filter_map(|id| self.hot.get(id))
+        self.dirty.iter().filter_map(|id| self.hot.get(id).map(|s| &**s))
+    }
+
+    /// Copies of the sessions changed since the last checkpoint; from now on
+    /// they count as unchanged until they change again.
+    pub fn take_dirty(&mut self) -> Vec<Arc<SessionState>> {
+        let ids = std::mem::take(&mut self.dirty);
+        ids.iter().filter_map(|id| self.hot.get(id).cloned()).collect()
+    }
+
+    /// A background checkpoint of `ids` reached the store: those that are
+    /// neither active nor changed since may leave memory.
+    pub fn evict_written(&mut self, ids: &[String]) {
+        for id in ids {
+            if !self.dirty.contains(id) && self.hot.get(id).is_some_and(|s| !s.active) {
+                self.hot.remove(id);
+            }
+        }
+    }
+
+    /// A background checkpoint of `ids` failed: they must be written again.
+    pub fn redirty(&mut self, ids: Vec<String>) {
+        self.dirty.extend(ids.into_iter().filter(|id| self.hot.contains_key(id)));
     }
 
     /// After a checkpoint: nothing is dirty, and ended sessions leave memory.
@@ -137,7 +171,7 @@ impl SessionTable {
                 if let Some(key) = &s.key {
                     self.by_key.insert(key.clone(), id.clone());
                 }
-                self.hot.insert(id.clone(), s);
+                self.hot.insert(id.clone(), Arc::new(s));
             }
         }
         Ok(())

@@ -128,7 +128,8 @@ fn stalled_consumer_ratio(windows: usize) -> (f64, f64) {
     let dir = bench_dir("stalled-consumer");
     // No checkpoint inside the run: a checkpoint's sled writes would stall
     // both kinds of window alike (see docs/performance.md).
-    let options = SessionJournalOptions { checkpoint_every_events: u64::MAX, ..SessionJournalOptions::default() };
+    let options =
+        SessionJournalOptions { checkpoint_every_events: u64::MAX, ..SessionJournalOptions::default() };
     let journal = SessionJournal::open(&dir, options).expect("open");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let threads: Vec<_> = (0..64)
@@ -164,8 +165,53 @@ fn stalled_consumer_ratio(windows: usize) -> (f64, f64) {
     (free.0 as f64 / free.1.as_secs_f64(), stalled.0 as f64 / stalled.1.as_secs_f64())
 }
 
+/// Latency of durable starts from 64 threads for `seconds`, with the default
+/// checkpoint cadence (every 50 000 events): a checkpoint must not stall
+/// commands. Returns (p50, p99.9, max, checkpoints that happened).
+fn latency_with_checkpoints(seconds: u64) -> (Duration, Duration, Duration, u64) {
+    let dir = bench_dir("checkpoint-latency");
+    let every = std::env::var("CHECKPOINT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(bookend_projector::CHECKPOINT_EVERY_EVENTS_DEFAULT);
+    let options =
+        SessionJournalOptions { checkpoint_every_events: every, ..SessionJournalOptions::default() };
+    let journal = SessionJournal::open(&dir, options).expect("open");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let threads: Vec<_> = (0..64)
+        .map(|t| {
+            let journal = journal.clone();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let start = Start { session_id: Some(format!("t{t}-{n}")), ..Start::default() };
+                    let began = Instant::now();
+                    journal.start(start).expect("start").wait().expect("durable");
+                    latencies.push(began.elapsed());
+                    n += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+    let events = journal.journal().stats().events;
+    journal.close(CloseReason::Shutdown, Sessions::End).expect("close");
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    (pct(0.5), pct(0.999), *all.last().expect("some commands"), events / every)
+}
+
 fn main() {
     assert!(bookend_bin().exists(), "build it first: cargo build --release -p bookend-cli");
+    if std::env::args().any(|a| a == "--checkpoint-only") {
+        let (p50, p999, max, checkpoints) = latency_with_checkpoints(6);
+        println!(
+            "start latency with checkpoints ({checkpoints} taken): p50 {p50:.2?}, p99.9 {p999:.2?}, max {max:.2?}"
+        );
+        return;
+    }
     if std::env::args().any(|a| a == "--stalled-only") {
         let (free, stalled) = stalled_consumer_ratio(20);
         println!("free {free:.0}  stalled {stalled:.0}  ratio {:.2}", stalled / free);
@@ -178,6 +224,10 @@ fn main() {
     catch_up_rate(&dir, n);
     pipelined_append(200_000);
     follow_latency(200);
+    let (p50, p999, max, checkpoints) = latency_with_checkpoints(6);
+    println!(
+        "durable start latency, 64 threads, default checkpoints ({checkpoints} taken): p50 {p50:.2?}, p99.9 {p999:.2?}, max {max:.2?}"
+    );
     let (free, stalled) = stalled_consumer_ratio(20);
     println!(
         "durable starts/s from 64 threads, alternating 500 ms windows: {free:.0} without a consumer, {stalled:.0} with a stalled one (ratio {:.2})",
