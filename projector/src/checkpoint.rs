@@ -83,8 +83,11 @@ impl std::fmt::Debug for Checkpoint {
     }
 }
 
+/// sled 0.34 reports a held lock as `ErrorKind::Other` with this message
+/// (config.rs), not as `WouldBlock`; match both.
 fn is_lock_conflict(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock"))
 }
 
 fn prefixed(prefix: &[u8], id: &str) -> Vec<u8> {
@@ -238,5 +241,30 @@ impl Checkpoint {
         let Some(bytes) = self.db.get(key).map_err(|e| self.cache_err(e))? else { return Ok(None) };
         let record: BlobRecord = codec::decode(&bytes).map_err(|e| self.cache_err(e))?;
         Ok(Some((record.lsn, record.state)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: sled reports a held lock as `Other`, and the store used
+    /// to be moved aside (losing the checkpoint) instead of waited for.
+    #[test]
+    fn a_store_held_by_another_handle_is_waited_for_not_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("projection");
+        let first = Checkpoint::open(&path, 1 << 20).unwrap();
+        let meta = Meta { last_lsn: 42, ..Meta::default() };
+        first.save(&StoredMeta::of(&meta), std::iter::empty()).unwrap();
+        first.flush().unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let second = Checkpoint::open_or_reset(&path, 1 << 20).unwrap();
+        holder.join().unwrap();
+        assert_eq!(second.load_meta().unwrap().map(|m| m.last_lsn), Some(42));
+        assert!(!path.with_extension("broken").exists());
     }
 }
