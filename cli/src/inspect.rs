@@ -21,29 +21,6 @@ fn fs() -> Arc<dyn Fs> {
     Arc::new(StdFs)
 }
 
-fn session_json(s: &SessionState) -> Value {
-    json!({
-        "session_id": s.session_id,
-        "key": s.key,
-        "platform": s.platform,
-        "user_id": s.user_id,
-        "source": s.source,
-        "parent_id": s.parent_id,
-        "active": s.active,
-        "started_at": s.started_at,
-        "ended_at": s.ended_at,
-        "end_reason": s.end_reason.as_ref().map(|r| r.as_str()),
-        "next_id": s.next_id,
-        "last_activity_at": s.last_activity_at,
-        "expiry_finalized": s.expiry_finalized_lsn.is_some(),
-        "finalize_attempts": s.finalize_attempts,
-        "flush_markers": s.flush_markers.keys().collect::<Vec<_>>(),
-        "spans": s.spans,
-        "start_lsn": s.start_lsn,
-        "end_lsn": s.end_lsn,
-    })
-}
-
 pub fn sessions(dir: &Path, active: bool, key: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
     let life = fold_dir(fs(), dir).context("folding the journal")?;
@@ -55,7 +32,7 @@ pub fn sessions(dir: &Path, active: bool, key: Option<String>, as_json: bool) ->
     let mut out = std::io::stdout().lock();
     if as_json {
         for s in &rows {
-            writeln!(out, "{}", session_json(s))?;
+            writeln!(out, "{}", s.to_json())?;
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -6,6 +6,7 @@ mod append;
 mod demo;
 mod inspect;
 mod output;
+mod serve;
 mod tail;
 
 use std::path::PathBuf;
@@ -145,6 +146,11 @@ enum Command {
         #[arg(long, default_value = "./bookend-demo")]
         dir: PathBuf,
     },
+    /// Serve the journal over HTTP/JSON and Server-Sent Events (see docs/http.md).
+    #[command(
+        after_help = "Examples:\n  bookend serve --dir ./j --listen 127.0.0.1:7311\n  bookend serve --dir ./j --idle-minutes 30 --reap-ttl-ms 90000 --on-shutdown end\n  bookend serve --config serve.json"
+    )]
+    Serve(serve::ServeArgs),
     /// (internal) The gateway process the demo kills.
     #[command(hide = true)]
     DemoChild {
@@ -184,6 +190,7 @@ fn main() -> ExitCode {
         Command::Replay { dir } => inspect::replay(&dir.dir),
         Command::Stats { dir, json } => inspect::stats(&dir.dir, json),
         Command::Demo { dir } => demo::run(&dir),
+        Command::Serve(args) => serve::run(args),
         Command::DemoChild { dir } => demo::child(&dir.dir),
     };
     match result {

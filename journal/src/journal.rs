@@ -54,6 +54,13 @@ pub struct JournalStats {
     pub segments_created: u64,
     pub durable_lsn: u64,
     pub written_lsn: u64,
+    /// fsync latency: counts per bucket of `FSYNC_BUCKETS_MICROS` (+ one
+    /// above the last bound), and the sum in µs.
+    pub fsync_micros_buckets: [u64; 11],
+    pub fsync_micros_sum: u64,
+    /// Events per group commit: counts per bucket of `GROUP_BUCKETS_EVENTS`.
+    pub group_events_buckets: [u64; 11],
+    pub group_events_sum: u64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -259,6 +266,10 @@ impl Journal {
             segments_created: c.segments_created.load(Ordering::Relaxed),
             durable_lsn: self.shared.durable_lsn(),
             written_lsn: self.shared.written_lsn.load(Ordering::Acquire),
+            fsync_micros_buckets: c.fsync_micros.snapshot(),
+            fsync_micros_sum: c.fsync_micros.sum.load(Ordering::Relaxed),
+            group_events_buckets: c.group_events.snapshot(),
+            group_events_sum: c.group_events.sum.load(Ordering::Relaxed),
         }
     }
 

@@ -45,7 +45,7 @@ pub use journal::{AppendTicket, Journal, JournalStats};
 pub use options::{BUFFERED_SYNC_INTERVAL_DEFAULT, Durability, GROUP_BYTES_MAX_DEFAULT, JournalOptions};
 pub use reader::{FOLLOW_POLL_INTERVAL_DEFAULT, Follower, FrameView, OwnedFrame, Reader};
 pub use recovery::{RecoveryReport, RepairReport, ScanMode, TornTail, repair};
-pub use writer::AppendAck;
+pub use writer::{AppendAck, FSYNC_BUCKETS_MICROS, GROUP_BUCKETS_EVENTS};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -41,9 +41,37 @@ pub(crate) enum Request {
     Sync(oneshot::Sender<Result<()>>),
 }
 
+/// Upper bounds (µs) of the fsync latency histogram buckets; the last
+/// bucket is everything above.
+pub const FSYNC_BUCKETS_MICROS: [u64; 10] = [50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 250_000];
+/// Upper bounds of the events-per-group histogram buckets.
+pub const GROUP_BUCKETS_EVENTS: [u64; 10] = [1, 2, 4, 8, 16, 64, 256, 1_024, 4_096, 16_384];
+
+/// A fixed-bucket histogram: counts per bucket (the extra last bucket is
+/// "above every bound") and the sum of observed values.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    pub buckets: [AtomicU64; 11],
+    pub sum: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, bounds: &[u64; 10], value: u64) {
+        let i = bounds.iter().position(|b| value <= *b).unwrap_or(bounds.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> [u64; 11] {
+        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
+    }
+}
+
 /// Counters the writer keeps; read by `Journal::stats`.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub fsync_micros: Histogram,
+    pub group_events: Histogram,
     pub appends: AtomicU64,
     pub events: AtomicU64,
     pub groups: AtomicU64,
@@ -225,6 +253,16 @@ impl Writer {
         }
         let mut needs_sync = false;
         let mut result = Ok(());
+        let group_events: u64 = group
+            .iter()
+            .map(|r| match r {
+                Request::Append(a) => a.ack.last_lsn - a.ack.first_lsn + 1,
+                Request::Sync(_) => 0,
+            })
+            .sum();
+        if group_events > 0 {
+            self.shared.counters.group_events.observe(&GROUP_BUCKETS_EVENTS, group_events);
+        }
         for req in group.iter() {
             match req {
                 Request::Append(a) => {
@@ -323,6 +361,7 @@ impl Writer {
         let nanos = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
         self.shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.shared.counters.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.shared.counters.fsync_micros.observe(&FSYNC_BUCKETS_MICROS, nanos / 1_000);
         if let Err(e) = result {
             self.shared.poison(&e);
             return Err(e);

@@ -21,6 +21,7 @@ pub use error::{Error, LifecycleError, Result};
 pub use event::{CloseReason, EndReason, Event, EventBody, SessionsOnClose, StartFields, StoredEvent};
 pub use session_journal::{
     CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointStore, Clock, ManualClock,
-    OnUnclean, OpenReport, Pending, SessionJournal, SessionJournalOptions, SystemClock, decode_event,
+    OnUnclean, OpenReport, Pending, SessionJournal, SessionJournalOptions, Summary, SystemClock,
+    decode_event,
 };
 pub use state::{Meta, SessionState};

@@ -128,6 +128,17 @@ impl Default for SessionJournalOptions {
     }
 }
 
+/// Counts of the folded state (see [`SessionJournal::summary`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub epoch: u64,
+    pub last_lsn: u64,
+    pub sessions_total: u64,
+    pub active: u64,
+    pub awaiting_finalization: u64,
+    pub ends_by_reason: std::collections::BTreeMap<String, u64>,
+}
+
 /// What open found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OpenReport {
@@ -721,6 +732,25 @@ impl SessionJournal {
             .into_iter()
             .filter(|s| !s.active && !s.flush_markers.contains_key(marker))
             .collect())
+    }
+
+    /// Counts for dashboards and metrics, without copying any set.
+    pub fn summary(&self) -> Summary {
+        let core = lock(&self.inner.core);
+        let meta = &core.life.meta;
+        Summary {
+            epoch: meta.epoch,
+            last_lsn: meta.last_lsn,
+            sessions_total: meta.sessions_total,
+            active: meta.active.len() as u64,
+            awaiting_finalization: meta.awaiting_finalization.len() as u64,
+            ends_by_reason: meta.ends_by_reason.clone(),
+        }
+    }
+
+    /// Why the session journal refuses commands, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        lock(&self.inner.poison).clone().or_else(|| self.inner.journal.poisoned())
     }
 
     /// The folded journal-wide state.

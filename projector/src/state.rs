@@ -44,6 +44,31 @@ pub struct SessionState {
 }
 
 impl SessionState {
+    /// The JSON row consumers, `bookend sessions --json` and `GET /v1/sessions` show.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "session_id": self.session_id,
+            "key": self.key,
+            "platform": self.platform,
+            "user_id": self.user_id,
+            "source": self.source,
+            "parent_id": self.parent_id,
+            "attrs": self.attrs,
+            "active": self.active,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "end_reason": self.end_reason.as_ref().map(|r| r.as_str()),
+            "next_id": self.next_id,
+            "last_activity_at": self.last_activity_at,
+            "expiry_finalized": self.expiry_finalized_lsn.is_some(),
+            "finalize_attempts": self.finalize_attempts,
+            "flush_markers": self.flush_markers.keys().collect::<Vec<_>>(),
+            "spans": self.spans,
+            "start_lsn": self.start_lsn,
+            "end_lsn": self.end_lsn,
+        })
+    }
+
     /// Ended by expiry (idle or daily) and not finalized: the one definition
     /// of "awaiting finalization", used by the fold and the checkpoint index.
     pub fn awaits_finalization(&self) -> bool {
