@@ -140,6 +140,8 @@ pub struct AppState {
     /// Becomes true when the server is stopping: event streams end.
     pub stopping: watch::Receiver<bool>,
     pub requests: [AtomicU64; 5],
+    /// Cursors of named consumers, opened on first use.
+    pub consumers: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<bookend_projector::ConsumerCursor>>>>,
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
@@ -214,6 +216,7 @@ async fn serve(
         body_limit: args.body_limit_bytes.unwrap_or(BODY_LIMIT_BYTES_DEFAULT),
         stopping: stopping.clone(),
         requests: Default::default(),
+        consumers: Default::default(),
     });
     let app = routes::router(state, args.max_concurrent.unwrap_or(CONCURRENCY_MAX_DEFAULT));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;

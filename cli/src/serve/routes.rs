@@ -15,7 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bookend_projector::{Ack, Command, EndReason, Subscription, parse_command};
+use bookend_projector::{Ack, Command, ConsumerCursor, EndReason, Subscription, parse_command};
 use futures_util::Stream;
 use serde_json::{Value, json};
 
@@ -23,9 +23,6 @@ use super::AppState;
 
 /// Comment lines sent on idle event streams so proxies keep them open.
 const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
-/// A named consumer on an event stream acknowledges at least this often.
-const SSE_ACK_EVERY_EVENTS: u64 = 100;
-const SSE_ACK_EVERY: Duration = Duration::from_secs(1);
 
 type Shared = Arc<AppState>;
 
@@ -35,6 +32,8 @@ pub fn router(state: Shared, max_concurrent: usize) -> Router {
         .route("/v1/sessions", get(get_sessions))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/events", get(get_events))
+        .route("/v1/consumers", get(get_consumers))
+        .route("/v1/consumers/{name}/ack", post(post_ack))
         .route("/metrics", get(super::metrics::get_metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -200,71 +199,53 @@ async fn get_session(State(state): State<Shared>, Path(id): Path<String>) -> Res
     }
 }
 
-/// An event stream's state: the subscription and what it has yet to ack.
-struct Stream_ {
+/// An event stream's state.
+struct EventStream {
     sub: Subscription,
     stopping: tokio::sync::watch::Receiver<bool>,
-    /// The last LSN handed to the connection and not yet acknowledged.
-    unacked: Option<u64>,
-    since_ack: u64,
-    last_ack: Instant,
 }
 
-impl Stream_ {
-    fn ack(&mut self) {
-        if let Some(lsn) = self.unacked.take()
-            && let Err(e) = self.sub.ack(lsn)
-        {
-            tracing::warn!(error = %e, "acknowledging a consumer's cursor failed; it will re-read");
-        }
-        self.since_ack = 0;
-        self.last_ack = Instant::now();
+/// The cursor of a named consumer, opened once per server (it holds the
+/// cursor's lock for the server's life, so `tail --consumer NAME` in
+/// another process is refused while the server serves NAME).
+fn consumer_cursor(state: &AppState, name: &str) -> bookend_projector::Result<Arc<std::sync::Mutex<ConsumerCursor>>> {
+    let mut consumers = state.consumers.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(cursor) = consumers.get(name) {
+        return Ok(cursor.clone());
     }
+    let cursor = Arc::new(std::sync::Mutex::new(ConsumerCursor::open(state.journal.journal().dir(), name)?));
+    consumers.insert(name.to_string(), cursor.clone());
+    Ok(cursor)
 }
 
-impl Drop for Stream_ {
-    fn drop(&mut self) {
-        // The client went away: acknowledge what was written to it.
-        self.ack();
-    }
+fn ack_cursor(cursor: &std::sync::Mutex<ConsumerCursor>, lsn: u64) -> bookend_projector::Result<u64> {
+    let mut cursor = cursor.lock().unwrap_or_else(|p| p.into_inner());
+    cursor.ack(lsn)?;
+    Ok(cursor.acked())
 }
 
-async fn get_events(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let last_event_id =
-        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+async fn get_events(State(state): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let from = match q.get("from").map(|f| f.parse::<u64>()) {
         Some(Ok(f)) => f,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "from must be an LSN (a positive integer)",
-            );
-        }
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid_query", "from must be an LSN (a positive integer)"),
         None => 1,
     };
-    let subscription = match q.get("consumer") {
-        Some(name) => state.journal.subscribe(name).and_then(|mut sub| {
-            // The client says it has everything up to Last-Event-ID.
-            if let Some(id) = last_event_id {
-                sub.ack(id)?;
-                drop(sub);
-                return state.journal.subscribe(name);
-            }
-            Ok(sub)
+    let start = match q.get("consumer") {
+        // A named consumer resumes after its cursor; Last-Event-ID says the
+        // client has everything up to it, which acknowledges it.
+        Some(name) => consumer_cursor(&state, name).and_then(|cursor| match last_event_id {
+            Some(id) => ack_cursor(&cursor, id.min(state.journal.journal().durable_lsn())).map(|acked| acked + 1),
+            None => Ok(cursor.lock().unwrap_or_else(|p| p.into_inner()).acked() + 1),
         }),
-        None => state.journal.subscribe_from(last_event_id.map_or(from, |id| id + 1)),
+        None => Ok(last_event_id.map_or(from, |id| id + 1)),
     };
+    let subscription = start.and_then(|from| state.journal.subscribe_from(from));
     let subscription = match subscription {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
     };
-    let types: Vec<String> =
-        q.get("type").map(|t| t.split(',').map(str::to_string).collect()).unwrap_or_default();
+    let types: Vec<String> = q.get("type").map(|t| t.split(',').map(str::to_string).collect()).unwrap_or_default();
     let subscription = if types.is_empty() {
         subscription
     } else {
@@ -273,21 +254,44 @@ async fn get_events(
             Err(e) => return error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
         }
     };
-    let stream = Stream_ {
-        sub: subscription,
-        stopping: state.stopping.clone(),
-        unacked: None,
-        since_ack: 0,
-        last_ack: Instant::now(),
-    };
+    let stream = EventStream { sub: subscription, stopping: state.stopping.clone() };
     Sse::new(event_stream(stream)).keep_alive(KeepAlive::new().interval(SSE_HEARTBEAT)).into_response()
 }
 
-fn event_stream(state: Stream_) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+/// `POST /v1/consumers/{name}/ack` with `{"lsn": N}`: the consumer has
+/// processed everything up to N; its next stream starts after N.
+async fn post_ack(State(state): State<Shared>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
+    let lsn = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["lsn"].as_u64());
+    let Some(lsn) = lsn else {
+        return error(StatusCode::BAD_REQUEST, "malformed_json", "send {\"lsn\": N}");
+    };
+    let durable = state.journal.journal().durable_lsn();
+    if lsn > durable {
+        return error(StatusCode::BAD_REQUEST, "invalid_ack", &format!("LSN {lsn} is past the journal's durable LSN {durable}"));
+    }
+    let acked = tokio::task::block_in_place(|| consumer_cursor(&state, &name).and_then(|c| ack_cursor(&c, lsn)));
+    match acked {
+        Ok(acked) => axum::Json(json!({"ok": true, "consumer": name, "acked_lsn": acked})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
+    }
+}
+
+/// `GET /v1/consumers`: every consumer, its acknowledged LSN and lag.
+async fn get_consumers(State(state): State<Shared>) -> Response {
+    let durable = state.journal.journal().durable_lsn();
+    match bookend_projector::list_consumers(state.journal.journal().dir()) {
+        Ok(list) => axum::Json(Value::Array(
+            list.into_iter()
+                .map(|(name, acked)| json!({"name": name, "acked_lsn": acked, "lag": durable.saturating_sub(acked)}))
+                .collect(),
+        ))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), &e.to_string()),
+    }
+}
+
+fn event_stream(state: EventStream) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     futures_util::stream::unfold(state, |mut s| async move {
-        if s.since_ack >= SSE_ACK_EVERY_EVENTS || s.last_ack.elapsed() >= SSE_ACK_EVERY {
-            s.ack();
-        }
         if *s.stopping.borrow() {
             return None;
         }
@@ -297,12 +301,8 @@ fn event_stream(state: Stream_) -> impl Stream<Item = Result<SseEvent, Infallibl
         };
         match event {
             Ok(event) => {
-                s.unacked = Some(event.lsn);
-                s.since_ack += 1;
-                let sse = SseEvent::default()
-                    .id(event.lsn.to_string())
-                    .event(event.body.type_name())
-                    .data(event.to_json().to_string());
+                let data = event.to_json().to_string();
+                let sse = SseEvent::default().id(event.lsn.to_string()).event(event.body.type_name()).data(data);
                 Some((Ok(sse), s))
             }
             Err(e) => {
