@@ -24,7 +24,8 @@ fn commands_sessions_events_metrics_and_clean_stop() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--body-limit-bytes", "4096", "--on-shutdown", "end"]);
 
-    let (status, ack) = server.post_json(r#"{"cmd":"start","session_id":"s1","key":"telegram:42","platform":"telegram"}"#);
+    let (status, ack) =
+        server.post_json(r#"{"cmd":"start","session_id":"s1","key":"telegram:42","platform":"telegram"}"#);
     assert_eq!((status, ack["ok"].clone(), ack["lsn"].clone()), (200, Value::Bool(true), Value::from(2)));
     let (status, acks) = server.post_json(
         r#"[{"cmd":"start","session_id":"s2","key":"telegram:42"},{"cmd":"touch","session_id":"ghost"},{"cmd":"end","session_id":"s2","reason":"manual_reset"}]"#,
@@ -35,13 +36,15 @@ fn commands_sessions_events_metrics_and_clean_stop() {
     assert_eq!(acks[1]["error"]["kind"], "unknown_session");
     assert_eq!(acks[2]["reason"], "manual_reset");
 
-    let (status, body) = server.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some("{nope"));
+    let (status, body) =
+        server.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some("{nope"));
     assert_eq!(status, 400);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["kind"], "malformed_json");
     let (status, _) = server.request("POST", "/v1/commands", &[("Content-Type", "text/plain")], Some("{}"));
     assert_eq!(status, 400);
     let huge = format!(r#"{{"cmd":"start","session_id":"{}"}}"#, "x".repeat(8000));
-    let (status, body) = server.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some(&huge));
+    let (status, body) =
+        server.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some(&huge));
     assert_eq!(status, 413, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["kind"], "oversize");
 
@@ -84,7 +87,8 @@ fn commands_sessions_events_metrics_and_clean_stop() {
     let mut hooks = SseClient::connect(&server.addr, "/v1/events?consumer=memory-hooks", &[]);
     assert_eq!(lsn_of(&hooks.next_event().unwrap()), 4, "unacknowledged events are delivered again");
     drop(hooks);
-    let mut hooks = SseClient::connect(&server.addr, "/v1/events?consumer=memory-hooks", &[("Last-Event-ID", "5")]);
+    let mut hooks =
+        SseClient::connect(&server.addr, "/v1/events?consumer=memory-hooks", &[("Last-Event-ID", "5")]);
     assert_eq!(lsn_of(&hooks.next_event().unwrap()), 6);
     let (_, body) = server.request("GET", "/v1/consumers", &[], None);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()[0]["acked_lsn"], 5);
@@ -115,7 +119,10 @@ fn commands_sessions_events_metrics_and_clean_stop() {
     let verify = run(&["verify", "--json"], dir.path());
     assert_eq!(verify.status.code(), Some(0));
     let report: Value = serde_json::from_slice(&verify.stdout).unwrap();
-    assert_eq!((report["open_sessions"].clone(), report["epoch_open"].clone()), (Value::from(0), Value::Bool(false)));
+    assert_eq!(
+        (report["open_sessions"].clone(), report["epoch_open"].clone()),
+        (Value::from(0), Value::Bool(false))
+    );
     assert_eq!(report["ends_by_reason"]["shutdown"], 1);
 }
 
@@ -127,12 +134,19 @@ fn a_configured_token_is_required() {
     let journal = dir.path().join("journal");
     let server = Server::start(&journal, &["--token-file", token_file.to_str().unwrap()]);
     let body = r#"{"cmd":"start","session_id":"s1"}"#;
-    let (status, text) = server.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some(body));
+    let (status, text) =
+        server.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some(body));
     assert_eq!(status, 401, "{text}");
-    let (status, _) = server.request("GET", "/v1/sessions", &[("Authorization", "Bearer wrong-token-of-some-length")], None);
+    let (status, _) = server.request(
+        "GET",
+        "/v1/sessions",
+        &[("Authorization", "Bearer wrong-token-of-some-length")],
+        None,
+    );
     assert_eq!(status, 401);
     let auth = ("Authorization", "Bearer a-very-secret-token-1234");
-    let (status, _) = server.request("POST", "/v1/commands", &[("Content-Type", "application/json"), auth], Some(body));
+    let (status, _) =
+        server.request("POST", "/v1/commands", &[("Content-Type", "application/json"), auth], Some(body));
     assert_eq!(status, 200);
     let (status, _) = server.request("GET", "/v1/health", &[], None);
     assert_eq!(status, 200, "health needs no token");
@@ -142,10 +156,15 @@ fn a_configured_token_is_required() {
 #[test]
 fn a_remote_address_needs_allow_remote_and_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let out = common::bookend().args(["serve", "--listen", "0.0.0.0:0", "--dir"]).arg(dir.path()).output().unwrap();
+    let out =
+        common::bookend().args(["serve", "--listen", "0.0.0.0:0", "--dir"]).arg(dir.path()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
-    let out = common::bookend().args(["serve", "--listen", "0.0.0.0:0", "--allow-remote", "--dir"]).arg(dir.path()).output().unwrap();
+    let out = common::bookend()
+        .args(["serve", "--listen", "0.0.0.0:0", "--allow-remote", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"));
 }

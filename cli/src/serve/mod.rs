@@ -141,7 +141,9 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     pub requests: [AtomicU64; 5],
     /// Cursors of named consumers, opened on first use.
-    pub consumers: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<bookend_projector::ConsumerCursor>>>>,
+    pub consumers: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<std::sync::Mutex<bookend_projector::ConsumerCursor>>>,
+    >,
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {

@@ -208,7 +208,10 @@ struct EventStream {
 /// The cursor of a named consumer, opened once per server (it holds the
 /// cursor's lock for the server's life, so `tail --consumer NAME` in
 /// another process is refused while the server serves NAME).
-fn consumer_cursor(state: &AppState, name: &str) -> bookend_projector::Result<Arc<std::sync::Mutex<ConsumerCursor>>> {
+fn consumer_cursor(
+    state: &AppState,
+    name: &str,
+) -> bookend_projector::Result<Arc<std::sync::Mutex<ConsumerCursor>>> {
     let mut consumers = state.consumers.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(cursor) = consumers.get(name) {
         return Ok(cursor.clone());
@@ -224,18 +227,31 @@ fn ack_cursor(cursor: &std::sync::Mutex<ConsumerCursor>, lsn: u64) -> bookend_pr
     Ok(cursor.acked())
 }
 
-async fn get_events(State(state): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+async fn get_events(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let last_event_id =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let from = match q.get("from").map(|f| f.parse::<u64>()) {
         Some(Ok(f)) => f,
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid_query", "from must be an LSN (a positive integer)"),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "from must be an LSN (a positive integer)",
+            );
+        }
         None => 1,
     };
     let start = match q.get("consumer") {
         // A named consumer resumes after its cursor; Last-Event-ID says the
         // client has everything up to it, which acknowledges it.
         Some(name) => consumer_cursor(&state, name).and_then(|cursor| match last_event_id {
-            Some(id) => ack_cursor(&cursor, id.min(state.journal.journal().durable_lsn())).map(|acked| acked + 1),
+            Some(id) => {
+                ack_cursor(&cursor, id.min(state.journal.journal().durable_lsn())).map(|acked| acked + 1)
+            }
             None => Ok(cursor.lock().unwrap_or_else(|p| p.into_inner()).acked() + 1),
         }),
         None => Ok(last_event_id.map_or(from, |id| id + 1)),
@@ -245,7 +261,8 @@ async fn get_events(State(state): State<Shared>, headers: HeaderMap, Query(q): Q
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
     };
-    let types: Vec<String> = q.get("type").map(|t| t.split(',').map(str::to_string).collect()).unwrap_or_default();
+    let types: Vec<String> =
+        q.get("type").map(|t| t.split(',').map(str::to_string).collect()).unwrap_or_default();
     let subscription = if types.is_empty() {
         subscription
     } else {
@@ -260,16 +277,25 @@ async fn get_events(State(state): State<Shared>, headers: HeaderMap, Query(q): Q
 
 /// `POST /v1/consumers/{name}/ack` with `{"lsn": N}`: the consumer has
 /// processed everything up to N; its next stream starts after N.
-async fn post_ack(State(state): State<Shared>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
+async fn post_ack(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let lsn = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["lsn"].as_u64());
     let Some(lsn) = lsn else {
         return error(StatusCode::BAD_REQUEST, "malformed_json", "send {\"lsn\": N}");
     };
     let durable = state.journal.journal().durable_lsn();
     if lsn > durable {
-        return error(StatusCode::BAD_REQUEST, "invalid_ack", &format!("LSN {lsn} is past the journal's durable LSN {durable}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_ack",
+            &format!("LSN {lsn} is past the journal's durable LSN {durable}"),
+        );
     }
-    let acked = tokio::task::block_in_place(|| consumer_cursor(&state, &name).and_then(|c| ack_cursor(&c, lsn)));
+    let acked =
+        tokio::task::block_in_place(|| consumer_cursor(&state, &name).and_then(|c| ack_cursor(&c, lsn)));
     match acked {
         Ok(acked) => axum::Json(json!({"ok": true, "consumer": name, "acked_lsn": acked})).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
@@ -302,7 +328,8 @@ fn event_stream(state: EventStream) -> impl Stream<Item = Result<SseEvent, Infal
         match event {
             Ok(event) => {
                 let data = event.to_json().to_string();
-                let sse = SseEvent::default().id(event.lsn.to_string()).event(event.body.type_name()).data(data);
+                let sse =
+                    SseEvent::default().id(event.lsn.to_string()).event(event.body.type_name()).data(data);
                 Some((Ok(sse), s))
             }
             Err(e) => {

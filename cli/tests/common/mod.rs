@@ -74,12 +74,19 @@ impl Server {
         self.child.wait().unwrap()
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, String) {
         http(&self.addr, method, path, headers, body)
     }
 
     pub fn post_json(&self, body: &str) -> (u16, serde_json::Value) {
-        let (status, text) = self.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some(body));
+        let (status, text) =
+            self.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some(body));
         (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
     }
 }
@@ -92,7 +99,13 @@ impl Drop for Server {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns status and body.
-pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
