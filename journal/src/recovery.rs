@@ -20,11 +20,11 @@ pub enum ScanMode {
     /// Every frame of every segment: CRCs and LSN continuity across the whole
     /// journal. Cost grows with the journal (about the speed of a sequential
     /// read).
-    #[default]
     Full,
     /// Every segment header, and every frame of the last segment only. Sealed
-    /// segments were checked when they were written and are checked again by
-    /// every reader; `verify` checks them all.
+    /// segments were fsynced before their successor was created, and are
+    /// checked again by every reader; `check`/`verify` check them all.
+    #[default]
     LastSegment,
 }
 

@@ -49,6 +49,11 @@ pub fn small_segments() -> JournalOptions {
     JournalOptions { segment_size_max_bytes: 4096, ..JournalOptions::default() }
 }
 
+/// Small segments, and open checks every frame of every segment.
+pub fn small_segments_full_scan() -> JournalOptions {
+    JournalOptions { scan_mode: bookend_journal::ScanMode::Full, ..small_segments() }
+}
+
 /// The journal directory used on the simulated file system.
 pub fn sim_dir() -> PathBuf {
     PathBuf::from("/journal")

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use bookend_journal::sim::SimFs;
 use bookend_journal::{Durability, Error, Journal, format};
-use bookend_tests::{batch_at, segment_files, sim_dir, sim_fs, small_segments};
+use bookend_tests::{batch_at, segment_files, sim_dir, sim_fs, small_segments_full_scan};
 
 /// Every this many bytes a frame byte is flipped (headers: every byte).
 const FRAME_SAMPLE_STRIDE: usize = 5;
@@ -24,7 +24,7 @@ struct Layout {
 
 fn build() -> (SimFs, Layout) {
     let sim = SimFs::new();
-    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), small_segments()).unwrap();
+    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), small_segments_full_scan()).unwrap();
     let mut lsn = 1;
     for i in 0..120u64 {
         let ack = journal.append_blocking(batch_at(lsn, i % 4 + 1), Durability::Durable).unwrap();
@@ -75,7 +75,7 @@ fn flipped_bits_are_reported_at_the_damaged_frame_and_nothing_changes() {
             let in_last_frame = index == last_segment && starts.last() == Some(&frame_start);
             let before = all_files(&damaged);
 
-            let result = Journal::open_with_fs(sim_fs(&damaged), sim_dir(), small_segments());
+            let result = Journal::open_with_fs(sim_fs(&damaged), sim_dir(), small_segments_full_scan());
             if in_last_frame {
                 let journal = result.unwrap_or_else(|e| panic!("flip at {}:{offset}: {e}", path.display()));
                 let torn = journal.recovery_report().torn_tail.clone().expect("torn tail reported");
@@ -104,4 +104,38 @@ fn flipped_bits_are_reported_at_the_damaged_frame_and_nothing_changes() {
         }
     }
     assert!(checked > 500, "only {checked} flips were checked");
+}
+
+/// With the default `ScanMode::LastSegment`, open checks only headers and
+/// the last segment (so open time does not grow with history); a flipped
+/// bit in a sealed segment is then caught by every reader and by `check`,
+/// with the same segment and offset, and never read past.
+#[test]
+fn default_open_leaves_sealed_segments_to_readers_which_catch_flips() {
+    use bookend_journal::{JournalOptions, Reader, ScanMode};
+    let (sim, layout) = build();
+    let (path, bytes, starts) = &layout.segments[0];
+    let mut flipped = bytes.clone();
+    let target = starts[3] as usize + format::FRAME_HEADER_SIZE + 1;
+    flipped[target] ^= 0x20;
+    sim.write_file(path, &flipped).unwrap();
+    let options = JournalOptions { segment_size_max_bytes: 4096, ..JournalOptions::default() };
+    assert_eq!(options.scan_mode, ScanMode::LastSegment);
+    drop(Journal::open_with_fs(sim_fs(&sim), sim_dir(), options).expect("open scans only the last segment"));
+    let mut reader = Reader::open_with_fs(sim_fs(&sim), sim_dir(), 1);
+    let err = loop {
+        match reader.next_frame() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the reader read past a flipped bit"),
+            Err(e) => break e,
+        }
+    };
+    match err {
+        Error::Corruption { segment, offset, .. } => assert_eq!((&segment, offset), (path, starts[3])),
+        other => panic!("expected corruption, got {other}"),
+    }
+    match bookend_journal::check(sim_fs(&sim), &sim_dir()) {
+        Err(Error::Corruption { segment, offset, .. }) => assert_eq!((&segment, offset), (path, starts[3])),
+        other => panic!("check: expected corruption, got {other:?}"),
+    }
 }

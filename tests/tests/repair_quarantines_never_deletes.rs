@@ -9,12 +9,14 @@
 
 use bookend_journal::sim::SimFs;
 use bookend_journal::{Durability, Error, Journal, repair};
-use bookend_tests::{assert_dense, batch_at, read_all, segment_files, sim_dir, sim_fs, small_segments};
+use bookend_tests::{
+    assert_dense, batch_at, read_all, segment_files, sim_dir, sim_fs, small_segments_full_scan,
+};
 
 #[test]
 fn repair_moves_the_corrupt_suffix_aside_and_the_journal_opens() {
     let sim = SimFs::new();
-    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), small_segments()).unwrap();
+    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), small_segments_full_scan()).unwrap();
     for i in 0..150u64 {
         journal.append_blocking(batch_at(journal.next_lsn(), i % 3 + 1), Durability::Durable).unwrap();
     }
@@ -30,7 +32,7 @@ fn repair_moves_the_corrupt_suffix_aside_and_the_journal_opens() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     sim.write_file(damaged, &bytes).unwrap();
-    let (segment, offset) = match Journal::open_with_fs(fs.clone(), sim_dir(), small_segments()) {
+    let (segment, offset) = match Journal::open_with_fs(fs.clone(), sim_dir(), small_segments_full_scan()) {
         Err(Error::Corruption { segment, offset, .. }) => (segment, offset),
         other => panic!("expected corruption, got {other:?}"),
     };
@@ -51,7 +53,7 @@ fn repair_moves_the_corrupt_suffix_aside_and_the_journal_opens() {
     let events = read_all(fs.clone(), &sim_dir()).unwrap();
     let survivors = assert_dense(&events);
     assert_eq!(survivors + 1, report.next_lsn);
-    let journal = Journal::open_with_fs(fs.clone(), sim_dir(), small_segments()).unwrap();
+    let journal = Journal::open_with_fs(fs.clone(), sim_dir(), small_segments_full_scan()).unwrap();
     let ack = journal.append_blocking(batch_at(report.next_lsn, 2), Durability::Durable).unwrap();
     assert_eq!(ack.first_lsn, report.next_lsn);
     drop(journal);
@@ -64,7 +66,7 @@ fn repair_moves_the_corrupt_suffix_aside_and_the_journal_opens() {
 #[test]
 fn a_misnamed_or_missing_segment_is_corruption() {
     let sim = SimFs::new();
-    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), small_segments()).unwrap();
+    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), small_segments_full_scan()).unwrap();
     for _ in 0..100 {
         journal.append_blocking(batch_at(journal.next_lsn(), 2), Durability::Durable).unwrap();
     }
@@ -74,12 +76,12 @@ fn a_misnamed_or_missing_segment_is_corruption() {
     let middle = &segments[1];
     let renamed = sim_dir().join("segment-two.wal");
     fs.rename(middle, &renamed).unwrap();
-    match Journal::open_with_fs(fs.clone(), sim_dir(), small_segments()) {
+    match Journal::open_with_fs(fs.clone(), sim_dir(), small_segments_full_scan()) {
         Err(Error::Corruption { segment, .. }) => assert_eq!(segment, renamed),
         other => panic!("misnamed segment: expected corruption, got {other:?}"),
     }
     fs.rename(&renamed, &sim_dir().join("segment-two.bak")).unwrap();
-    match Journal::open_with_fs(fs.clone(), sim_dir(), small_segments()) {
+    match Journal::open_with_fs(fs.clone(), sim_dir(), small_segments_full_scan()) {
         Err(Error::Corruption { segment, offset, reason }) => {
             assert_eq!(segment, segments[2]);
             assert_eq!(offset, 0);
