@@ -325,7 +325,7 @@ impl Lifecycle {
 
     /// Active sessions, in id order. Active sessions are always in memory.
     pub fn active_sessions(&self) -> impl Iterator<Item = &SessionState> {
-        self.table.hot().filter(|s| s.active)
+        self.meta.active.iter().filter_map(|id| self.table.in_memory(id))
     }
 
     /// Folds one event; returns the invariants it breaks (empty for every

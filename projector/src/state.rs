@@ -3,7 +3,7 @@
 //! those changed since the last checkpoint) with the rest in the sled cache.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -100,13 +100,17 @@ pub struct Meta {
 /// The sessions. Active sessions and every session changed since the last
 /// checkpoint live in memory; the rest are read from the checkpoint store on
 /// demand, so history does not have to fit in RAM.
+///
+/// Hash maps, not ordered ones: ids often share long prefixes, and every
+/// command touches these maps several times. Where order matters (active
+/// sessions), it comes from `Meta::active`.
 #[derive(Debug, Default)]
 pub struct SessionTable {
     /// Shared so a background checkpoint can hold a snapshot without a copy.
-    hot: BTreeMap<String, Arc<SessionState>>,
-    dirty: BTreeSet<String>,
+    hot: HashMap<String, Arc<SessionState>>,
+    dirty: HashSet<String>,
     /// Active session id by key.
-    by_key: BTreeMap<String, String>,
+    by_key: HashMap<String, String>,
 }
 
 impl SessionTable {
@@ -151,7 +155,8 @@ impl SessionTable {
         }
     }
 
-    /// Sessions in memory (all of them when there is no checkpoint store).
+    /// Sessions in memory (all of them when there is no checkpoint store),
+    /// in no particular order.
     pub fn hot(&self) -> impl Iterator<Item = &SessionState> {
         self.hot.values().map(|s| &**s)
     }
@@ -184,6 +189,11 @@ impl SessionTable {
     }
 
     /// After a checkpoint: nothing is dirty, and ended sessions leave memory.
+    /// A session that is in memory (active sessions always are).
+    pub fn in_memory(&self, id: &str) -> Option<&SessionState> {
+        self.hot.get(id).map(|s| &**s)
+    }
+
     pub fn checkpointed(&mut self, keep: &BTreeSet<String>) {
         self.dirty.clear();
         self.hot.retain(|id, s| s.active || keep.contains(id));
