@@ -157,7 +157,7 @@ fn sled_store(batch: u64) -> (u64, Duration) {
         let mut sled_batch = sled::Batch::default();
         for _ in 0..batch {
             let e = BenchEvent::new(n / 2);
-            let state = if n % 2 == 0 { "active" } else { "ended:completed" };
+            let state = if n.is_multiple_of(2) { "active" } else { "ended:completed" };
             let value = serde_json::to_vec(&(&e, state)).expect("json");
             if batch == 1 {
                 db.insert(e.session_id.as_bytes(), value).expect("insert");
@@ -187,7 +187,7 @@ fn sessions_json(sessions: u64) -> (u64, Duration) {
     while started.elapsed() < RUN_FOR {
         let n = events % sessions;
         let e = BenchEvent::new(n);
-        table.insert(e.session_id.clone(), (e, if events % 2 == 0 { "ended" } else { "active" }));
+        table.insert(e.session_id.clone(), (e, if events.is_multiple_of(2) { "ended" } else { "active" }));
         rewrite(&dir, &path, &table);
         events += 1;
     }
