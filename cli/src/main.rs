@@ -2,6 +2,11 @@
 //! projector and the journal, and prints. No format or lifecycle logic lives
 //! here.
 
+/// mimalloc instead of glibc malloc: folding a large journal allocates and
+/// frees millions of small strings, where glibc's free dominated `verify`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod append;
 mod demo;
 mod inspect;

@@ -95,7 +95,7 @@ pub fn all_sessions(life: &Lifecycle) -> Result<Vec<SessionState>> {
 /// Folds the whole journal in `dir` in memory (no checkpoint store): what
 /// read-only tools use, safe while a writer appends.
 pub fn fold_dir(fs: std::sync::Arc<dyn bookend_journal::fs::Fs>, dir: &std::path::Path) -> Result<Lifecycle> {
-    let mut life = Lifecycle::default();
+    let mut life = Lifecycle { table: SessionTable::untracked(), ..Lifecycle::default() };
     fold_journal(&mut life, Reader::open_with_fs(fs, dir, 1), |_| {})?;
     Ok(life)
 }

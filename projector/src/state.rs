@@ -4,6 +4,10 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// A fast hasher with a random per-process seed: session ids come from
+/// gateways (often from users), so they must not be able to force collisions.
+type Hasher = foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -107,10 +111,13 @@ pub struct Meta {
 #[derive(Debug, Default)]
 pub struct SessionTable {
     /// Shared so a background checkpoint can hold a snapshot without a copy.
-    hot: HashMap<String, Arc<SessionState>>,
-    dirty: HashSet<String>,
+    hot: HashMap<String, Arc<SessionState>, Hasher>,
+    dirty: HashSet<String, Hasher>,
     /// Active session id by key.
-    by_key: HashMap<String, String>,
+    by_key: HashMap<String, String, Hasher>,
+    /// Whether changes are remembered for a checkpoint; an in-memory fold
+    /// (verify, read-only tools) has no store to write them to.
+    untracked: bool,
 }
 
 impl SessionTable {
@@ -125,18 +132,29 @@ impl SessionTable {
         }
     }
 
+    /// A table for an in-memory fold: nothing is tracked for checkpoints.
+    pub fn untracked() -> SessionTable {
+        SessionTable { untracked: true, ..SessionTable::default() }
+    }
+
+    fn mark_dirty(&mut self, id: &str) {
+        if !self.untracked && !self.dirty.contains(id) {
+            self.dirty.insert(id.to_string());
+        }
+    }
+
     /// A session to change, brought into memory and marked dirty.
     pub fn get_mut(&mut self, id: &str, cold: Option<&Checkpoint>) -> Result<Option<&mut SessionState>> {
         if !self.hot.contains_key(id) {
             let Some(s) = cold.map(|c| c.session(id)).transpose()?.flatten() else { return Ok(None) };
             self.hot.insert(id.to_string(), Arc::new(s));
         }
-        self.dirty.insert(id.to_string());
+        self.mark_dirty(id);
         Ok(self.hot.get_mut(id).map(Arc::make_mut))
     }
 
     pub fn insert(&mut self, session: SessionState) {
-        self.dirty.insert(session.session_id.clone());
+        self.mark_dirty(&session.session_id);
         self.hot.insert(session.session_id.clone(), Arc::new(session));
     }
 

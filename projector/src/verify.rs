@@ -76,7 +76,7 @@ pub fn verify(fs: Arc<dyn Fs>, dir: &Path, mut progress: impl FnMut(u64)) -> Res
         }
         Err(e) => return Err(e.into()),
     }
-    let mut life = Lifecycle::default();
+    let mut life = Lifecycle { table: crate::state::SessionTable::untracked(), ..Lifecycle::default() };
     let reader = Reader::open_with_fs(fs, dir, 1);
     let folded = fold::fold_journal(&mut life, reader, |v| {
         report.violations_total += 1;
