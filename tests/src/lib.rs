@@ -106,7 +106,7 @@ pub mod sessions {
 
     use bookend_projector::{Event, ManualClock, SessionJournal, SessionJournalOptions, Start, decode_event};
 
-    /// 2026-11-21T10:00:00Z, a fixed start for simulated time.
+    /// 2025-11-21T10:00:00Z, a fixed start for simulated time.
     pub const T0: u64 = 1_763_719_200_000;
     pub const MINUTE: u64 = 60_000;
 
