@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bookend_journal::Durability;
 use bookend_projector::{
-    CloseReason, OnUnclean, ResetMode, ResetPolicy, SessionJournal, SessionJournalOptions, Sessions,
+    CloseReason, Command, OnUnclean, ResetMode, ResetPolicy, SessionJournal, SessionJournalOptions, Sessions,
 };
 use clap::Args;
 use serde::Deserialize;
@@ -117,18 +117,8 @@ impl ServeArgs {
     }
 
     fn reset_policy(&self) -> Option<ResetPolicy> {
-        let mode = match (self.idle_minutes, self.daily_at_hour) {
-            (Some(_), Some(_)) => ResetMode::Both,
-            (Some(_), None) => ResetMode::Idle,
-            (None, Some(_)) => ResetMode::Daily,
-            (None, None) => return None,
-        };
-        Some(ResetPolicy {
-            mode,
-            idle_minutes: self.idle_minutes.unwrap_or(0),
-            daily_at_hour: self.daily_at_hour.unwrap_or(0),
-            utc_offset_minutes: self.utc_offset_minutes.unwrap_or(0),
-        })
+        let policy = Command::reset_policy(self.idle_minutes, self.daily_at_hour, self.utc_offset_minutes);
+        (policy.mode != ResetMode::None).then_some(policy)
     }
 }
 
