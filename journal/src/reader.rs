@@ -255,17 +255,8 @@ impl Reader {
 
     fn open_segment(&mut self, index: usize) -> Result<()> {
         let seg = &self.segments[index];
-        if let Some(expected) = self.expected
-            && seg.first_lsn != expected
-        {
-            return Err(Error::corruption(
-                &seg.path,
-                0,
-                format!(
-                    "LSN gap: the previous segment ends before LSN {expected} but this one starts at {}",
-                    seg.first_lsn
-                ),
-            ));
+        if let Some(expected) = self.expected {
+            segment::check_starts_at(seg, expected)?;
         }
         self.cursor = Some(SegmentCursor::open(&*self.fs, seg)?);
         self.index = index;

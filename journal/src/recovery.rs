@@ -93,30 +93,16 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, mode: ScanMode, apply: Apply) -> 
             SegmentCursor::open(fs, seg)?;
             continue;
         }
-        check_segment_starts_at(seg, expected)?;
+        segment::check_starts_at(seg, expected)?;
         scan_segment(fs, seg, true, apply, &mut expected, &mut report)?;
     }
     if mode == ScanMode::LastSegment {
         expected = last.first_lsn;
     }
-    check_segment_starts_at(last, expected)?;
+    segment::check_starts_at(last, expected)?;
     let end = scan_segment(fs, last, false, apply, &mut expected, &mut report)?;
     report.next_lsn = expected;
     Ok(Recovered { report, tail: Some((last.clone(), end)) })
-}
-
-fn check_segment_starts_at(seg: &SegmentInfo, expected: u64) -> Result<()> {
-    if seg.first_lsn == expected {
-        return Ok(());
-    }
-    Err(Error::corruption(
-        &seg.path,
-        0,
-        format!(
-            "LSN gap: the previous segment ends before LSN {expected} but this one starts at {}",
-            seg.first_lsn
-        ),
-    ))
 }
 
 fn remove_temp_segments(fs: &dyn Fs, dir: &Path, report: &mut RecoveryReport) -> Result<()> {

@@ -40,6 +40,22 @@ pub fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<SegmentInfo>> {
     Ok(segments)
 }
 
+/// Checks that `seg` starts where the previous segment ended (`expected`):
+/// a gap means a segment is missing.
+pub fn check_starts_at(seg: &SegmentInfo, expected: u64) -> Result<()> {
+    if seg.first_lsn == expected {
+        return Ok(());
+    }
+    Err(Error::corruption(
+        &seg.path,
+        0,
+        format!(
+            "LSN gap: the previous segment ends before LSN {expected} but this one starts at {}",
+            seg.first_lsn
+        ),
+    ))
+}
+
 /// Leftover temporary segments from a crash during segment creation.
 pub fn list_segment_temps(fs: &dyn Fs, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(fs
