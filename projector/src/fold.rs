@@ -65,13 +65,10 @@ pub fn fold_journal(
         }
         if folded % FOLD_CHECKPOINT_EVERY_EVENTS < u64::from(frame.count)
             && folded >= FOLD_CHECKPOINT_EVERY_EVENTS
-            && let Some(store) = life.cold.as_ref()
         {
             // Everything a journal reader yields is durable, so saving it
             // cannot put the store ahead of the journal.
-            store.save(&crate::checkpoint::StoredMeta::of(&life.meta), life.table.dirty())?;
-            let keep = life.meta.active.clone();
-            life.table.checkpointed(&keep);
+            life.save_checkpoint()?;
         }
     }
     Ok(folded)

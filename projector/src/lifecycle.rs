@@ -323,6 +323,17 @@ impl Lifecycle {
         if events.is_empty() { Decision::Done(Ack::default()) } else { append(events, None, None) }
     }
 
+    /// Writes every session changed since the last checkpoint, and the meta
+    /// record, to the store in one batch; ended sessions then leave memory.
+    /// The caller makes sure every folded LSN is durable. Returns the
+    /// number of sessions written (0 without a store).
+    pub fn save_checkpoint(&mut self) -> Result<usize> {
+        let Some(store) = self.cold.as_ref() else { return Ok(0) };
+        let written = store.save(&crate::checkpoint::StoredMeta::of(&self.meta), self.table.dirty())?;
+        self.table.checkpointed();
+        Ok(written)
+    }
+
     /// Active sessions, in id order. Active sessions are always in memory.
     pub fn active_sessions(&self) -> impl Iterator<Item = &SessionState> {
         self.meta.active.iter().filter_map(|id| self.table.in_memory(id))

@@ -385,15 +385,15 @@ fn apply_appended(
 /// never runs ahead of the journal.
 fn checkpoint(journal: &Journal, core: &mut Core) -> Result<()> {
     collect_checkpoints(core, true);
-    let Some(store) = core.life.cold.as_ref() else { return Ok(()) };
+    if core.life.cold.is_none() {
+        return Ok(());
+    }
     let last = core.life.meta.last_lsn;
     if !journal.wait_durable_blocking(last, CHECKPOINT_SYNC_TIMEOUT)? {
         tracing::warn!(lsn = last, "the journal did not sync in time; checkpoint postponed");
         return Ok(());
     }
-    let written = store.save(&StoredMeta::of(&core.life.meta), core.life.table.dirty())?;
-    let keep = core.life.meta.active.clone();
-    core.life.table.checkpointed(&keep);
+    let written = core.life.save_checkpoint()?;
     core.events_since_checkpoint = 0;
     core.last_checkpoint = Instant::now();
     tracing::debug!(lsn = last, sessions = written, "checkpoint saved");

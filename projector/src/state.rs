@@ -212,9 +212,9 @@ impl SessionTable {
         self.hot.get(id).map(|s| &**s)
     }
 
-    pub fn checkpointed(&mut self, keep: &BTreeSet<String>) {
+    pub fn checkpointed(&mut self) {
         self.dirty.clear();
-        self.hot.retain(|id, s| s.active || keep.contains(id));
+        self.hot.retain(|_, s| s.active);
     }
 
     /// Loads the active sessions (and the key index) after a checkpoint load.
