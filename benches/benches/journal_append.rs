@@ -56,10 +56,11 @@ fn appends(c: &mut Criterion) {
             });
             let stats = journal.stats();
             eprintln!(
-                "{name}/{tasks} tasks: {} appends, {} fsyncs ({:.1} appends per fsync)",
+                "{name}/{tasks} tasks: {} appends, {} fsyncs ({:.1} appends per fsync, {:.0} µs per fsync)",
                 stats.appends,
                 stats.fsyncs,
-                stats.appends as f64 / stats.fsyncs.max(1) as f64
+                stats.appends as f64 / stats.fsyncs.max(1) as f64,
+                stats.fsync_nanos_total as f64 / stats.fsyncs.max(1) as f64 / 1000.0
             );
         }
         group.finish();

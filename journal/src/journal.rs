@@ -19,7 +19,7 @@ use crate::options::{Durability, JournalOptions};
 use crate::reader::{Follower, Reader};
 use crate::recovery::{self, Apply, RecoveryReport};
 use crate::segment;
-use crate::writer::{AppendAck, AppendRequest, Request, Shared, Writer};
+use crate::writer::{self, AppendAck, AppendRequest, Request, Shared, Writer};
 
 /// Where appends are numbered and handed to the writer, in one order.
 struct Submission {
@@ -95,28 +95,28 @@ impl Journal {
         };
         let recovered = recovery::recover(&*fs, &dir, options.scan_mode, Apply::Truncate)?;
         let report = recovered.report;
-        let (file, path, len) = match recovered.tail {
+        let (file, path, len, allocated) = match recovered.tail {
             Some((seg, end)) => {
                 let file = fs.open_write(&seg.path).ctx("open", &seg.path)?;
                 // What survived recovery may still sit in the page cache of
                 // a process that crashed; make it durable before counting it so.
                 file.sync_data().ctx("fsync", &seg.path)?;
-                (file, seg.path, end)
+                let allocated = file.size().ctx("stat", &seg.path)?;
+                (file, seg.path, end, allocated)
             }
             None => {
                 let (file, path) = segment::create_segment(&*fs, &dir, 1)?;
-                (file, path, crate::format::SEGMENT_HEADER_SIZE as u64)
+                let len = crate::format::SEGMENT_HEADER_SIZE as u64;
+                (file, path, len, len)
             }
         };
         fs.sync_dir(&dir).ctx("fsync directory", &dir)?;
         let last_lsn = report.next_lsn - 1;
         let shared = Arc::new(Shared::new(dir, fs, last_lsn));
-        let writer = Writer::new(shared.clone(), options.clone(), file, path, len, last_lsn);
         let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("bookend-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| Error::io("spawn writer thread for", &shared.dir, e))?;
+        let writer = Writer::new(shared.clone(), options.clone(), rx, file, path, (len, allocated), last_lsn);
+        let thread =
+            writer::spawn(writer).map_err(|e| Error::io("spawn writer threads for", &shared.dir, e))?;
         tracing::info!(
             dir = %shared.dir.display(),
             next_lsn = report.next_lsn,

@@ -42,7 +42,10 @@ mod writer;
 pub use batch::Batch;
 pub use error::{Error, Result};
 pub use journal::{AppendTicket, Journal, JournalStats};
-pub use options::{BUFFERED_SYNC_INTERVAL_DEFAULT, Durability, GROUP_BYTES_MAX_DEFAULT, JournalOptions};
+pub use options::{
+    BUFFERED_SYNC_INTERVAL_DEFAULT, Durability, FSYNCS_IN_FLIGHT_MAX_DEFAULT, GROUP_BYTES_MAX_DEFAULT,
+    JournalOptions,
+};
 pub use reader::{FOLLOW_POLL_INTERVAL_DEFAULT, Follower, FrameView, OwnedFrame, Reader};
 pub use recovery::{RecoveryReport, RepairReport, ScanMode, TornTail, repair};
 pub use writer::{AppendAck, FSYNC_BUCKETS_MICROS, GROUP_BUCKETS_EVENTS};

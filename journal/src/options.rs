@@ -27,6 +27,12 @@ pub const BUFFERED_SYNC_INTERVAL_DEFAULT: Duration = Duration::from_millis(50);
 /// Default bound on the bytes one group commit writes with one `write`.
 pub const GROUP_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 
+/// Default size of the zero-filled space kept ahead of the writer.
+pub const PREALLOCATE_BYTES_DEFAULT: u64 = 1024 * 1024;
+
+/// Default number of fdatasyncs that may run at once.
+pub const FSYNCS_IN_FLIGHT_MAX_DEFAULT: usize = 1;
+
 #[derive(Debug, Clone)]
 pub struct JournalOptions {
     /// A new segment starts when the next frame would take the active one
@@ -44,6 +50,19 @@ pub struct JournalOptions {
     /// so open time does not grow with history. Sealed segments are checked
     /// by every reader and by `check`/`verify`.
     pub scan_mode: ScanMode,
+    /// How many fdatasyncs may run at once, each from its own writer
+    /// thread. With 1 (the default) this is classic group commit. With 2,
+    /// the appends that arrive while one fsync runs are written and synced
+    /// at once instead of waiting for it; that pays on a device that runs
+    /// flushes in parallel. On the virtual disk measured in
+    /// docs/performance.md it does not: each fsync slows down by as much.
+    pub fsyncs_in_flight_max: usize,
+    /// The writer fills the active segment with this many zero bytes ahead
+    /// of its data (never past `segment_size_max_bytes`), so that most
+    /// fdatasyncs flush data only, not a file-size change through the file
+    /// system's journal. 0 turns it off. Readers and recovery treat the
+    /// zeros as not yet written; sealed segments are trimmed to their data.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for JournalOptions {
@@ -54,6 +73,8 @@ impl Default for JournalOptions {
             buffered_sync_interval: BUFFERED_SYNC_INTERVAL_DEFAULT,
             group_bytes_max: GROUP_BYTES_MAX_DEFAULT,
             scan_mode: ScanMode::LastSegment,
+            fsyncs_in_flight_max: FSYNCS_IN_FLIGHT_MAX_DEFAULT,
+            preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
         }
     }
 }
@@ -75,6 +96,12 @@ impl JournalOptions {
         }
         if self.buffered_sync_interval.is_zero() {
             return invalid("buffered_sync_interval must be positive".to_string());
+        }
+        if !(1..=16).contains(&self.fsyncs_in_flight_max) {
+            return invalid(format!(
+                "fsyncs_in_flight_max {} must be between 1 and 16",
+                self.fsyncs_in_flight_max
+            ));
         }
         if self.group_bytes_max == 0 {
             return invalid("group_bytes_max must be positive".to_string());

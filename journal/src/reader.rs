@@ -200,6 +200,15 @@ impl Reader {
                     continue;
                 }
                 FrameRead::End { offset } => (offset, None),
+                // Preallocated space the writer has not reached: like the end.
+                FrameRead::Unwritten { offset } if !sealed => (offset, None),
+                FrameRead::Unwritten { offset } => {
+                    return Err(Error::corruption(
+                        cursor.path(),
+                        offset,
+                        "a zeroed frame header in a sealed segment".to_string(),
+                    ));
+                }
                 FrameRead::Incomplete { offset, reason } | FrameRead::Bad { offset, reason } => {
                     if sealed {
                         return Err(Error::corruption(
@@ -231,11 +240,21 @@ impl Reader {
         let Some(reason) = problem else { return Ok(AtHead::Wait) };
         let Some(cursor) = self.cursor.as_mut() else { return Ok(AtHead::Wait) };
         match cursor.valid_frame_after(offset)? {
-            Some(valid) => Err(Error::corruption(
-                cursor.path(),
-                offset,
-                format!("{reason}, followed by a valid frame at offset {valid}"),
-            )),
+            Some(valid) => {
+                // The writer may have finished the frame between our read of
+                // it and our look past it: a write lands front to back, so if
+                // it is still not whole now, it never will be.
+                cursor.reread_from(offset);
+                if let FrameRead::Frame { .. } = cursor.next_frame()? {
+                    cursor.seek(offset);
+                    return Ok(AtHead::Retry);
+                }
+                Err(Error::corruption(
+                    cursor.path(),
+                    offset,
+                    format!("{reason}, followed by a valid frame at offset {valid}"),
+                ))
+            }
             None => Ok(AtHead::Wait),
         }
     }

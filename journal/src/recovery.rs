@@ -151,6 +151,10 @@ fn scan_segment(
                 continue;
             }
             FrameRead::End { offset } => return Ok(offset),
+            FrameRead::Unwritten { offset } if !sealed && cursor.zeros_from(offset)? => return Ok(offset),
+            FrameRead::Unwritten { offset } => {
+                (offset, "a zeroed frame header with data after it, or in a sealed segment".to_string())
+            }
             FrameRead::Incomplete { offset, reason } | FrameRead::Bad { offset, reason } => (offset, reason),
         };
         if sealed {
@@ -218,12 +222,16 @@ fn move_suffix(fs: &dyn Fs, path: &Path, offset: u64, dest: &Path) -> Result<()>
     let out = fs.create(dest).ctx("create", dest)?;
     let mut buf = vec![0u8; segment::SCAN_READ_SIZE_BYTES];
     let mut at = offset;
+    // Runs of zeros are written only when data follows them, so the copy
+    // leaves out the writer's preallocated (zero) space at the end.
     while at < len {
         let n = src.read_at(&mut buf, at).ctx("read", path)?;
         if n == 0 {
             break;
         }
-        out.write_all_at(&buf[..n], at - offset).ctx("write", dest)?;
+        if let Some(last) = buf[..n].iter().rposition(|b| *b != 0) {
+            out.write_all_at(&buf[..=last], at - offset).ctx("write", dest)?;
+        }
         at += n as u64;
     }
     out.sync_data().ctx("fsync", dest)?;

@@ -11,6 +11,9 @@ use crate::fs::{Fs, FsFile};
 
 /// Bytes asked of the OS per read while scanning a segment.
 pub const SCAN_READ_SIZE_BYTES: usize = 1024 * 1024;
+/// Bytes asked per read once a cursor has reached the writer's head, where
+/// it re-reads the same place until the writer fills it.
+const HEAD_READ_SIZE_BYTES: usize = 64 * 1024;
 
 /// A segment file found in the journal directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +98,10 @@ pub enum FrameRead {
     Frame { offset: u64, header: FrameHeader },
     /// The file ends exactly here.
     End { offset: u64 },
+    /// A frame header of zero bytes starts here: space the writer
+    /// preallocated and has not written yet (if the rest of the file is
+    /// zeros too, which [`SegmentCursor::zeros_from`] tells).
+    Unwritten { offset: u64 },
     /// The file ends inside a frame (or its header) that starts here.
     Incomplete { offset: u64, reason: String },
     /// A complete frame that fails its checks starts here.
@@ -112,6 +119,8 @@ pub struct SegmentCursor {
     offset: u64,
     /// Where the payload of the frame returned last sits in `buf`.
     payload_at: std::ops::Range<usize>,
+    /// Bytes asked per read: large while scanning history, small at the head.
+    read_size: usize,
 }
 
 impl SegmentCursor {
@@ -125,6 +134,7 @@ impl SegmentCursor {
             buf: Vec::with_capacity(SCAN_READ_SIZE_BYTES),
             offset: 0,
             payload_at: 0..0,
+            read_size: SCAN_READ_SIZE_BYTES,
         };
         let available = cursor.fill(SEGMENT_HEADER_SIZE)?;
         let header_bytes = &cursor.buf[..available.min(SEGMENT_HEADER_SIZE)];
@@ -173,7 +183,7 @@ impl SegmentCursor {
         }
         while self.buf.len() < want {
             let have = self.buf.len();
-            let chunk = (want - have).max(SCAN_READ_SIZE_BYTES);
+            let chunk = (want - have).max(self.read_size);
             self.buf.resize(have + chunk, 0);
             let n = self
                 .file
@@ -194,9 +204,29 @@ impl SegmentCursor {
         Ok(self.buf.len())
     }
 
+    /// Moves to `offset` and forgets every byte read so far, so the next
+    /// read sees what the file holds now.
+    pub fn reread_from(&mut self, offset: u64) {
+        self.buf.clear();
+        self.buf_start = offset;
+        self.offset = offset;
+    }
+
     /// Reads the frame at the current offset. A returned frame is consumed
     /// (the cursor moves past it); anything else leaves the offset in place.
     pub fn next_frame(&mut self) -> Result<FrameRead> {
+        let read = self.read_frame()?;
+        if !matches!(read, FrameRead::Frame { .. }) {
+            // The writer may still be filling these bytes (or the zeros it
+            // preallocated): read them from the file again next time.
+            let rel = self.offset.saturating_sub(self.buf_start) as usize;
+            self.buf.truncate(rel.min(self.buf.len()));
+            self.read_size = HEAD_READ_SIZE_BYTES;
+        }
+        Ok(read)
+    }
+
+    fn read_frame(&mut self) -> Result<FrameRead> {
         let offset = self.offset;
         let available = self.fill(FRAME_HEADER_SIZE)?;
         if available == 0 {
@@ -206,6 +236,9 @@ impl SegmentCursor {
             return Ok(FrameRead::Incomplete { offset, reason: "frame header is incomplete".into() });
         }
         let rel = (offset - self.buf_start) as usize;
+        if self.buf[rel..rel + FRAME_HEADER_SIZE].iter().all(|b| *b == 0) {
+            return Ok(FrameRead::Unwritten { offset });
+        }
         let header = match format::decode_frame_header(&self.buf[rel..rel + FRAME_HEADER_SIZE]) {
             Ok(h) => h,
             Err(reason) => return Ok(FrameRead::Bad { offset, reason }),
@@ -233,6 +266,25 @@ impl SegmentCursor {
         &self.buf[self.payload_at.clone()]
     }
 
+    /// Whether every byte from `from` to the end of the file is zero (the
+    /// writer's preallocated, unwritten space).
+    pub fn zeros_from(&mut self, from: u64) -> Result<bool> {
+        let len = self.file.size().ctx("stat", &self.path)?;
+        let mut buf = vec![0u8; SCAN_READ_SIZE_BYTES];
+        let mut at = from;
+        while at < len {
+            let n = self.file.read_at(&mut buf, at).ctx("read", &self.path)?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|b| *b != 0) {
+                return Ok(false);
+            }
+            at += n as u64;
+        }
+        Ok(true)
+    }
+
     /// Whether a valid frame starts anywhere after `from` in this file. Used
     /// to tell a torn tail (nothing valid after the damage) from corruption
     /// in the middle (valid frames follow the damage).
@@ -248,7 +300,9 @@ impl SegmentCursor {
             read += n;
         }
         tail.truncate(read);
-        for start in 1..tail.len() {
+        // Preallocated space is zeros: no frame can start in it.
+        let end = tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        for start in 1..end {
             let rest = &tail[start..];
             let Ok(header) = format::decode_frame_header(rest) else { continue };
             if rest.len() < header.frame_len() {

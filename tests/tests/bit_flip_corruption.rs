@@ -5,9 +5,11 @@
 //! segment headers and in the frames of sealed and active segments one bit is
 //! flipped; opening must fail with `Corruption` naming that segment and the
 //! offset where the damaged frame (or header, offset 0) starts, and must leave
-//! every file byte-for-byte as it was. The one exception is the last frame of
-//! the active segment: a bad frame with nothing after it cannot be told from a
-//! write torn by a crash, so it is treated as a torn tail (saved, truncated).
+//! every file byte-for-byte as it was. The one exception is the end of the
+//! active segment: a bad last frame with nothing after it cannot be told from
+//! a write torn by a crash, and neither can a non-zero byte in the zeros the
+//! writer preallocates after its data, so both are treated as a torn tail
+//! (saved, truncated) at the start of the damage.
 
 use std::path::PathBuf;
 
@@ -20,6 +22,19 @@ const FRAME_SAMPLE_STRIDE: usize = 5;
 
 struct Layout {
     segments: Vec<(PathBuf, Vec<u8>, Vec<u64>)>,
+}
+
+impl Layout {
+    /// Where the frames of segment `index` end (its preallocated zeros begin).
+    fn data_end(&self, index: usize) -> u64 {
+        let (_, bytes, starts) = &self.segments[index];
+        match starts.last() {
+            Some(&last) => {
+                last + format::decode_frame_header(&bytes[last as usize..]).unwrap().frame_len() as u64
+            }
+            None => format::SEGMENT_HEADER_SIZE as u64,
+        }
+    }
 }
 
 fn build() -> (SimFs, Layout) {
@@ -40,11 +55,12 @@ fn build() -> (SimFs, Layout) {
     (sim, Layout { segments })
 }
 
-/// Offsets where frames start, read from the frame headers.
+/// Offsets where frames start, read from the frame headers, up to the
+/// preallocated zeros (if any).
 fn frame_starts(bytes: &[u8]) -> Vec<u64> {
     let mut starts = Vec::new();
     let mut at = format::SEGMENT_HEADER_SIZE;
-    while at < bytes.len() {
+    while at < bytes.len() && bytes[at..].iter().any(|b| *b != 0) {
         starts.push(at as u64);
         let header = format::decode_frame_header(&bytes[at..]).unwrap();
         at += header.frame_len();
@@ -72,7 +88,10 @@ fn flipped_bits_are_reported_at_the_damaged_frame_and_nothing_changes() {
             flipped[offset] ^= 1 << bit;
             damaged.write_file(path, &flipped).unwrap();
             let frame_start = starts.iter().copied().filter(|s| *s <= offset as u64).max().unwrap_or(0);
-            let in_last_frame = index == last_segment && starts.last() == Some(&frame_start);
+            let data_end = layout.data_end(index);
+            let frame_start = if offset as u64 >= data_end { data_end } else { frame_start };
+            let in_last_frame =
+                index == last_segment && (starts.last() == Some(&frame_start) || frame_start == data_end);
             let before = all_files(&damaged);
 
             let result = Journal::open_with_fs(sim_fs(&damaged), sim_dir(), small_segments_full_scan());

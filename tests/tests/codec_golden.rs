@@ -74,14 +74,25 @@ fn event_encodings_are_frozen() {
 #[test]
 fn segment_header_and_frames_are_frozen() {
     golden("segment_header_lsn_1.hex", &format::encode_segment_header(1));
+    let exact = JournalOptions { preallocate_bytes: 0, ..JournalOptions::default() };
+    let segment = write_two_frames(exact);
+    golden("segment_with_two_frames.hex", &segment);
+    // With preallocation (the default) the same bytes are followed by zeros
+    // only: the format does not change, the file is just longer.
+    let preallocated = write_two_frames(JournalOptions::default());
+    assert!(preallocated.len() > segment.len(), "the default preallocates space");
+    assert_eq!(&preallocated[..segment.len()], &segment[..]);
+    assert!(preallocated[segment.len()..].iter().all(|b| *b == 0));
+}
+
+fn write_two_frames(options: JournalOptions) -> Vec<u8> {
     let sim = SimFs::new();
-    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), JournalOptions::default()).unwrap();
+    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), options).unwrap();
     let mut batch = Batch::new();
     batch.push(&representative()).unwrap();
     batch.push(&"second").unwrap();
     journal.append_blocking(batch, Durability::Durable).unwrap();
     journal.append_blocking(Batch::of(&42u64).unwrap(), Durability::Durable).unwrap();
     drop(journal);
-    let segment = sim.read_file(&sim_dir().join(format::segment_file_name(1))).unwrap();
-    golden("segment_with_two_frames.hex", &segment);
+    sim.read_file(&sim_dir().join(format::segment_file_name(1))).unwrap()
 }

@@ -6,6 +6,9 @@
 //! of its own batch, the journal must hold each batch exactly at those LSNs,
 //! and the number of fsyncs must be well below the number of appends: that
 //! is what group commit is for (on this machine fdatasync costs ~170 µs).
+//! The threads run once with the default single fsync in flight and once
+//! with two in flight across many segment rotations; both reopen to every
+//! acknowledged event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,8 +40,26 @@ fn check_journal(journal: &Journal, acks: &BTreeMap<u64, (u64, u64)>) {
 
 #[test]
 fn threads_share_fsyncs_and_get_their_own_lsns() {
+    threads_share_fsyncs(JournalOptions::default());
+}
+
+/// The same with two fsyncs allowed in flight and segments small enough to
+/// rotate many times while they run (each writer thread reopens its own
+/// handle on every new segment).
+#[test]
+fn two_fsyncs_in_flight_across_rotations() {
+    let segments_created = threads_share_fsyncs(JournalOptions {
+        fsyncs_in_flight_max: 2,
+        segment_size_max_bytes: 16 * 1024,
+        ..JournalOptions::default()
+    });
+    assert!(segments_created > 2, "the test must cross segment boundaries");
+}
+
+/// Returns how many segments the appends created.
+fn threads_share_fsyncs(options: JournalOptions) -> u64 {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let journal = Arc::new(Journal::open(dir.path(), JournalOptions::default()).unwrap());
+    let journal = Arc::new(Journal::open(dir.path(), options.clone()).unwrap());
     let handles: Vec<_> = (0..WORKERS)
         .map(|worker| {
             let journal = journal.clone();
@@ -66,6 +87,14 @@ fn threads_share_fsyncs_and_get_their_own_lsns() {
         stats.appends
     );
     eprintln!("threads: {} appends, {} fsyncs, {} groups", stats.appends, stats.fsyncs, stats.groups);
+    // Everything acknowledged is there after a reopen, too.
+    let last = *acks.keys().last().unwrap();
+    let segments_created = stats.segments_created;
+    Arc::into_inner(journal).unwrap().close().unwrap();
+    let reopened = Journal::open(dir.path(), options).unwrap();
+    assert_eq!(reopened.next_lsn(), last + 1);
+    check_journal(&reopened, &acks);
+    segments_created
 }
 
 #[test]
