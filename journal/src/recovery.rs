@@ -181,14 +181,24 @@ fn handle_torn_tail(
     apply: Apply,
 ) -> Result<TornTail> {
     let file = fs.open_read(&seg.path).ctx("open", &seg.path)?;
+    // The torn bytes end where the writer's preallocated zeros begin, or
+    // where the frame says it ends if that is further (a frame may end in
+    // zero bytes of its own).
     let len = file.size().ctx("stat", &seg.path)?;
+    let mut end = end_of_nonzero(&*file, &seg.path, offset)?;
+    let mut header = [0u8; crate::format::FRAME_HEADER_SIZE];
+    if file.read_at(&mut header, offset).ctx("read", &seg.path)? == header.len()
+        && let Ok(h) = crate::format::decode_frame_header(&header)
+    {
+        end = end.max((offset + h.frame_len() as u64).min(len));
+    }
     let mut torn =
-        TornTail { segment: seg.path.clone(), offset, bytes: len - offset, reason, saved_to: None };
+        TornTail { segment: seg.path.clone(), offset, bytes: end - offset, reason, saved_to: None };
     if apply == Apply::ReadOnly {
         return Ok(torn);
     }
     let saved = sibling_path(fs, &seg.path, &format!("{offset}.torn"));
-    move_suffix(fs, &seg.path, offset, &saved)?;
+    move_suffix(fs, &seg.path, (offset, end), &saved)?;
     tracing::warn!(
         segment = %seg.path.display(),
         offset,
@@ -198,6 +208,25 @@ fn handle_torn_tail(
     );
     torn.saved_to = Some(saved);
     Ok(torn)
+}
+
+/// The offset just past the last non-zero byte at or after `from` (`from`
+/// if there is none): where the data ends and preallocated zeros begin.
+fn end_of_nonzero(file: &dyn crate::fs::FsFile, path: &Path, from: u64) -> Result<u64> {
+    let len = file.size().ctx("stat", path)?;
+    let mut buf = vec![0u8; segment::SCAN_READ_SIZE_BYTES];
+    let (mut at, mut end) = (from, from);
+    while at < len {
+        let n = file.read_at(&mut buf, at).ctx("read", path)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(last) = buf[..n].iter().rposition(|b| *b != 0) {
+            end = at + last as u64 + 1;
+        }
+        at += n as u64;
+    }
+    Ok(end)
 }
 
 /// `<file name>.<suffix>` beside `path`, with a counter added if that name
@@ -213,25 +242,22 @@ fn sibling_path(fs: &dyn Fs, path: &Path, suffix: &str) -> PathBuf {
     candidate
 }
 
-/// Copies `path[offset..]` to `dest` durably, then truncates `path` at
-/// `offset` durably. The bytes exist in `dest` before they leave `path`.
-fn move_suffix(fs: &dyn Fs, path: &Path, offset: u64, dest: &Path) -> Result<()> {
+/// Copies `path[offset..end]` to `dest` durably, then truncates `path` at
+/// `offset` durably (bytes past `end` are preallocated zeros). The bytes
+/// exist in `dest` before they leave `path`.
+fn move_suffix(fs: &dyn Fs, path: &Path, (offset, end): (u64, u64), dest: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let src = fs.open_write(path).ctx("open", path)?;
-    let len = src.size().ctx("stat", path)?;
     let out = fs.create(dest).ctx("create", dest)?;
     let mut buf = vec![0u8; segment::SCAN_READ_SIZE_BYTES];
     let mut at = offset;
-    // Runs of zeros are written only when data follows them, so the copy
-    // leaves out the writer's preallocated (zero) space at the end.
-    while at < len {
-        let n = src.read_at(&mut buf, at).ctx("read", path)?;
+    while at < end {
+        let want = buf.len().min((end - at) as usize);
+        let n = src.read_at(&mut buf[..want], at).ctx("read", path)?;
         if n == 0 {
             break;
         }
-        if let Some(last) = buf[..n].iter().rposition(|b| *b != 0) {
-            out.write_all_at(&buf[..=last], at - offset).ctx("write", dest)?;
-        }
+        out.write_all_at(&buf[..n], at - offset).ctx("write", dest)?;
         at += n as u64;
     }
     out.sync_data().ctx("fsync", dest)?;
@@ -301,7 +327,10 @@ fn quarantine_from(
         rename_aside(fs, dir, segment, moved)?;
     } else {
         let dest = sibling_path(fs, segment, &format!("{offset}.quarantine"));
-        move_suffix(fs, segment, offset, &dest)?;
+        let len = fs.open_read(segment).and_then(|f| f.size()).ctx("stat", segment)?;
+        // Everything from the damage on, zeros included: repair never
+        // decides which bytes matter.
+        move_suffix(fs, segment, (offset, len), &dest)?;
         moved.push(dest);
     }
     for later in segments.iter().filter(|s| s.first_lsn > first_lsn) {
