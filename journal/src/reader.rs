@@ -243,8 +243,8 @@ impl Reader {
             Some(valid) => {
                 // The writer may have finished the frame between our read of
                 // it and our look past it: a write lands front to back, so if
-                // it is still not whole now, it never will be.
-                cursor.reread_from(offset);
+                // it is still not whole now, it never will be. (The cursor
+                // is still at `offset` and reads it from the file afresh.)
                 if let FrameRead::Frame { .. } = cursor.next_frame()? {
                     cursor.seek(offset);
                     return Ok(AtHead::Retry);

@@ -185,7 +185,7 @@ fn handle_torn_tail(
     // where the frame says it ends if that is further (a frame may end in
     // zero bytes of its own).
     let len = file.size().ctx("stat", &seg.path)?;
-    let mut end = end_of_nonzero(&*file, &seg.path, offset)?;
+    let mut end = segment::end_of_nonzero(&*file, &seg.path, offset)?;
     let mut header = [0u8; crate::format::FRAME_HEADER_SIZE];
     if file.read_at(&mut header, offset).ctx("read", &seg.path)? == header.len()
         && let Ok(h) = crate::format::decode_frame_header(&header)
@@ -208,25 +208,6 @@ fn handle_torn_tail(
     );
     torn.saved_to = Some(saved);
     Ok(torn)
-}
-
-/// The offset just past the last non-zero byte at or after `from` (`from`
-/// if there is none): where the data ends and preallocated zeros begin.
-fn end_of_nonzero(file: &dyn crate::fs::FsFile, path: &Path, from: u64) -> Result<u64> {
-    let len = file.size().ctx("stat", path)?;
-    let mut buf = vec![0u8; segment::SCAN_READ_SIZE_BYTES];
-    let (mut at, mut end) = (from, from);
-    while at < len {
-        let n = file.read_at(&mut buf, at).ctx("read", path)?;
-        if n == 0 {
-            break;
-        }
-        if let Some(last) = buf[..n].iter().rposition(|b| *b != 0) {
-            end = at + last as u64 + 1;
-        }
-        at += n as u64;
-    }
-    Ok(end)
 }
 
 /// `<file name>.<suffix>` beside `path`, with a counter added if that name

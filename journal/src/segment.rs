@@ -204,14 +204,6 @@ impl SegmentCursor {
         Ok(self.buf.len())
     }
 
-    /// Moves to `offset` and forgets every byte read so far, so the next
-    /// read sees what the file holds now.
-    pub fn reread_from(&mut self, offset: u64) {
-        self.buf.clear();
-        self.buf_start = offset;
-        self.offset = offset;
-    }
-
     /// Reads the frame at the current offset. A returned frame is consumed
     /// (the cursor moves past it); anything else leaves the offset in place.
     pub fn next_frame(&mut self) -> Result<FrameRead> {
@@ -269,20 +261,7 @@ impl SegmentCursor {
     /// Whether every byte from `from` to the end of the file is zero (the
     /// writer's preallocated, unwritten space).
     pub fn zeros_from(&mut self, from: u64) -> Result<bool> {
-        let len = self.file.size().ctx("stat", &self.path)?;
-        let mut buf = vec![0u8; SCAN_READ_SIZE_BYTES];
-        let mut at = from;
-        while at < len {
-            let n = self.file.read_at(&mut buf, at).ctx("read", &self.path)?;
-            if n == 0 {
-                break;
-            }
-            if buf[..n].iter().any(|b| *b != 0) {
-                return Ok(false);
-            }
-            at += n as u64;
-        }
-        Ok(true)
+        Ok(end_of_nonzero(&*self.file, &self.path, from)? == from)
     }
 
     /// Whether a valid frame starts anywhere after `from` in this file. Used
@@ -315,4 +294,23 @@ impl SegmentCursor {
         }
         Ok(None)
     }
+}
+
+/// The offset just past the last non-zero byte at or after `from` (`from`
+/// if there is none): where data ends and preallocated zeros begin.
+pub(crate) fn end_of_nonzero(file: &dyn FsFile, path: &Path, from: u64) -> Result<u64> {
+    let len = file.size().ctx("stat", path)?;
+    let mut buf = vec![0u8; SCAN_READ_SIZE_BYTES];
+    let (mut at, mut end) = (from, from);
+    while at < len {
+        let n = file.read_at(&mut buf, at).ctx("read", path)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(last) = buf[..n].iter().rposition(|b| *b != 0) {
+            end = at + last as u64 + 1;
+        }
+        at += n as u64;
+    }
+    Ok(end)
 }
