@@ -314,14 +314,18 @@ pub(crate) struct Writer {
 
 /// What a writer thread does after letting go of the writer's state.
 enum Next {
-    /// Make everything up to this LSN, in this segment, durable.
-    Sync {
-        lsn: u64,
-        generation: u64,
-        path: PathBuf,
-    },
+    /// Make the target durable.
+    Sync(SyncTarget),
+    /// The same, then stop: every sender is gone.
+    Stop(SyncTarget),
     Continue,
-    Stop,
+}
+
+/// Everything up to `lsn`, written to the segment at `path`.
+struct SyncTarget {
+    lsn: u64,
+    generation: u64,
+    path: PathBuf,
 }
 
 /// Starts the writer threads; returns a handle that finishes when all of
@@ -355,18 +359,10 @@ pub(crate) fn spawn(writer: Writer) -> std::io::Result<JoinHandle<()>> {
 fn run(shared: &Shared, writer: &Mutex<Writer>) {
     let mut own: Option<(u64, Box<dyn FsFile>)> = None;
     loop {
-        let next = lock(writer).next_group();
-        let (lsn, generation, path, stop) = match next {
+        let (SyncTarget { lsn, generation, path }, stop) = match lock(writer).next_group() {
             Next::Continue => continue,
-            Next::Sync { lsn, generation, path } => (lsn, generation, path, false),
-            Next::Stop => {
-                // Make what is written durable before this thread goes.
-                let writer = lock(writer);
-                let (lsn, generation, path) =
-                    (writer.last_lsn, writer.segment.generation, writer.segment.path.clone());
-                drop(writer);
-                (lsn, generation, path, true)
-            }
+            Next::Sync(target) => (target, false),
+            Next::Stop(target) => (target, true),
         };
         if shared.poisoned().is_none() && claim(shared, lsn) {
             if own.as_ref().is_some_and(|(g, _)| *g != generation) {
@@ -440,7 +436,7 @@ impl Writer {
     /// data has waited long enough, asks for a sync).
     fn next_group(&mut self) -> Next {
         if self.closed {
-            return Next::Stop;
+            return Next::Stop(self.target());
         }
         let first = match self.unsynced_since {
             Some(since) => {
@@ -449,11 +445,11 @@ impl Writer {
                     Ok(req) => req,
                     Err(RecvTimeoutError::Timeout) => {
                         self.unsynced_since = None;
-                        return self.sync_next();
+                        return Next::Sync(self.target());
                     }
                     Err(RecvTimeoutError::Disconnected) => {
                         self.closed = true;
-                        return Next::Stop;
+                        return Next::Stop(self.target());
                     }
                 }
             }
@@ -461,7 +457,7 @@ impl Writer {
                 Ok(req) => req,
                 Err(_) => {
                     self.closed = true;
-                    return Next::Stop;
+                    return Next::Stop(self.target());
                 }
             },
         };
@@ -481,8 +477,9 @@ impl Writer {
         self.commit(group)
     }
 
-    fn sync_next(&self) -> Next {
-        Next::Sync {
+    /// Everything written so far, as a sync target.
+    fn target(&self) -> SyncTarget {
+        SyncTarget {
             lsn: self.last_lsn,
             generation: self.segment.generation,
             path: self.segment.path.clone(),
@@ -542,7 +539,7 @@ impl Writer {
             return Next::Continue;
         }
         lock(&self.shared.sync).waiters.extend(waiters.into_iter().map(|done| Waiter { lsn, done }));
-        self.sync_next()
+        Next::Sync(self.target())
     }
 
     /// Copies one frame into the group buffer, rotating first if the frame
