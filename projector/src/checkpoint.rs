@@ -9,7 +9,9 @@
 //! the journal. If the store is missing, corrupt, of another format, or
 //! ahead of the journal, the owner rebuilds it from the journal.
 
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bookend_journal::codec;
 use serde::{Deserialize, Serialize};
@@ -70,11 +72,24 @@ struct BlobRecord {
     state: Vec<u8>,
 }
 
+/// The ids that have an index key in the store, once known (read by
+/// `load_meta`, or empty after `clear`). With them a checkpoint writes only
+/// the index keys that change: most sessions start and end between two
+/// checkpoints and never have one, and a remove of an absent key still costs
+/// sled a tree walk.
+#[derive(Debug, Default)]
+struct Indexed {
+    active: HashSet<String>,
+    awaiting: HashSet<String>,
+}
+
 /// An open checkpoint store.
 #[derive(Clone)]
 pub struct Checkpoint {
     db: sled::Db,
     path: PathBuf,
+    /// `None` until known: then every index key is written or removed.
+    indexed: Arc<Mutex<Option<Indexed>>>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -109,7 +124,9 @@ impl Checkpoint {
         let deadline = std::time::Instant::now() + LOCK_WAIT_MAX;
         loop {
             match sled::Config::new().path(path).cache_capacity(cache_capacity_bytes).open() {
-                Ok(db) => return Ok(Checkpoint { db, path: path.to_path_buf() }),
+                Ok(db) => {
+                    return Ok(Checkpoint { db, path: path.to_path_buf(), indexed: Arc::default() });
+                }
                 Err(e) if is_lock_conflict(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
@@ -157,20 +174,30 @@ impl Checkpoint {
         if stored.format != CHECKPOINT_FORMAT {
             return Ok(None);
         }
+        let active = self.index(ACTIVE_PREFIX)?;
+        let awaiting_finalization = self.index(AWAITING_PREFIX)?;
+        *self.indexed() = Some(Indexed {
+            active: active.iter().cloned().collect(),
+            awaiting: awaiting_finalization.iter().cloned().collect(),
+        });
         Ok(Some(Meta {
             last_lsn: stored.last_lsn,
             epoch: stored.epoch,
             epoch_open: stored.epoch_open,
-            active: self.index(ACTIVE_PREFIX)?,
-            awaiting_finalization: self.index(AWAITING_PREFIX)?,
+            active,
+            awaiting_finalization,
             sessions_total: stored.sessions_total,
             spans_total: stored.spans_total,
             ends_by_reason: stored.ends_by_reason,
         }))
     }
 
-    fn index(&self, prefix: &[u8]) -> Result<std::collections::BTreeSet<String>> {
-        let mut ids = std::collections::BTreeSet::new();
+    fn indexed(&self) -> MutexGuard<'_, Option<Indexed>> {
+        self.indexed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn index(&self, prefix: &[u8]) -> Result<BTreeSet<String>> {
+        let mut ids = BTreeSet::new();
         for item in self.db.scan_prefix(prefix) {
             let (key, _) = item.map_err(|e| self.cache_err(e))?;
             let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|e| self.cache_err(e))?;
@@ -200,24 +227,54 @@ impl Checkpoint {
         meta: &StoredMeta,
         sessions: impl Iterator<Item = &'a SessionState>,
     ) -> Result<usize> {
+        let mut indexed = self.indexed();
         let mut batch = sled::Batch::default();
+        // (id, now active, now awaiting) for the index keys that change.
+        let mut changed: Vec<(&str, bool, bool)> = Vec::new();
         let mut written = 0;
         for s in sessions {
             batch.insert(session_key(&s.session_id), codec::encode(s)?);
-            for (prefix, on) in [(ACTIVE_PREFIX, s.active), (AWAITING_PREFIX, s.awaits_finalization())] {
+            let (active, awaiting) = (s.active, s.awaits_finalization());
+            let was = indexed
+                .as_ref()
+                .map(|ix| (ix.active.contains(&s.session_id), ix.awaiting.contains(&s.session_id)));
+            for (prefix, on, was_on) in
+                [(ACTIVE_PREFIX, active, was.map(|w| w.0)), (AWAITING_PREFIX, awaiting, was.map(|w| w.1))]
+            {
+                if was_on == Some(on) {
+                    continue;
+                }
                 let key = prefixed(prefix, &s.session_id);
                 if on { batch.insert(key, &[] as &[u8]) } else { batch.remove(key) }
+            }
+            if was.is_some_and(|w| w != (active, awaiting)) {
+                changed.push((&s.session_id, active, awaiting));
             }
             written += 1;
         }
         batch.insert(META_KEY, codec::encode(meta)?);
         self.db.apply_batch(batch).map_err(|e| self.cache_err(e))?;
+        if let Some(ix) = indexed.as_mut() {
+            for (id, active, awaiting) in changed {
+                for (set, on) in [(&mut ix.active, active), (&mut ix.awaiting, awaiting)] {
+                    if !on {
+                        set.remove(id);
+                    } else if !set.contains(id) {
+                        set.insert(id.to_string());
+                    }
+                }
+            }
+        }
         Ok(written)
     }
 
     /// Removes every record, for a rebuild from LSN 1.
     pub fn clear(&self) -> Result<()> {
-        self.db.clear().map_err(|e| self.cache_err(e))
+        let mut indexed = self.indexed();
+        *indexed = None;
+        self.db.clear().map_err(|e| self.cache_err(e))?;
+        *indexed = Some(Indexed::default());
+        Ok(())
     }
 
     /// Makes what was saved durable in sled (on close; otherwise sled
@@ -247,6 +304,81 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EndReason;
+
+    fn session(id: &str, active: bool, end_reason: Option<EndReason>) -> SessionState {
+        SessionState {
+            session_id: id.to_string(),
+            key: None,
+            platform: None,
+            user_id: None,
+            source: None,
+            parent_id: None,
+            attrs: Default::default(),
+            start_lsn: 1,
+            started_at: 1,
+            active,
+            spans: 1,
+            last_activity_at: 1,
+            ended_at: end_reason.as_ref().map(|_| 2),
+            end_lsn: end_reason.as_ref().map(|_| 2),
+            end_reason,
+            next_id: None,
+            flush_markers: Default::default(),
+            expiry_finalized_lsn: None,
+            finalize_attempts: 0,
+            last_finalize_error: None,
+        }
+    }
+
+    fn index_keys(store: &Checkpoint) -> (BTreeSet<String>, BTreeSet<String>) {
+        (store.index(ACTIVE_PREFIX).unwrap(), store.index(AWAITING_PREFIX).unwrap())
+    }
+
+    fn ids(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Index keys follow each session's state whether or not the handle
+    /// knows what the store holds (fresh handle: it removes blindly; after
+    /// `load_meta` or `clear`: it writes only what changes).
+    #[test]
+    fn index_keys_follow_the_sessions_with_or_without_knowing_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("projection");
+        let meta = StoredMeta::of(&Meta { last_lsn: 1, ..Meta::default() });
+        {
+            let store = Checkpoint::open(&path, 1 << 20).unwrap();
+            store.clear().unwrap();
+            let sessions = [
+                session("a", true, None),
+                session("b", true, None),
+                session("c", false, Some(EndReason::Completed)),
+            ];
+            store.save(&meta, sessions.iter()).unwrap();
+            assert_eq!(index_keys(&store), (ids(&["a", "b"]), ids(&[])));
+            let sessions = [session("a", false, Some(EndReason::IdleExpiry)), session("d", true, None)];
+            store.save(&meta, sessions.iter()).unwrap();
+            assert_eq!(index_keys(&store), (ids(&["b", "d"]), ids(&["a"])));
+            store.flush().unwrap();
+        }
+        let blind = Checkpoint::open(&path, 1 << 20).unwrap();
+        let mut finalized = session("a", false, Some(EndReason::IdleExpiry));
+        finalized.expiry_finalized_lsn = Some(3);
+        blind
+            .save(&meta, [finalized.clone(), session("b", false, Some(EndReason::Completed))].iter())
+            .unwrap();
+        assert_eq!(index_keys(&blind), (ids(&["d"]), ids(&[])));
+        blind.flush().unwrap();
+        drop(blind);
+
+        let known = Checkpoint::open(&path, 1 << 20).unwrap();
+        let loaded = known.load_meta().unwrap().unwrap();
+        assert_eq!(loaded.active, ids(&["d"]));
+        let sessions = [session("d", false, Some(EndReason::DailyReset)), session("e", true, None)];
+        known.save(&meta, sessions.iter()).unwrap();
+        assert_eq!(index_keys(&known), (ids(&["e"]), ids(&["d"])));
+    }
 
     /// Regression: sled reports a held lock as `Other`, and the store used
     /// to be moved aside (losing the checkpoint) instead of waited for.
