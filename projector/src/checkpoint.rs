@@ -83,6 +83,78 @@ struct Indexed {
     awaiting: HashSet<String>,
 }
 
+/// False-positive rate of each known-ids filter.
+const KNOWN_IDS_FALSE_POSITIVE: f64 = 0.01;
+/// The smallest known-ids filter (about 1.2 MB at 1%).
+const KNOWN_IDS_CAPACITY_MIN: usize = 1 << 20;
+/// Ids the startup scan adds per lock of the filters.
+const KNOWN_IDS_SCAN_CHUNK: usize = 4096;
+
+type IdFilter = fastbloom::BloomFilter<foldhash::fast::RandomState>;
+
+/// Which session ids the store may hold: a Bloom filter per generation
+/// (each twice the size of the one before, so it never has to be rebuilt),
+/// filled by a scan of the store after open and by every save since. Once
+/// the scan is complete, a start of a new id is answered "not stored"
+/// without asking sled, whose reads wait while a checkpoint batch is applied
+/// (`apply_batch` holds sled's global write lock). A false positive only
+/// costs the sled lookup it would have cost anyway.
+#[derive(Default)]
+struct KnownIds {
+    filters: Mutex<Vec<(IdFilter, usize)>>,
+    /// Every id in the store is in `filters`.
+    complete: std::sync::atomic::AtomicBool,
+    /// Asks the startup scan to stop (the store is closing).
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl KnownIds {
+    fn filters(&self) -> MutexGuard<'_, Vec<(IdFilter, usize)>> {
+        self.filters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts over for a store that holds `expected` sessions.
+    fn reset(&self, expected: usize, complete: bool) {
+        let mut filters = self.filters();
+        filters.clear();
+        filters.push((Self::filter(expected), 0));
+        self.complete.store(complete, std::sync::atomic::Ordering::Release);
+    }
+
+    fn filter(expected: usize) -> IdFilter {
+        fastbloom::BloomFilter::with_false_pos(KNOWN_IDS_FALSE_POSITIVE)
+            .hasher(foldhash::fast::RandomState::default())
+            .expected_items(expected.max(KNOWN_IDS_CAPACITY_MIN))
+    }
+
+    fn insert<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let mut filters = self.filters();
+        for id in ids {
+            let needs_more = filters.last().is_none_or(|(f, n)| *n >= Self::capacity(f));
+            if needs_more {
+                let next = filters.last().map_or(0, |(f, _)| 2 * Self::capacity(f));
+                filters.push((Self::filter(next), 0));
+            }
+            if let Some((filter, n)) = filters.last_mut() {
+                filter.insert(id);
+                *n += 1;
+            }
+        }
+    }
+
+    /// The items a filter was sized for (bits per item at the target rate).
+    fn capacity(filter: &IdFilter) -> usize {
+        let bits_per_item = -KNOWN_IDS_FALSE_POSITIVE.ln() / std::f64::consts::LN_2.powi(2);
+        (filter.num_bits() as f64 / bits_per_item) as usize
+    }
+
+    /// Whether `id` is surely not in the store.
+    fn surely_absent(&self, id: &str) -> bool {
+        self.complete.load(std::sync::atomic::Ordering::Acquire)
+            && !self.filters().iter().any(|(f, _)| f.contains(id))
+    }
+}
+
 /// An open checkpoint store.
 #[derive(Clone)]
 pub struct Checkpoint {
@@ -90,6 +162,9 @@ pub struct Checkpoint {
     path: PathBuf,
     /// `None` until known: then every index key is written or removed.
     indexed: Arc<Mutex<Option<Indexed>>>,
+    known: Arc<KnownIds>,
+    /// Lookups answered without sled, for stats and tests.
+    lookups_skipped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -125,7 +200,13 @@ impl Checkpoint {
         loop {
             match sled::Config::new().path(path).cache_capacity(cache_capacity_bytes).open() {
                 Ok(db) => {
-                    return Ok(Checkpoint { db, path: path.to_path_buf(), indexed: Arc::default() });
+                    return Ok(Checkpoint {
+                        db,
+                        path: path.to_path_buf(),
+                        indexed: Arc::default(),
+                        known: Arc::default(),
+                        lookups_skipped: Arc::default(),
+                    });
                 }
                 Err(e) if is_lock_conflict(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
@@ -207,6 +288,10 @@ impl Checkpoint {
     }
 
     pub fn session(&self, id: &str) -> Result<Option<SessionState>> {
+        if self.known.surely_absent(id) {
+            self.lookups_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(None);
+        }
         let Some(bytes) = self.db.get(session_key(id)).map_err(|e| self.cache_err(e))? else {
             return Ok(None);
         };
@@ -232,8 +317,10 @@ impl Checkpoint {
         // (id, now active, now awaiting) for the index keys that change.
         let mut changed: Vec<(&str, bool, bool)> = Vec::new();
         let mut written = 0;
+        let mut saved_ids: Vec<&str> = Vec::new();
         for s in sessions {
             batch.insert(session_key(&s.session_id), codec::encode(s)?);
+            saved_ids.push(&s.session_id);
             let (active, awaiting) = (s.active, s.awaits_finalization());
             let was = indexed
                 .as_ref()
@@ -254,6 +341,7 @@ impl Checkpoint {
         }
         batch.insert(META_KEY, codec::encode(meta)?);
         self.db.apply_batch(batch).map_err(|e| self.cache_err(e))?;
+        self.known.insert(saved_ids.into_iter());
         if let Some(ix) = indexed.as_mut() {
             for (id, active, awaiting) in changed {
                 for (set, on) in [(&mut ix.active, active), (&mut ix.awaiting, awaiting)] {
@@ -272,9 +360,80 @@ impl Checkpoint {
     pub fn clear(&self) -> Result<()> {
         let mut indexed = self.indexed();
         *indexed = None;
+        self.known.reset(0, false);
         self.db.clear().map_err(|e| self.cache_err(e))?;
         *indexed = Some(Indexed::default());
+        self.known.reset(0, true);
         Ok(())
+    }
+
+    /// Starts the scan that fills the known-ids filter with every session id
+    /// already in the store (`expected` of them), on its own thread; until it
+    /// completes, lookups ask sled. Call [`Checkpoint::stop_id_scan`] and
+    /// join the handle before dropping the store.
+    pub fn start_id_scan(&self, expected: u64) -> Result<std::thread::JoinHandle<()>> {
+        let expected = usize::try_from(expected).unwrap_or(usize::MAX / 2).saturating_mul(2);
+        self.known.reset(expected, false);
+        let store = self.clone();
+        std::thread::Builder::new()
+            .name("bookend-id-scan".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                match store.scan_ids() {
+                    Ok(Some(ids)) => {
+                        store.known.complete.store(true, std::sync::atomic::Ordering::Release);
+                        tracing::debug!(
+                            sessions = ids,
+                            ms = started.elapsed().as_millis() as u64,
+                            "known-ids filter ready: starts of new ids no longer read the checkpoint store"
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "could not list the checkpoint store's sessions; every start will look its id up there"
+                    ),
+                }
+            })
+            .map_err(|e| Error::Io { op: "spawn the id scan for", path: self.path.clone(), source: e })
+    }
+
+    /// Adds every stored session id to the filter; `None` if stopped.
+    fn scan_ids(&self) -> Result<Option<u64>> {
+        let mut chunk: Vec<sled::IVec> = Vec::with_capacity(KNOWN_IDS_SCAN_CHUNK);
+        let mut count = 0u64;
+        let mut flush = |chunk: &mut Vec<sled::IVec>| {
+            self.known
+                .insert(chunk.iter().filter_map(|k| std::str::from_utf8(&k[SESSION_PREFIX.len()..]).ok()));
+            count += chunk.len() as u64;
+            chunk.clear();
+        };
+        for key in self.db.scan_prefix(SESSION_PREFIX).keys() {
+            if self.known.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(None);
+            }
+            chunk.push(key.map_err(|e| self.cache_err(e))?);
+            if chunk.len() == KNOWN_IDS_SCAN_CHUNK {
+                flush(&mut chunk);
+            }
+        }
+        flush(&mut chunk);
+        Ok(Some(count))
+    }
+
+    /// Asks a running id scan to stop soon.
+    pub fn stop_id_scan(&self) {
+        self.known.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether every stored id is in the known-ids filter.
+    pub fn ids_known(&self) -> bool {
+        self.known.complete.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Lookups the known-ids filter answered without reading sled.
+    pub fn lookups_skipped(&self) -> u64 {
+        self.lookups_skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes what was saved durable in sled (on close; otherwise sled

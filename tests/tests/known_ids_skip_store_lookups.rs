@@ -1,0 +1,69 @@
+//! A start of a new session id does not read the checkpoint store once the
+//! store's ids are known, and a start of an id the store already holds is
+//! still recognised.
+//!
+//! sled's reads wait while a checkpoint batch is applied, so every start used
+//! to wait for the background checkpoint. After a reopen, a background scan
+//! fills a Bloom filter with the ids the store holds (and every save adds its
+//! own); then starts of new ids are answered without sled. The proof: after
+//! the scan, 1 000 new starts are all answered by the filter (a false
+//! positive would only cost a lookup; at 1% a handful may), while restarting
+//! sessions checkpointed before the reopen, with the same key or another, is
+//! still a duplicate or a key mismatch, exactly as before, and the stored
+//! sessions are found. A rebuilt store knows its ids from the start.
+
+use std::time::{Duration, Instant};
+
+use bookend_projector::{EndReason, Error, LifecycleError};
+use bookend_tests::sessions::{T0, open, start};
+
+fn wait_for_scan(journal: &bookend_projector::SessionJournal) {
+    let store = journal.checkpoint_store().expect("a checkpoint store");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !store.ids_known() {
+        assert!(Instant::now() < deadline, "the id scan did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn new_ids_skip_the_store_and_stored_ids_are_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = bookend_projector::ManualClock::new(T0);
+    {
+        let journal = open(dir.path(), &clock);
+        // A rebuilt (here: new) store starts empty, so its ids are known.
+        assert!(journal.checkpoint_store().unwrap().ids_known());
+        for i in 0..500 {
+            journal.start(start(&format!("old-{i}"), &format!("k{i}"))).unwrap().wait().unwrap();
+            journal.end(&format!("old-{i}"), EndReason::Completed).unwrap().wait().unwrap();
+        }
+        journal.checkpoint().unwrap();
+        journal.close(bookend_projector::CloseReason::Shutdown, bookend_projector::Sessions::End).unwrap();
+    }
+
+    let journal = open(dir.path(), &clock);
+    assert!(journal.open_report().from_checkpoint);
+    wait_for_scan(&journal);
+    let store = journal.checkpoint_store().unwrap();
+    let skipped_before = store.lookups_skipped();
+    for i in 0..1000 {
+        let ack = journal.start(start(&format!("new-{i}"), &format!("n{i}"))).unwrap().wait().unwrap();
+        assert!(!ack.duplicate);
+    }
+    let skipped = store.lookups_skipped() - skipped_before;
+    assert!(skipped >= 950, "only {skipped} of 1000 new ids were answered by the filter");
+
+    for i in (0..500).step_by(50) {
+        let id = format!("old-{i}");
+        let again = journal.start(start(&id, &format!("k{i}"))).unwrap().wait().unwrap();
+        assert!(again.duplicate, "{id} was started again instead of being recognised");
+        let moved = journal.start(start(&id, "another-key"));
+        assert!(
+            matches!(moved, Err(Error::Lifecycle(LifecycleError::KeyMismatch { .. }))),
+            "{id} on another key: {moved:?}"
+        );
+        let stored = journal.get(&id).unwrap().expect("stored session");
+        assert_eq!(stored.end_reason, Some(EndReason::Completed));
+    }
+}
