@@ -1,0 +1,134 @@
+//! What a long history costs a gateway that restarts: open time and memory
+//! with N ended sessions behind a checkpoint.
+//!
+//!     cargo run --release -p bookend-benches --bin history -- 1000000
+//!
+//! Builds `target/bench-data/history-<N>` once (N sessions started and
+//! ended, then one open that writes the checkpoint; later runs reuse it),
+//! then, in a fresh child process each time: opens the `SessionJournal`,
+//! looks up 10 000 old sessions, starts and ends 10 000 new ones (durable,
+//! 64 threads), closes it, and reports the open time and the process's peak
+//! and final RSS.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use bookend_benches::write_history;
+use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
+
+fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn history_dir(sessions: u64) -> PathBuf {
+    let root = std::env::var_os("BOOKEND_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data"));
+    root.join(format!("history-{sessions}"))
+}
+
+fn dir_mib(dir: &Path) -> f64 {
+    fn walk(p: &Path) -> u64 {
+        std::fs::read_dir(p).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+    }
+    walk(dir) as f64 / (1024.0 * 1024.0)
+}
+
+/// Builds the history once; a `built` marker says it is complete.
+fn build(dir: &Path, sessions: u64) {
+    if dir.join("built").exists() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("create bench directory");
+    let started = Instant::now();
+    write_history(dir, 2 * sessions + 1);
+    eprintln!("wrote {} events in {:.1?}", 2 * sessions + 1, started.elapsed());
+    let started = Instant::now();
+    let journal = SessionJournal::open(dir, SessionJournalOptions::default()).expect("open");
+    journal.close(CloseReason::Restart, Sessions::Keep).expect("close");
+    eprintln!("first open (fold, write the checkpoint) {:.1?}", started.elapsed());
+    std::fs::write(dir.join("built"), b"").expect("write marker");
+}
+
+/// One measured run, in its own process so its RSS is its own.
+fn measure(dir: &Path, sessions: u64) {
+    let started = Instant::now();
+    let journal = SessionJournal::open(dir, SessionJournalOptions::default()).expect("open");
+    let open_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let after_open = status_mib("VmRSS:");
+    let started = Instant::now();
+    let step = (sessions / 10_000).max(1);
+    let mut found = 0;
+    for n in (0..sessions).step_by(step as usize).take(10_000) {
+        let id = format!("0190f5c2-7a1b-7c3d-9e8f-{n:012x}");
+        found += usize::from(journal.get(&id).expect("get").is_some());
+    }
+    let lookup_us = started.elapsed().as_secs_f64() * 1e6 / found.max(1) as f64;
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..64u64 {
+            let journal = &journal;
+            scope.spawn(move || {
+                for n in 0..(10_000 / 64) {
+                    let id = format!("new-{t}-{n}");
+                    let start = Start {
+                        session_id: Some(id.clone()),
+                        key: Some(format!("new:{t}")),
+                        ..Start::default()
+                    };
+                    journal.start(start).expect("start").wait().expect("start acknowledged");
+                    journal.end(&id, EndReason::Completed).expect("end").wait().expect("end acknowledged");
+                }
+            });
+        }
+    });
+    let pairs_per_s = (10_000 / 64 * 64) as f64 / started.elapsed().as_secs_f64();
+    journal.close(CloseReason::Restart, Sessions::Keep).expect("close");
+    println!(
+        "{open_ms:.1} {after_open:.1} {:.1} {:.1} {found} {lookup_us:.1} {pairs_per_s:.0}",
+        status_mib("VmHWM:"),
+        status_mib("VmRSS:")
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let sessions: u64 = args.iter().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let dir = history_dir(sessions);
+    if args.iter().any(|a| a == "--measure") {
+        measure(&dir, sessions);
+        return;
+    }
+    build(&dir, sessions);
+    let exe = std::env::current_exe().expect("current exe");
+    println!("{sessions} ended sessions in history; journal + checkpoint on disk: {:.0} MiB", dir_mib(&dir));
+    println!(
+        "| run | open ms | RSS after open MiB | peak RSS MiB | RSS at close MiB \
+         | old sessions found | µs per lookup | start+end pairs/s (64 threads) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for run in 1..=3 {
+        let out =
+            Command::new(&exe).args([sessions.to_string().as_str(), "--measure"]).output().expect("run");
+        if !out.status.success() {
+            panic!("measuring run failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("| {run} | {} |", text.split_whitespace().collect::<Vec<_>>().join(" | "));
+    }
+}
