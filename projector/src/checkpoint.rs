@@ -90,7 +90,33 @@ const KNOWN_IDS_CAPACITY_MIN: usize = 1 << 20;
 /// Ids the startup scan adds per lock of the filters.
 const KNOWN_IDS_SCAN_CHUNK: usize = 4096;
 
-type IdFilter = fastbloom::BloomFilter<foldhash::fast::RandomState>;
+/// Seeded per store and saved with the filter, so a saved filter can be
+/// loaded by the next process.
+type IdFilter = fastbloom::BloomFilter<foldhash::fast::FixedState>;
+
+/// Bump when the saved known-ids record changes shape.
+const KNOWN_IDS_FORMAT: u32 = 1;
+const KNOWN_IDS_KEY: &[u8] = b"known-ids";
+/// Ids read back from the store to check a loaded filter against.
+const KNOWN_IDS_PROBES: usize = 256;
+
+// Format: { format u32 | lsn u64 | seed u64 | probe u64 | filters seq<(hashes u32,
+//           count u64, bits seq<u64>)> } (codec-encoded). `probe` is the hash of a
+// fixed string under `seed`: if the hash function ever changes, the record is
+// not trusted.
+#[derive(Serialize, Deserialize)]
+struct KnownIdsRecord {
+    format: u32,
+    lsn: u64,
+    seed: u64,
+    probe: u64,
+    filters: Vec<(u32, u64, Vec<u64>)>,
+}
+
+fn hash_probe(seed: u64) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(seed).hash_one("bookend known-ids probe")
+}
 
 /// Which session ids the store may hold: a Bloom filter per generation
 /// (each twice the size of the one before, so it never has to be rebuilt),
@@ -102,6 +128,7 @@ type IdFilter = fastbloom::BloomFilter<foldhash::fast::RandomState>;
 #[derive(Default)]
 struct KnownIds {
     filters: Mutex<Vec<(IdFilter, usize)>>,
+    seed: std::sync::atomic::AtomicU64,
     /// Every id in the store is in `filters`.
     complete: std::sync::atomic::AtomicBool,
     /// Asks the startup scan to stop (the store is closing).
@@ -116,14 +143,19 @@ impl KnownIds {
     /// Starts over for a store that holds `expected` sessions.
     fn reset(&self, expected: usize, complete: bool) {
         let mut filters = self.filters();
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new().build_hasher().finish()
+        };
+        self.seed.store(seed, std::sync::atomic::Ordering::Relaxed);
         filters.clear();
-        filters.push((Self::filter(expected), 0));
+        filters.push((Self::filter(expected, seed), 0));
         self.complete.store(complete, std::sync::atomic::Ordering::Release);
     }
 
-    fn filter(expected: usize) -> IdFilter {
+    fn filter(expected: usize, seed: u64) -> IdFilter {
         fastbloom::BloomFilter::with_false_pos(KNOWN_IDS_FALSE_POSITIVE)
-            .hasher(foldhash::fast::RandomState::default())
+            .hasher(foldhash::fast::FixedState::with_seed(seed))
             .expected_items(expected.max(KNOWN_IDS_CAPACITY_MIN))
     }
 
@@ -133,7 +165,8 @@ impl KnownIds {
             let needs_more = filters.last().is_none_or(|(f, n)| *n >= Self::capacity(f));
             if needs_more {
                 let next = filters.last().map_or(0, |(f, _)| 2 * Self::capacity(f));
-                filters.push((Self::filter(next), 0));
+                let seed = self.seed.load(std::sync::atomic::Ordering::Relaxed);
+                filters.push((Self::filter(next, seed), 0));
             }
             if let Some((filter, n)) = filters.last_mut() {
                 filter.insert(id);
@@ -371,7 +404,17 @@ impl Checkpoint {
     /// already in the store (`expected` of them), on its own thread; until it
     /// completes, lookups ask sled. Call [`Checkpoint::stop_id_scan`] and
     /// join the handle before dropping the store.
-    pub fn start_id_scan(&self, expected: u64) -> Result<std::thread::JoinHandle<()>> {
+    ///
+    /// If the previous owner saved the filter with the checkpoint at `lsn`
+    /// (on a clean close), it is loaded instead and no scan runs (`None`).
+    pub fn start_id_scan(&self, expected: u64, lsn: u64) -> Result<Option<std::thread::JoinHandle<()>>> {
+        match self.load_known_ids(lsn) {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "the saved known-ids filter is unusable; scanning the store")
+            }
+        }
         let expected = usize::try_from(expected).unwrap_or(usize::MAX / 2).saturating_mul(2);
         self.known.reset(expected, false);
         let store = self.clone();
@@ -395,7 +438,59 @@ impl Checkpoint {
                     ),
                 }
             })
+            .map(Some)
             .map_err(|e| Error::Io { op: "spawn the id scan for", path: self.path.clone(), source: e })
+    }
+
+    /// Saves the known-ids filter for the checkpoint at `lsn` (on a clean
+    /// close, after the last checkpoint), if every stored id is in it.
+    pub fn save_known_ids(&self, lsn: u64) -> Result<()> {
+        if !self.ids_known() {
+            return Ok(());
+        }
+        let seed = self.known.seed.load(std::sync::atomic::Ordering::Relaxed);
+        let filters = self
+            .known
+            .filters()
+            .iter()
+            .map(|(f, n)| (f.num_hashes(), *n as u64, f.as_slice().to_vec()))
+            .collect();
+        let record = KnownIdsRecord { format: KNOWN_IDS_FORMAT, lsn, seed, probe: hash_probe(seed), filters };
+        self.db.insert(KNOWN_IDS_KEY, codec::encode(&record)?).map_err(|e| self.cache_err(e))?;
+        Ok(())
+    }
+
+    /// Loads a saved filter if it was saved at `lsn`, its hash function is
+    /// unchanged, and it holds the first stored ids; else `false`.
+    fn load_known_ids(&self, lsn: u64) -> Result<bool> {
+        let Some(bytes) = self.db.get(KNOWN_IDS_KEY).map_err(|e| self.cache_err(e))? else {
+            return Ok(false);
+        };
+        let record: KnownIdsRecord = codec::decode(&bytes).map_err(|e| self.cache_err(e))?;
+        if record.format != KNOWN_IDS_FORMAT || record.lsn != lsn || record.probe != hash_probe(record.seed) {
+            return Ok(false);
+        }
+        let filters: Vec<(IdFilter, usize)> = record
+            .filters
+            .into_iter()
+            .map(|(hashes, n, bits)| {
+                let filter = fastbloom::BloomFilter::from_vec(bits)
+                    .hasher(foldhash::fast::FixedState::with_seed(record.seed))
+                    .hashes(hashes);
+                (filter, usize::try_from(n).unwrap_or(usize::MAX))
+            })
+            .collect();
+        for key in self.db.scan_prefix(SESSION_PREFIX).keys().take(KNOWN_IDS_PROBES) {
+            let key = key.map_err(|e| self.cache_err(e))?;
+            let id = std::str::from_utf8(&key[SESSION_PREFIX.len()..]).map_err(|e| self.cache_err(e))?;
+            if !filters.iter().any(|(f, _)| f.contains(id)) {
+                return Ok(false);
+            }
+        }
+        *self.known.filters() = filters;
+        self.known.seed.store(record.seed, std::sync::atomic::Ordering::Relaxed);
+        self.known.complete.store(true, std::sync::atomic::Ordering::Release);
+        Ok(true)
     }
 
     /// Adds every stored session id to the filter; `None` if stopped.
@@ -407,6 +502,9 @@ impl Checkpoint {
                 .insert(chunk.iter().filter_map(|k| std::str::from_utf8(&k[SESSION_PREFIX.len()..]).ok()));
             count += chunk.len() as u64;
             chunk.clear();
+            for _ in 0..64 {
+                crossbeam_epoch::pin().flush();
+            }
         };
         for key in self.db.scan_prefix(SESSION_PREFIX).keys() {
             if self.known.stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -513,7 +513,9 @@ impl SessionJournal {
         // With a checkpoint loaded, learn which ids the store holds (in the
         // background); a rebuilt store started empty and knows them already.
         let id_scan = match life.cold.as_ref() {
-            Some(store) if from_checkpoint => Some(store.start_id_scan(life.meta.sessions_total)?),
+            Some(store) if from_checkpoint => {
+                store.start_id_scan(life.meta.sessions_total, life.meta.last_lsn)?
+            }
             _ => None,
         };
         let background =
@@ -711,6 +713,10 @@ impl SessionJournal {
             let mut core = lock(&self.inner.core);
             checkpoint(&self.inner.journal, &mut core)?;
             if let Some(store) = core.life.cold.as_ref() {
+                // The next open loads this instead of scanning the store.
+                if let Err(e) = store.save_known_ids(core.life.meta.last_lsn) {
+                    tracing::warn!(error = %e, "could not save the known-ids filter; the next open scans the store");
+                }
                 store.flush()?;
             }
         }

@@ -6,7 +6,7 @@
 //! Builds `target/bench-data/history-<N>` once (N sessions started and
 //! ended, then one open that writes the checkpoint; later runs reuse it),
 //! then, in a fresh child process each time: opens the `SessionJournal`,
-//! looks up 10 000 old sessions, starts and ends 10 000 new ones (durable,
+//! waits for its known-ids scan, looks up 10 000 old sessions, starts and ends 10 000 new ones (durable,
 //! 64 threads), closes it, and reports the open time and the process's peak
 //! and final RSS.
 
@@ -71,6 +71,15 @@ fn measure(dir: &Path, sessions: u64) {
     let journal = SessionJournal::open(dir, SessionJournalOptions::default()).expect("open");
     let open_ms = started.elapsed().as_secs_f64() * 1000.0;
     let after_open = status_mib("VmRSS:");
+    // Let the known-ids scan finish, so the lookups below measure the
+    // steady state and its memory is counted.
+    let store = journal.checkpoint_store().expect("checkpoint store");
+    let started = Instant::now();
+    while !store.ids_known() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let scan_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let after_scan = status_mib("VmRSS:");
     let started = Instant::now();
     let step = (sessions / 10_000).max(1);
     let mut found = 0;
@@ -100,7 +109,7 @@ fn measure(dir: &Path, sessions: u64) {
     let pairs_per_s = (10_000 / 64 * 64) as f64 / started.elapsed().as_secs_f64();
     journal.close(CloseReason::Restart, Sessions::Keep).expect("close");
     println!(
-        "{open_ms:.1} {after_open:.1} {:.1} {:.1} {found} {lookup_us:.1} {pairs_per_s:.0}",
+        "{open_ms:.1} {after_open:.1} {scan_ms:.0} {after_scan:.1} {:.1} {:.1} {found} {lookup_us:.1} {pairs_per_s:.0}",
         status_mib("VmHWM:"),
         status_mib("VmRSS:")
     );
@@ -118,10 +127,10 @@ fn main() {
     let exe = std::env::current_exe().expect("current exe");
     println!("{sessions} ended sessions in history; journal + checkpoint on disk: {:.0} MiB", dir_mib(&dir));
     println!(
-        "| run | open ms | RSS after open MiB | peak RSS MiB | RSS at close MiB \
-         | old sessions found | µs per lookup | start+end pairs/s (64 threads) |"
+        "| run | open ms | RSS after open MiB | id scan ms | RSS after scan MiB | peak RSS MiB \
+         | RSS at close MiB | old sessions found | µs per lookup | start+end pairs/s (64 threads) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for run in 1..=3 {
         let out =
             Command::new(&exe).args([sessions.to_string().as_str(), "--measure"]).output().expect("run");
