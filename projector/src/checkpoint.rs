@@ -3,7 +3,8 @@
 //!
 //! One sled tree holds `meta` (the folded journal-wide state and the last
 //! LSN folded), one `s/<session id>` record per session, and `p/<name>`
-//! blobs for gateway-defined projections. A checkpoint writes the changed
+//! blobs for gateway-defined projections, and `known-ids` (the Bloom filter
+//! of stored session ids, saved on a clean close). A checkpoint writes the changed
 //! sessions and the meta record in one sled batch, so the state and its LSN
 //! never disagree. It is only written for LSNs that are already durable in
 //! the journal. If the store is missing, corrupt, of another format, or
