@@ -9,13 +9,27 @@ use serde::{Deserialize, Serialize};
 /// `BOOKEND_BENCH_DIR`); it must be on a real disk, since tmpfs makes fsync
 /// free and every durable figure meaningless.
 pub fn bench_dir(name: &str) -> PathBuf {
-    let root = std::env::var_os("BOOKEND_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data"));
-    let dir = root.join(name);
+    let dir = bench_root().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create bench directory");
     dir
+}
+
+/// Where bench data lives: `target/bench-data`, or `BOOKEND_BENCH_DIR`.
+pub fn bench_root() -> PathBuf {
+    std::env::var_os("BOOKEND_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data"))
+}
+
+/// A memory figure of this process from `/proc/self/status`, in MiB
+/// (`"VmHWM:"` is the peak RSS, `"VmRSS:"` the current one); 0 if unknown.
+pub fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// About the size of a `session:start` event (~90 bytes encoded).

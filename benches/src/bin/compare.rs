@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bookend_benches::{BenchEvent, bench_dir};
+use bookend_benches::{BenchEvent, bench_dir, status_mib};
 use bookend_journal::Durability;
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
 
@@ -40,14 +40,6 @@ const SCENARIOS: [&str; 13] = [
     "sessions-json-1000",
     "sessions-json-10000",
 ];
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// Starts and ends sessions from `tasks` tokio tasks (on a 2-worker
 /// runtime, as a gateway would) until `RUN_FOR` is up.
@@ -228,7 +220,7 @@ fn main() {
     if let Some(pos) = args.iter().position(|a| a == "--scenario") {
         let name = &args[pos + 1];
         let (events, elapsed) = run_scenario(name);
-        println!("{events} {} {:.1}", elapsed.as_secs_f64(), peak_rss_mib());
+        println!("{events} {} {:.1}", elapsed.as_secs_f64(), status_mib("VmHWM:"));
         return;
     }
     let only: Vec<&String> = args.iter().skip(1).collect();

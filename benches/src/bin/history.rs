@@ -14,22 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use bookend_benches::write_history;
+use bookend_benches::{bench_root, status_mib, write_history};
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
 
-fn status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn history_dir(sessions: u64) -> PathBuf {
-    let root = std::env::var_os("BOOKEND_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data"));
-    root.join(format!("history-{sessions}"))
+    bench_root().join(format!("history-{sessions}"))
 }
 
 fn dir_mib(dir: &Path) -> f64 {
