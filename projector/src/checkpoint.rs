@@ -2,10 +2,12 @@
 //! never the source of truth.
 //!
 //! One sled tree holds `meta` (the folded journal-wide state and the last
-//! LSN folded), one `s/<session id>` record per session, and `p/<name>`
-//! blobs for gateway-defined projections, and `known-ids` (the Bloom filter
-//! of stored session ids, saved on a clean close). A checkpoint writes the changed
-//! sessions and the meta record in one sled batch, so the state and its LSN
+//! LSN folded), one record per session (`a/<session id>` while active,
+//! `s/<session id>` once ended), `f/<session id>` index keys for sessions
+//! awaiting finalization, `p/<name>` blobs for gateway-defined projections,
+//! and `known-ids` (the Bloom filter of stored session ids, saved on a clean
+//! close). A checkpoint writes the changed sessions and the meta record in
+//! one sled batch, so the state and its LSN
 //! never disagree. It is only written for LSNs that are already durable in
 //! the journal. If the store is missing, corrupt, of another format, or
 //! ahead of the journal, the owner rebuilds it from the journal.
@@ -21,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::state::{Meta, SessionState};
 
 /// Bump when the stored state changes shape: older stores are rebuilt.
-pub const CHECKPOINT_FORMAT: u32 = 2;
+pub const CHECKPOINT_FORMAT: u32 = 3;
 /// Default sled page cache: the store is a cache, so keep it small.
 pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
 
@@ -30,8 +32,12 @@ const LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 const META_KEY: &[u8] = b"meta";
 const SESSION_PREFIX: &[u8] = b"s/";
-/// `a/<id>`: the session is active (an index kept with each session record).
+/// `a/<id>`: an active session's record. Ended sessions are under `s/`, so
+/// a session that starts and stays active costs one key, and the active set
+/// is a prefix scan.
 const ACTIVE_PREFIX: &[u8] = b"a/";
+// The id scans strip either prefix by the same length.
+const _: () = assert!(ACTIVE_PREFIX.len() == SESSION_PREFIX.len());
 /// `f/<id>`: the session awaits finalization.
 const AWAITING_PREFIX: &[u8] = b"f/";
 const BLOB_PREFIX: &[u8] = b"p/";
@@ -326,21 +332,34 @@ impl Checkpoint {
             self.lookups_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(None);
         }
-        let Some(bytes) = self.db.get(session_key(id)).map_err(|e| self.cache_err(e))? else {
-            return Ok(None);
-        };
-        codec::decode(&bytes).map(Some).map_err(|e| self.cache_err(e))
+        // Ended sessions first: the owner keeps every active one in memory,
+        // so a lookup that reaches the store is almost always for an ended one.
+        for key in [session_key(id), prefixed(ACTIVE_PREFIX, id)] {
+            if let Some(bytes) = self.db.get(key).map_err(|e| self.cache_err(e))? {
+                return codec::decode(&bytes).map(Some).map_err(|e| self.cache_err(e));
+            }
+        }
+        Ok(None)
     }
 
-    /// Every stored session, in id order.
-    pub fn sessions(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {
-        self.db.scan_prefix(SESSION_PREFIX).map(move |item| {
+    /// The stored active sessions, in id order.
+    pub fn active_sessions(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {
+        self.db.scan_prefix(ACTIVE_PREFIX).map(move |item| {
             let (_, bytes) = item.map_err(|e| self.cache_err(e))?;
             codec::decode(&bytes).map_err(|e| self.cache_err(e))
         })
     }
 
-    /// Writes `sessions`, their index keys and `meta` in one atomic batch.
+    /// Every stored session: the active ones, then the others, each in id order.
+    pub fn sessions(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {
+        self.active_sessions().chain(self.db.scan_prefix(SESSION_PREFIX).map(move |item| {
+            let (_, bytes) = item.map_err(|e| self.cache_err(e))?;
+            codec::decode(&bytes).map_err(|e| self.cache_err(e))
+        }))
+    }
+
+    /// Writes `sessions` (active ones under `a/`, the others under `s/`),
+    /// the awaiting index keys and `meta` in one atomic batch.
     pub fn save<'a>(
         &self,
         meta: &StoredMeta,
@@ -353,20 +372,27 @@ impl Checkpoint {
         let mut written = 0;
         let mut saved_ids: Vec<&str> = Vec::new();
         for s in sessions {
-            batch.insert(session_key(&s.session_id), codec::encode(s)?);
-            saved_ids.push(&s.session_id);
+            let id = s.session_id.as_str();
+            let record = codec::encode(s)?;
+            saved_ids.push(id);
             let (active, awaiting) = (s.active, s.awaits_finalization());
-            let was = indexed
-                .as_ref()
-                .map(|ix| (ix.active.contains(&s.session_id), ix.awaiting.contains(&s.session_id)));
-            for (prefix, on, was_on) in
-                [(ACTIVE_PREFIX, active, was.map(|w| w.0)), (AWAITING_PREFIX, awaiting, was.map(|w| w.1))]
-            {
-                if was_on == Some(on) {
-                    continue;
+            let was = indexed.as_ref().map(|ix| (ix.active.contains(id), ix.awaiting.contains(id)));
+            if active {
+                batch.insert(prefixed(ACTIVE_PREFIX, id), record);
+                // Only a session that has ended before (a reopen) can have
+                // a record under `s/`.
+                if s.spans > 1 {
+                    batch.remove(session_key(id));
                 }
-                let key = prefixed(prefix, &s.session_id);
-                if on { batch.insert(key, &[] as &[u8]) } else { batch.remove(key) }
+            } else {
+                batch.insert(session_key(id), record);
+                if was.is_none_or(|w| w.0) {
+                    batch.remove(prefixed(ACTIVE_PREFIX, id));
+                }
+            }
+            if was.is_none_or(|w| w.1 != awaiting) {
+                let key = prefixed(AWAITING_PREFIX, id);
+                if awaiting { batch.insert(key, &[] as &[u8]) } else { batch.remove(key) }
             }
             if was.is_some_and(|w| w != (active, awaiting)) {
                 changed.push((&s.session_id, active, awaiting));
@@ -481,8 +507,10 @@ impl Checkpoint {
                 (filter, usize::try_from(n).unwrap_or(usize::MAX))
             })
             .collect();
-        for key in self.db.scan_prefix(SESSION_PREFIX).keys().take(KNOWN_IDS_PROBES) {
+        let probes = self.db.scan_prefix(SESSION_PREFIX).keys().take(KNOWN_IDS_PROBES / 2);
+        for key in probes.chain(self.db.scan_prefix(ACTIVE_PREFIX).keys().take(KNOWN_IDS_PROBES / 2)) {
             let key = key.map_err(|e| self.cache_err(e))?;
+            // Both prefixes are two bytes long.
             let id = std::str::from_utf8(&key[SESSION_PREFIX.len()..]).map_err(|e| self.cache_err(e))?;
             if !filters.iter().any(|(f, _)| f.contains(id)) {
                 return Ok(false);
@@ -494,7 +522,8 @@ impl Checkpoint {
         Ok(true)
     }
 
-    /// Adds every stored session id to the filter; `None` if stopped.
+    /// Adds every stored session id (active and ended; both prefixes are
+    /// two bytes long) to the filter; `None` if stopped.
     fn scan_ids(&self) -> Result<Option<u64>> {
         let mut chunk: Vec<sled::IVec> = Vec::with_capacity(KNOWN_IDS_SCAN_CHUNK);
         let mut count = 0u64;
@@ -507,7 +536,8 @@ impl Checkpoint {
                 crossbeam_epoch::pin().flush();
             }
         };
-        for key in self.db.scan_prefix(SESSION_PREFIX).keys() {
+        let active = self.db.scan_prefix(ACTIVE_PREFIX).keys();
+        for key in active.chain(self.db.scan_prefix(SESSION_PREFIX).keys()) {
             if self.known.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(None);
             }
@@ -636,6 +666,18 @@ mod tests {
         let sessions = [session("d", false, Some(EndReason::DailyReset)), session("e", true, None)];
         known.save(&meta, sessions.iter()).unwrap();
         assert_eq!(index_keys(&known), (ids(&["e"]), ids(&["d"])));
+
+        // A reopened session moves back under `a/`; every session is stored
+        // exactly once, with its latest record.
+        let mut reopened = session("c", true, None);
+        reopened.spans = 2;
+        known.save(&meta, [reopened.clone()].iter()).unwrap();
+        assert_eq!(known.session("c").unwrap(), Some(reopened));
+        let stored: Vec<(String, bool)> =
+            known.sessions().map(|s| s.map(|s| (s.session_id, s.active)).unwrap()).collect();
+        let expected = [("c", true), ("e", true), ("a", false), ("b", false), ("d", false)];
+        assert_eq!(stored, expected.map(|(id, active)| (id.to_string(), active)));
+        assert_eq!(known.active_sessions().count(), 2);
     }
 
     /// Regression: sled reports a held lock as `Other`, and the store used

@@ -219,13 +219,15 @@ impl SessionTable {
 
     /// Loads the active sessions (and the key index) after a checkpoint load.
     pub fn load_active(&mut self, meta: &Meta, cold: &Checkpoint) -> Result<()> {
-        for id in &meta.active {
-            if let Some(s) = cold.session(id)? {
-                if let Some(key) = &s.key {
-                    self.by_key.insert(key.clone(), id.clone());
-                }
-                self.hot.insert(id.clone(), Arc::new(s));
+        for s in cold.active_sessions() {
+            let s = s?;
+            if !meta.active.contains(&s.session_id) {
+                continue;
             }
+            if let Some(key) = &s.key {
+                self.by_key.insert(key.clone(), s.session_id.clone());
+            }
+            self.hot.insert(s.session_id.clone(), Arc::new(s));
         }
         Ok(())
     }
