@@ -180,7 +180,7 @@ impl Journal {
         let tx = submission.tx.as_ref().ok_or(Error::Closed)?;
         let first_lsn = submission.next_lsn;
         let ack = AppendAck { first_lsn, last_lsn: first_lsn + count - 1 };
-        let frame = batch.seal(first_lsn, &payload_hasher);
+        let frame = batch.seal(first_lsn, payload_hasher.as_ref());
         tx.send(Request::Append(AppendRequest { frame, ack, durability, done }))
             .map_err(|_| Error::Closed)?;
         submission.next_lsn += count;
