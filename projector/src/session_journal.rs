@@ -514,7 +514,14 @@ impl SessionJournal {
         // background); a rebuilt store started empty and knows them already.
         let id_scan = match life.cold.as_ref() {
             Some(store) if from_checkpoint => {
-                store.start_id_scan(life.meta.sessions_total, life.meta.last_lsn)?
+                match store.start_id_scan(life.meta.sessions_total, life.meta.last_lsn) {
+                    Ok(scan) => scan,
+                    Err(e) => {
+                        // Only an optimisation: starts keep asking the store.
+                        tracing::warn!(error = %e, "could not start the id scan; every start will look its id up in the checkpoint store");
+                        None
+                    }
+                }
             }
             _ => None,
         };
