@@ -17,6 +17,11 @@ use std::time::Instant;
 use bookend_benches::{bench_root, status_mib, write_history};
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
 
+/// Threads starting and ending new sessions (`BOOKEND_BENCH_THREADS`, default 64).
+fn threads() -> u64 {
+    std::env::var("BOOKEND_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&t| t > 0).unwrap_or(64)
+}
+
 fn history_dir(sessions: u64) -> PathBuf {
     bench_root().join(format!("history-{sessions}"))
 }
@@ -77,12 +82,14 @@ fn measure(dir: &Path, sessions: u64) {
         found += usize::from(journal.get(&id).expect("get").is_some());
     }
     let lookup_us = started.elapsed().as_secs_f64() * 1e6 / found.max(1) as f64;
+    let after_lookups = status_mib("VmRSS:");
+    let threads = threads();
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for t in 0..64u64 {
+        for t in 0..threads {
             let journal = &journal;
             scope.spawn(move || {
-                for n in 0..(10_000 / 64) {
+                for n in 0..(10_000 / threads) {
                     let id = format!("new-{t}-{n}");
                     let start = Start {
                         session_id: Some(id.clone()),
@@ -95,10 +102,11 @@ fn measure(dir: &Path, sessions: u64) {
             });
         }
     });
-    let pairs_per_s = (10_000 / 64 * 64) as f64 / started.elapsed().as_secs_f64();
+    let pairs_per_s = (10_000 / threads * threads) as f64 / started.elapsed().as_secs_f64();
     journal.close(CloseReason::Restart, Sessions::Keep).expect("close");
     println!(
-        "{open_ms:.1} {after_open:.1} {scan_ms:.0} {after_scan:.1} {:.1} {:.1} {found} {lookup_us:.1} {pairs_per_s:.0}",
+        "{open_ms:.1} {after_open:.1} {scan_ms:.0} {after_scan:.1} {found} {lookup_us:.1} {after_lookups:.1} \
+         {pairs_per_s:.0} {:.1} {:.1}",
         status_mib("VmHWM:"),
         status_mib("VmRSS:")
     );
@@ -116,10 +124,11 @@ fn main() {
     let exe = std::env::current_exe().expect("current exe");
     println!("{sessions} ended sessions in history; journal + checkpoint on disk: {:.0} MiB", dir_mib(&dir));
     println!(
-        "| run | open ms | RSS after open MiB | id scan ms | RSS after scan MiB | peak RSS MiB \
-         | RSS at close MiB | old sessions found | µs per lookup | start+end pairs/s (64 threads) |"
+        "| run | open ms | RSS after open MiB | id scan ms | RSS after scan MiB | old sessions found \
+         | µs per lookup | RSS after lookups MiB | start+end pairs/s ({} threads) | peak RSS MiB | RSS at close MiB |",
+        threads()
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for run in 1..=3 {
         let out =
             Command::new(&exe).args([sessions.to_string().as_str(), "--measure"]).output().expect("run");
