@@ -12,8 +12,11 @@ use crate::session_journal::decode_event;
 use crate::state::{SessionState, SessionTable};
 
 /// While folding with a checkpoint store, save every this many events so a
-/// long replay does not hold every session it touched in memory.
-pub const FOLD_CHECKPOINT_EVERY_EVENTS: u64 = 100_000;
+/// long replay does not hold every session it touched in memory. Small on
+/// purpose: sled applies a batch of a few thousand sessions far faster per
+/// session than one of 50 000 (rebuilding a 1M-session store took 15.4 s
+/// saving every 100 000 events, 10.0 s every 5 000).
+pub const FOLD_CHECKPOINT_EVERY_EVENTS: u64 = 5_000;
 
 /// Loads the checkpoint into `life` if there is a usable one for a journal
 /// whose last LSN is `journal_last`; otherwise empties the store so the

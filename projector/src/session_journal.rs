@@ -209,7 +209,6 @@ impl BackgroundCheckpoints {
                     let ids = job.sessions.iter().map(|s| s.session_id.clone()).collect();
                     let result =
                         store.save(&job.meta, job.sessions.iter().map(|s| &**s)).map_err(|e| e.to_string());
-                    reclaim_sled_garbage(job.sessions.len());
                     if done_tx.send(CheckpointDone { ids, result }).is_err() {
                         break;
                     }
@@ -219,20 +218,6 @@ impl BackgroundCheckpoints {
         background.jobs = Some(jobs);
         background.thread = Some(thread);
         Ok(background)
-    }
-}
-
-/// Frees what sled retired while writing `sessions` sessions. sled frees
-/// replaced pages through crossbeam-epoch, which reclaims a few bags of them
-/// (8 bags of 64) each time some thread pins, and `apply_batch` pins once per
-/// batch: with no other thread reading sled (starts of new ids no longer do),
-/// retired pages piled up (RSS grew to 360 MiB in 4 s of 64-task starts).
-/// Each pin and flush here reclaims up to 512 of them (one per 4 sessions
-/// written kept RSS near where it was); a pin with nothing to
-/// reclaim costs tens of nanoseconds.
-fn reclaim_sled_garbage(sessions: usize) {
-    for _ in 0..sessions.div_ceil(4) + 16 {
-        crossbeam_epoch::pin().flush();
     }
 }
 
