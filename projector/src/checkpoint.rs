@@ -36,8 +36,9 @@ const SESSION_PREFIX: &[u8] = b"s/";
 /// a session that starts and stays active costs one key, and the active set
 /// is a prefix scan.
 const ACTIVE_PREFIX: &[u8] = b"a/";
-// The id scans strip either prefix by the same length.
-const _: () = assert!(ACTIVE_PREFIX.len() == SESSION_PREFIX.len());
+// `Checkpoint::id_of` strips any of these by the same length.
+const _: () =
+    assert!(ACTIVE_PREFIX.len() == SESSION_PREFIX.len() && AWAITING_PREFIX.len() == SESSION_PREFIX.len());
 /// `f/<id>`: the session awaits finalization.
 const AWAITING_PREFIX: &[u8] = b"f/";
 const BLOB_PREFIX: &[u8] = b"p/";
@@ -331,12 +332,17 @@ impl Checkpoint {
         self.indexed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The session id of a key under one of the two-byte prefixes.
+    fn id_of<'k>(&self, key: &'k [u8]) -> Result<&'k str> {
+        std::str::from_utf8(key.get(SESSION_PREFIX.len()..).unwrap_or_default())
+            .map_err(|e| self.cache_err(e))
+    }
+
     fn index(&self, prefix: &[u8]) -> Result<BTreeSet<String>> {
         let mut ids = BTreeSet::new();
         for item in self.db.scan_prefix(prefix) {
             let (key, _) = item.map_err(|e| self.cache_err(e))?;
-            let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|e| self.cache_err(e))?;
-            ids.insert(id.to_string());
+            ids.insert(self.id_of(&key)?.to_string());
         }
         Ok(ids)
     }
@@ -383,7 +389,6 @@ impl Checkpoint {
         let mut batch = sled::Batch::default();
         // (id, now active, now awaiting) for the index keys that change.
         let mut changed: Vec<(&str, bool, bool)> = Vec::new();
-        let mut written = 0;
         let mut saved_ids: Vec<&str> = Vec::new();
         for s in sessions {
             let id = s.session_id.as_str();
@@ -411,11 +416,11 @@ impl Checkpoint {
             if was.is_some_and(|w| w != (active, awaiting)) {
                 changed.push((&s.session_id, active, awaiting));
             }
-            written += 1;
         }
         batch.insert(META_KEY, codec::encode(meta)?);
         self.db.apply_batch(batch).map_err(|e| self.cache_err(e))?;
-        reclaim_sled_garbage(saved_ids.len());
+        let written = saved_ids.len();
+        reclaim_sled_garbage(written);
         self.known.insert(saved_ids.into_iter());
         if let Some(ix) = indexed.as_mut() {
             for (id, active, awaiting) in changed {
@@ -525,8 +530,7 @@ impl Checkpoint {
         let probes = self.db.scan_prefix(SESSION_PREFIX).keys().take(KNOWN_IDS_PROBES / 2);
         for key in probes.chain(self.db.scan_prefix(ACTIVE_PREFIX).keys().take(KNOWN_IDS_PROBES / 2)) {
             let key = key.map_err(|e| self.cache_err(e))?;
-            // Both prefixes are two bytes long.
-            let id = std::str::from_utf8(&key[SESSION_PREFIX.len()..]).map_err(|e| self.cache_err(e))?;
+            let id = self.id_of(&key)?;
             if !filters.iter().any(|(f, _)| f.contains(id)) {
                 return Ok(false);
             }
@@ -542,14 +546,17 @@ impl Checkpoint {
     fn scan_ids(&self) -> Result<Option<u64>> {
         let mut chunk: Vec<sled::IVec> = Vec::with_capacity(KNOWN_IDS_SCAN_CHUNK);
         let mut count = 0u64;
-        let mut flush = |chunk: &mut Vec<sled::IVec>| {
-            self.known
-                .insert(chunk.iter().filter_map(|k| std::str::from_utf8(&k[SESSION_PREFIX.len()..]).ok()));
+        // An id that cannot be read fails the scan (the filter then never
+        // claims completeness) rather than being left out of it.
+        let mut flush = |chunk: &mut Vec<sled::IVec>| -> Result<()> {
+            let ids = chunk.iter().map(|k| self.id_of(k)).collect::<Result<Vec<&str>>>()?;
+            self.known.insert(ids.into_iter());
             count += chunk.len() as u64;
             chunk.clear();
             for _ in 0..64 {
                 crossbeam_epoch::pin().flush();
             }
+            Ok(())
         };
         let active = self.db.scan_prefix(ACTIVE_PREFIX).keys();
         for key in active.chain(self.db.scan_prefix(SESSION_PREFIX).keys()) {
@@ -558,10 +565,10 @@ impl Checkpoint {
             }
             chunk.push(key.map_err(|e| self.cache_err(e))?);
             if chunk.len() == KNOWN_IDS_SCAN_CHUNK {
-                flush(&mut chunk);
+                flush(&mut chunk)?;
             }
         }
-        flush(&mut chunk);
+        flush(&mut chunk)?;
         Ok(Some(count))
     }
 
