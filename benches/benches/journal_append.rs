@@ -4,9 +4,9 @@
 //!     cargo bench -p bookend-benches --bench journal_append
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bookend_benches::{BenchEvent, bench_dir};
+use bookend_benches::{BenchEvent, bench_dir, time_tasks};
 use bookend_journal::{Batch, Durability, Journal, JournalOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -18,24 +18,15 @@ fn run_appends(
     d: Durability,
 ) -> Duration {
     let per_task = total.div_ceil(tasks);
-    let started = Instant::now();
-    runtime.block_on(async {
-        let handles: Vec<_> = (0..tasks)
-            .map(|t| {
-                let journal = journal.clone();
-                tokio::spawn(async move {
-                    for i in 0..per_task {
-                        let batch = Batch::of(&BenchEvent::new(t * per_task + i)).expect("encode");
-                        journal.append(batch, d).await.expect("append");
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.await.expect("task");
+    time_tasks(runtime, tasks, |t| {
+        let journal = journal.clone();
+        async move {
+            for i in 0..per_task {
+                let batch = Batch::of(&BenchEvent::new(t * per_task + i)).expect("encode");
+                journal.append(batch, d).await.expect("append");
+            }
         }
-    });
-    started.elapsed()
+    })
 }
 
 fn appends(c: &mut Criterion) {

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bookend_benches::{BenchEvent, bench_dir, write_history};
+use bookend_benches::{BenchEvent, bench_dir, time_tasks, write_history};
 use bookend_journal::fs::StdFs;
 use bookend_journal::{Batch, Durability, Journal, JournalOptions, Reader};
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
@@ -114,35 +114,26 @@ fn lifecycle_pairs(c: &mut Criterion) {
         group.bench_function(format!("start_end_pairs_durable_{tasks}_tasks"), |b| {
             b.iter_custom(|iters| {
                 let per_task = iters.div_ceil(tasks);
-                let started = Instant::now();
-                runtime.block_on(async {
-                    let handles: Vec<_> = (0..tasks)
-                        .map(|t| {
-                            let journal = journal.clone();
-                            tokio::spawn(async move {
-                                for _ in 0..per_task {
-                                    let n = NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                    let id = BenchEvent::new(n).session_id;
-                                    let start = Start {
-                                        session_id: Some(id.clone()),
-                                        key: Some(format!("k{t}")),
-                                        ..Start::default()
-                                    };
-                                    journal.start(start).expect("start").await.expect("start acknowledged");
-                                    journal
-                                        .end(&id, EndReason::Completed)
-                                        .expect("end")
-                                        .await
-                                        .expect("end acknowledged");
-                                }
-                            })
-                        })
-                        .collect();
-                    for h in handles {
-                        h.await.expect("task");
+                time_tasks(&runtime, tasks, |t| {
+                    let journal = journal.clone();
+                    async move {
+                        for _ in 0..per_task {
+                            let n = NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let id = BenchEvent::new(n).session_id;
+                            let start = Start {
+                                session_id: Some(id.clone()),
+                                key: Some(format!("k{t}")),
+                                ..Start::default()
+                            };
+                            journal.start(start).expect("start").await.expect("start acknowledged");
+                            journal
+                                .end(&id, EndReason::Completed)
+                                .expect("end")
+                                .await
+                                .expect("end acknowledged");
+                        }
                     }
-                });
-                started.elapsed()
+                })
             })
         });
     }

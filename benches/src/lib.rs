@@ -2,6 +2,7 @@
 //! never tmpfs) and a representative session-sized event.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,22 @@ pub fn status_mib(field: &str) -> f64 {
         .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs `task(t)` for each `t` in `0..tasks` as tokio tasks on `runtime`,
+/// waits for all of them, and returns how long that took.
+pub fn time_tasks<F>(runtime: &tokio::runtime::Runtime, tasks: u64, task: impl Fn(u64) -> F) -> Duration
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let started = Instant::now();
+    runtime.block_on(async {
+        let handles: Vec<_> = (0..tasks).map(|t| tokio::spawn(task(t))).collect();
+        for h in handles {
+            h.await.expect("task");
+        }
+    });
+    started.elapsed()
 }
 
 /// About the size of a `session:start` event (~90 bytes encoded).
