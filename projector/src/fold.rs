@@ -70,14 +70,16 @@ pub fn fold_journal(
             && folded >= FOLD_CHECKPOINT_EVERY_EVENTS
         {
             // Everything a journal reader yields is durable, so saving it
-            // cannot put the store ahead of the journal.
+            // cannot put the store ahead of the journal. Without a store,
+            // this packs the ended sessions instead.
             life.save_checkpoint()?;
         }
     }
     Ok(folded)
 }
 
-/// Every session, in id order: the checkpoint store overlaid with memory.
+/// Every session, in id order: the checkpoint store (or the packed ended
+/// sessions) overlaid with memory.
 pub fn all_sessions(life: &Lifecycle) -> Result<Vec<SessionState>> {
     let mut all: BTreeMap<String, SessionState> = BTreeMap::new();
     if let Some(store) = life.cold.as_ref() {
@@ -85,6 +87,10 @@ pub fn all_sessions(life: &Lifecycle) -> Result<Vec<SessionState>> {
             let s = s?;
             all.insert(s.session_id.clone(), s);
         }
+    }
+    for s in life.table.packed() {
+        let s = s?;
+        all.insert(s.session_id.clone(), s);
     }
     for s in life.table.hot() {
         all.insert(s.session_id.clone(), s.clone());

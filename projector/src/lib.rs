@@ -10,6 +10,7 @@ mod error;
 pub mod event;
 pub mod fold;
 pub mod lifecycle;
+mod packed;
 pub mod projection;
 mod session_journal;
 pub mod state;

@@ -326,9 +326,13 @@ impl Lifecycle {
     /// Writes every session changed since the last checkpoint, and the meta
     /// record, to the store in one batch; ended sessions then leave memory.
     /// The caller makes sure every folded LSN is durable. Returns the
-    /// number of sessions written (0 without a store).
+    /// number of sessions written. Without a store, ended sessions are
+    /// packed in memory instead, and 0 is returned.
     pub fn save_checkpoint(&mut self) -> Result<usize> {
-        let Some(store) = self.cold.as_ref() else { return Ok(0) };
+        let Some(store) = self.cold.as_ref() else {
+            self.table.pack_ended()?;
+            return Ok(0);
+        };
         let written = store.save(&crate::checkpoint::StoredMeta::of(&self.meta), self.table.dirty())?;
         self.table.checkpointed();
         Ok(written)

@@ -410,6 +410,10 @@ fn apply_appended(
 fn checkpoint(journal: &Journal, core: &mut Core) -> Result<()> {
     collect_checkpoints(core, true);
     if core.life.cold.is_none() {
+        // Nothing to save: ended sessions are packed in memory instead.
+        core.life.save_checkpoint()?;
+        core.events_since_checkpoint = 0;
+        core.last_checkpoint = Instant::now();
         return Ok(());
     }
     let last = core.life.meta.last_lsn;

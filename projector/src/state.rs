@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::event::EndReason;
+use crate::packed::Packed;
 
 /// Everything bookend knows about one session, folded from its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +104,8 @@ pub struct Meta {
 
 /// The sessions. Active sessions and every session changed since the last
 /// checkpoint live in memory; the rest are read from the checkpoint store on
-/// demand, so history does not have to fit in RAM.
+/// demand, so history does not have to fit in RAM. Without a store, ended
+/// sessions are kept encoded in memory instead (`Packed`).
 ///
 /// Hash maps, not ordered ones: ids often share long prefixes, and every
 /// command touches these maps several times. Where order matters (active
@@ -118,6 +120,8 @@ pub struct SessionTable {
     /// Whether changes are remembered for a checkpoint; an in-memory fold
     /// (verify, read-only tools) has no store to write them to.
     untracked: bool,
+    /// Ended sessions of a table without a checkpoint store.
+    packed: Packed,
 }
 
 impl SessionTable {
@@ -128,7 +132,7 @@ impl SessionTable {
         }
         match cold {
             Some(store) => Ok(store.session(id)?.map(Cow::Owned)),
-            None => Ok(None),
+            None => Ok(self.packed.get(id)?.map(Cow::Owned)),
         }
     }
 
@@ -146,7 +150,11 @@ impl SessionTable {
     /// A session to change, brought into memory and marked dirty.
     pub fn get_mut(&mut self, id: &str, cold: Option<&Checkpoint>) -> Result<Option<&mut SessionState>> {
         if !self.hot.contains_key(id) {
-            let Some(s) = cold.map(|c| c.session(id)).transpose()?.flatten() else { return Ok(None) };
+            let found = match cold {
+                Some(store) => store.session(id)?,
+                None => self.packed.take(id)?,
+            };
+            let Some(s) = found else { return Ok(None) };
             self.hot.insert(id.to_string(), Arc::new(s));
         }
         self.mark_dirty(id);
@@ -173,10 +181,30 @@ impl SessionTable {
         }
     }
 
-    /// Sessions in memory (all of them when there is no checkpoint store),
-    /// in no particular order.
+    /// Sessions in memory and not encoded, in no particular order.
     pub fn hot(&self) -> impl Iterator<Item = &SessionState> {
         self.hot.values().map(|s| &**s)
+    }
+
+    /// Ended sessions kept encoded (only without a checkpoint store), in no
+    /// particular order.
+    pub fn packed(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {
+        self.packed.sessions()
+    }
+
+    /// For a table without a checkpoint store, what a checkpoint is for a
+    /// table with one: ended sessions leave the hot map, here to be kept
+    /// encoded. Returns how many were packed.
+    pub fn pack_ended(&mut self) -> Result<usize> {
+        let ended: Vec<String> =
+            self.hot.iter().filter(|(_, s)| !s.active).map(|(id, _)| id.clone()).collect();
+        for id in &ended {
+            if let Some(s) = self.hot.remove(id) {
+                self.packed.insert(Arc::unwrap_or_clone(s))?;
+            }
+        }
+        self.dirty.clear();
+        Ok(ended.len())
     }
 
     /// Sessions changed since the last checkpoint.
