@@ -330,7 +330,7 @@ impl Lifecycle {
     /// packed in memory instead, and 0 is returned.
     pub fn save_checkpoint(&mut self) -> Result<usize> {
         let Some(store) = self.cold.as_ref() else {
-            self.table.pack_ended()?;
+            self.table.pack_ended();
             return Ok(0);
         };
         let written = store.save(&crate::checkpoint::StoredMeta::of(&self.meta), self.table.dirty())?;

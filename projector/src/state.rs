@@ -194,17 +194,23 @@ impl SessionTable {
 
     /// For a table without a checkpoint store, what a checkpoint is for a
     /// table with one: ended sessions leave the hot map, here to be kept
-    /// encoded. Returns how many were packed.
-    pub fn pack_ended(&mut self) -> Result<usize> {
-        let ended: Vec<String> =
-            self.hot.iter().filter(|(_, s)| !s.active).map(|(id, _)| id.clone()).collect();
-        for id in &ended {
-            if let Some(s) = self.hot.remove(id) {
-                self.packed.insert(Arc::unwrap_or_clone(s))?;
+    /// encoded. Returns how many were packed. One that cannot be encoded
+    /// (larger than the codec's limit) stays here, decoded.
+    pub fn pack_ended(&mut self) -> usize {
+        self.dirty.clear();
+        let ended: Vec<(String, Arc<SessionState>)> = self.hot.extract_if(|_, s| !s.active).collect();
+        let mut packed = 0;
+        for (id, s) in ended {
+            let mut state = Arc::unwrap_or_clone(s);
+            match self.packed.insert(&mut state) {
+                Ok(()) => packed += 1,
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "an ended session cannot be packed; it stays in memory as it is");
+                    self.hot.insert(id, Arc::new(state));
+                }
             }
         }
-        self.dirty.clear();
-        Ok(ended.len())
+        packed
     }
 
     /// Sessions changed since the last checkpoint.
@@ -258,5 +264,48 @@ impl SessionTable {
             self.hot.insert(s.session_id.clone(), Arc::new(s));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(id: &str, error_len: usize) -> SessionState {
+        SessionState {
+            session_id: id.to_string(),
+            key: None,
+            platform: None,
+            user_id: None,
+            source: None,
+            parent_id: None,
+            attrs: BTreeMap::new(),
+            start_lsn: 1,
+            started_at: 1,
+            active: false,
+            spans: 1,
+            last_activity_at: 1,
+            ended_at: Some(2),
+            end_lsn: Some(2),
+            end_reason: Some(EndReason::Completed),
+            next_id: None,
+            flush_markers: BTreeMap::new(),
+            expiry_finalized_lsn: None,
+            finalize_attempts: 0,
+            last_finalize_error: Some("x".repeat(error_len)),
+        }
+    }
+
+    #[test]
+    fn an_ended_session_too_large_to_pack_stays_in_memory() {
+        let mut table = SessionTable::untracked();
+        let huge = ended("huge", bookend_journal::codec::EVENT_SIZE_MAX_BYTES + 1);
+        table.insert(huge.clone());
+        table.insert(ended("small", 10));
+        assert_eq!(table.pack_ended(), 1);
+        assert_eq!(table.in_memory("huge"), Some(&huge));
+        assert_eq!(table.in_memory("small"), None);
+        assert_eq!(table.get("small", None).unwrap().map(Cow::into_owned), Some(ended("small", 10)));
+        assert_eq!(table.get("huge", None).unwrap().map(Cow::into_owned), Some(huge));
     }
 }
