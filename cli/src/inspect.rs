@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use bookend_journal::fs::{Fs, StdFs};
 use bookend_projector::checkpoint::CACHE_CAPACITY_BYTES_DEFAULT;
-use bookend_projector::fold::{all_sessions, fold_dir};
+use bookend_projector::fold::{fold_dir, sessions_where};
 use bookend_projector::verify::{VerifyReport, rebuild_and_compare};
 use bookend_projector::{SessionState, list_consumers};
 use serde_json::{Value, json};
@@ -24,11 +24,9 @@ fn fs() -> Arc<dyn Fs> {
 pub fn sessions(dir: &Path, active: bool, key: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
     let life = fold_dir(fs(), dir).context("folding the journal")?;
-    let rows: Vec<SessionState> = all_sessions(&life)?
-        .into_iter()
-        .filter(|s| !active || s.active)
-        .filter(|s| key.as_ref().is_none_or(|k| s.key.as_ref() == Some(k)))
-        .collect();
+    let rows: Vec<SessionState> = sessions_where(&life, |s| {
+        (!active || s.active) && key.as_ref().is_none_or(|k| s.key.as_ref() == Some(k))
+    })?;
     let mut out = std::io::stdout().lock();
     if as_json {
         for s in &rows {

@@ -81,21 +81,36 @@ pub fn fold_journal(
 /// Every session, in id order: the checkpoint store (or the packed ended
 /// sessions) overlaid with memory.
 pub fn all_sessions(life: &Lifecycle) -> Result<Vec<SessionState>> {
-    let mut all: BTreeMap<String, SessionState> = BTreeMap::new();
-    if let Some(store) = life.cold.as_ref() {
-        for s in store.sessions() {
-            let s = s?;
-            all.insert(s.session_id.clone(), s);
+    sessions_where(life, |_| true)
+}
+
+/// The sessions `keep` accepts, in id order: the checkpoint store (or the
+/// packed ended sessions) overlaid with memory. Only the matches are held
+/// decoded, so a filtered listing of a long history stays small.
+pub fn sessions_where(life: &Lifecycle, keep: impl Fn(&SessionState) -> bool) -> Result<Vec<SessionState>> {
+    let stored = life.cold.iter().flat_map(|store| store.sessions()).chain(life.table.packed());
+    overlay(stored, life.table.hot(), |id| life.table.in_memory(id).is_some(), keep)
+}
+
+/// `stored` sessions that are not `in_memory`, and the `memory` ones, that
+/// `keep` accepts, in id order.
+pub(crate) fn overlay<'a>(
+    stored: impl Iterator<Item = Result<SessionState>>,
+    memory: impl Iterator<Item = &'a SessionState>,
+    in_memory: impl Fn(&str) -> bool,
+    keep: impl Fn(&SessionState) -> bool,
+) -> Result<Vec<SessionState>> {
+    let mut out: BTreeMap<String, SessionState> = BTreeMap::new();
+    for s in stored {
+        let s = s?;
+        if !in_memory(&s.session_id) && keep(&s) {
+            out.insert(s.session_id.clone(), s);
         }
     }
-    for s in life.table.packed() {
-        let s = s?;
-        all.insert(s.session_id.clone(), s);
+    for s in memory.filter(|s| keep(s)) {
+        out.insert(s.session_id.clone(), s.clone());
     }
-    for s in life.table.hot() {
-        all.insert(s.session_id.clone(), s.clone());
-    }
-    Ok(all.into_values().collect())
+    Ok(out.into_values().collect())
 }
 
 /// Folds the whole journal in `dir` in memory (no checkpoint store): what

@@ -750,16 +750,24 @@ impl SessionJournal {
 
     /// Every session, in id order (reads the whole checkpoint store).
     pub fn all_sessions(&self) -> Result<Vec<SessionState>> {
+        self.sessions_where(|_| true)
+    }
+
+    /// The sessions `keep` accepts, in id order. Reads the whole checkpoint
+    /// store, but without holding up commands: the sessions in memory are
+    /// copied (shared) under the lock, and the store is read after it is
+    /// released. Each session is at least as recent as at the call. Only
+    /// the matches are held decoded.
+    pub fn sessions_where(&self, keep: impl Fn(&SessionState) -> bool) -> Result<Vec<SessionState>> {
         let core = lock(&self.inner.core);
-        fold::all_sessions(&core.life)
+        let Some(store) = core.life.cold.clone() else { return fold::sessions_where(&core.life, keep) };
+        let hot = core.life.table.hot_snapshot();
+        drop(core);
+        fold::overlay(store.sessions(), hot.values().map(|s| &**s), |id| hot.contains_key(id), keep)
     }
 
     pub fn ended_by_reason(&self, reason: &EndReason) -> Result<Vec<SessionState>> {
-        Ok(self
-            .all_sessions()?
-            .into_iter()
-            .filter(|s| !s.active && s.end_reason.as_ref() == Some(reason))
-            .collect())
+        self.sessions_where(|s| !s.active && s.end_reason.as_ref() == Some(reason))
     }
 
     /// Sessions ended by expiry (idle or daily) whose finalization has not
@@ -781,11 +789,7 @@ impl SessionJournal {
 
     /// Ended sessions that have no flush marker `marker`.
     pub fn pending_flush(&self, marker: &str) -> Result<Vec<SessionState>> {
-        Ok(self
-            .all_sessions()?
-            .into_iter()
-            .filter(|s| !s.active && !s.flush_markers.contains_key(marker))
-            .collect())
+        self.sessions_where(|s| !s.active && !s.flush_markers.contains_key(marker))
     }
 
     /// Counts for dashboards and metrics, without copying any set.

@@ -186,6 +186,12 @@ impl SessionTable {
         self.hot.values().map(|s| &**s)
     }
 
+    /// The sessions in memory, shared: what a reader overlays on the
+    /// checkpoint store once the table's lock is released.
+    pub fn hot_snapshot(&self) -> HashMap<String, Arc<SessionState>, Hasher> {
+        self.hot.clone()
+    }
+
     /// Ended sessions kept encoded (only without a checkpoint store), in no
     /// particular order.
     pub fn packed(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {

@@ -173,21 +173,20 @@ async fn get_sessions(State(state): State<Shared>, Query(q): Query<HashMap<Strin
     let active_only = q.get("active").is_some_and(|v| v == "true" || v == "1");
     let key = q.get("key");
     let reason = q.get("end_reason").map(|r| EndReason::parse(r));
+    let wanted = |s: &bookend_projector::SessionState| {
+        key.is_none_or(|k| s.key.as_ref() == Some(k))
+            && reason.as_ref().is_none_or(|r| s.end_reason.as_ref() == Some(r))
+    };
     let sessions = if active_only {
-        Ok(state.journal.active())
+        Ok(state.journal.active().into_iter().filter(|s| wanted(s)).collect())
     } else {
-        tokio::task::block_in_place(|| state.journal.all_sessions())
+        tokio::task::block_in_place(|| state.journal.sessions_where(wanted))
     };
     let sessions = match sessions {
         Ok(s) => s,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), &e.to_string()),
     };
-    let rows: Vec<Value> = sessions
-        .iter()
-        .filter(|s| key.is_none_or(|k| s.key.as_ref() == Some(k)))
-        .filter(|s| reason.as_ref().is_none_or(|r| s.end_reason.as_ref() == Some(r)))
-        .map(|s| s.to_json())
-        .collect();
+    let rows: Vec<Value> = sessions.iter().map(|s| s.to_json()).collect();
     axum::Json(Value::Array(rows)).into_response()
 }
 
