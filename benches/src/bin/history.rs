@@ -6,9 +6,12 @@
 //! Builds `target/bench-data/history-<N>` once (N sessions started and
 //! ended, then one open that writes the checkpoint; later runs reuse it),
 //! then, in a fresh child process each time: opens the `SessionJournal`,
-//! waits for its known-ids scan, looks up 10 000 old sessions, starts and ends 10 000 new ones (durable,
-//! 64 threads), closes it, and reports the open time and the process's peak
-//! and final RSS.
+//! waits for its known-ids scan, looks up 10 000 old sessions, starts and
+//! ends 10 000 new ones (durable, 64 threads), lists the sessions ended
+//! `superseded` (none: a read of the whole store that keeps nothing) while
+//! one thread keeps starting and ending sessions, closes it, and reports the
+//! open time, the listing's time, the slowest command during it, and the
+//! process's peak and final RSS.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,10 +106,37 @@ fn measure(dir: &Path, sessions: u64) {
         }
     });
     let pairs_per_s = (10_000 / threads * threads) as f64 / started.elapsed().as_secs_f64();
+    let peak_before_listing = status_mib("VmHWM:");
+    // A filtered listing reads the whole store; commands must not wait for it.
+    let (listing_ms, worst_start_ms) = std::thread::scope(|scope| {
+        let listing = scope.spawn(|| {
+            let started = Instant::now();
+            // No session ends superseded here: the listing reads every
+            // session and keeps none.
+            let listed = journal.ended_by_reason(&EndReason::Superseded).expect("ended_by_reason");
+            (started.elapsed().as_secs_f64() * 1000.0, listed.len())
+        });
+        let mut worst = 0f64;
+        let mut n = 0;
+        while !listing.is_finished() {
+            let id = format!("during-listing-{n}");
+            let started = Instant::now();
+            let start = Start { session_id: Some(id.clone()), ..Start::default() };
+            journal.start(start).expect("start").wait().expect("start acknowledged");
+            worst = worst.max(started.elapsed().as_secs_f64() * 1000.0);
+            let started = Instant::now();
+            journal.end(&id, EndReason::Completed).expect("end").wait().expect("end acknowledged");
+            worst = worst.max(started.elapsed().as_secs_f64() * 1000.0);
+            n += 1;
+        }
+        let (ms, listed) = listing.join().expect("listing thread");
+        assert_eq!(listed, 0, "no session ended superseded");
+        (ms, worst)
+    });
     journal.close(CloseReason::Restart, Sessions::Keep).expect("close");
     println!(
         "{open_ms:.1} {after_open:.1} {scan_ms:.0} {after_scan:.1} {found} {lookup_us:.1} {after_lookups:.1} \
-         {pairs_per_s:.0} {:.1} {:.1}",
+         {pairs_per_s:.0} {peak_before_listing:.1} {listing_ms:.0} {worst_start_ms:.1} {:.1} {:.1}",
         status_mib("VmHWM:"),
         status_mib("VmRSS:")
     );
@@ -125,10 +155,11 @@ fn main() {
     println!("{sessions} ended sessions in history; journal + checkpoint on disk: {:.0} MiB", dir_mib(&dir));
     println!(
         "| run | open ms | RSS after open MiB | id scan ms | RSS after scan MiB | old sessions found \
-         | µs per lookup | RSS after lookups MiB | start+end pairs/s ({} threads) | peak RSS MiB | RSS at close MiB |",
+         | µs per lookup | RSS after lookups MiB | start+end pairs/s ({} threads) | peak RSS so far MiB | listing ms \
+         | slowest command during it ms | peak RSS after it MiB | RSS at close MiB |",
         threads()
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for run in 1..=3 {
         let out =
             Command::new(&exe).args([sessions.to_string().as_str(), "--measure"]).output().expect("run");
