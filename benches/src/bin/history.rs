@@ -11,7 +11,8 @@
 //! `superseded` (none: a read of the whole store that keeps nothing) while
 //! one thread keeps starting and ending sessions, closes it, and reports the
 //! open time, the listing's time, the slowest command during it, and the
-//! process's peak and final RSS.
+//! process's peak and final RSS. `BOOKEND_BENCH_CACHE_BYTES` sets sled's
+//! `cache_capacity` for the measured runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +24,16 @@ use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOp
 /// Threads starting and ending new sessions (`BOOKEND_BENCH_THREADS`, default 64).
 fn threads() -> u64 {
     std::env::var("BOOKEND_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&t| t > 0).unwrap_or(64)
+}
+
+/// sled's `cache_capacity` for the measured runs (`BOOKEND_BENCH_CACHE_BYTES`,
+/// default: the journal's default).
+fn options() -> SessionJournalOptions {
+    let mut options = SessionJournalOptions::default();
+    if let Some(bytes) = std::env::var("BOOKEND_BENCH_CACHE_BYTES").ok().and_then(|v| v.parse().ok()) {
+        options.cache_capacity_bytes = bytes;
+    }
+    options
 }
 
 fn history_dir(sessions: u64) -> PathBuf {
@@ -65,7 +76,7 @@ fn build(dir: &Path, sessions: u64) {
 /// One measured run, in its own process so its RSS is its own.
 fn measure(dir: &Path, sessions: u64) {
     let started = Instant::now();
-    let journal = SessionJournal::open(dir, SessionJournalOptions::default()).expect("open");
+    let journal = SessionJournal::open(dir, options()).expect("open");
     let open_ms = started.elapsed().as_secs_f64() * 1000.0;
     let after_open = status_mib("VmRSS:");
     // Let the known-ids scan finish, so the lookups below measure the
