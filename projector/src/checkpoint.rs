@@ -617,28 +617,8 @@ mod tests {
     use crate::event::EndReason;
 
     fn session(id: &str, active: bool, end_reason: Option<EndReason>) -> SessionState {
-        SessionState {
-            session_id: id.to_string(),
-            key: None,
-            platform: None,
-            user_id: None,
-            source: None,
-            parent_id: None,
-            attrs: Default::default(),
-            start_lsn: 1,
-            started_at: 1,
-            active,
-            spans: 1,
-            last_activity_at: 1,
-            ended_at: end_reason.as_ref().map(|_| 2),
-            end_lsn: end_reason.as_ref().map(|_| 2),
-            end_reason,
-            next_id: None,
-            flush_markers: Default::default(),
-            expiry_finalized_lsn: None,
-            finalize_attempts: 0,
-            last_finalize_error: None,
-        }
+        assert_eq!(active, end_reason.is_none(), "an ended session has a reason");
+        SessionState::for_tests(id, end_reason)
     }
 
     fn index_keys(store: &Checkpoint) -> (BTreeSet<String>, BTreeSet<String>) {

@@ -243,26 +243,16 @@ mod tests {
 
     fn ended(id: &str) -> SessionState {
         SessionState {
-            session_id: id.to_string(),
             key: Some("agent:main:telegram:dm:42".into()),
             platform: Some("telegram".into()),
-            user_id: None,
-            source: None,
-            parent_id: None,
             attrs: BTreeMap::from([("model".to_string(), "m".to_string())]),
-            start_lsn: 7,
             started_at: 1_763_700_000_000,
-            active: false,
             spans: 2,
-            last_activity_at: 1_763_700_100_000,
-            ended_at: Some(1_763_700_200_000),
             end_lsn: Some(99),
-            end_reason: Some(crate::EndReason::IdleExpiry),
-            next_id: None,
             flush_markers: BTreeMap::from([("compaction-1".to_string(), 50)]),
-            expiry_finalized_lsn: None,
             finalize_attempts: 1,
             last_finalize_error: Some("hook timed out".into()),
+            ..SessionState::for_tests(id, Some(crate::EndReason::IdleExpiry))
         }
     }
 

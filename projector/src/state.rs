@@ -274,10 +274,9 @@ impl SessionTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ended(id: &str, error_len: usize) -> SessionState {
+impl SessionState {
+    /// A minimal session for unit tests: active, or ended for `end_reason`.
+    pub(crate) fn for_tests(id: &str, end_reason: Option<EndReason>) -> SessionState {
         SessionState {
             session_id: id.to_string(),
             key: None,
@@ -288,17 +287,29 @@ mod tests {
             attrs: BTreeMap::new(),
             start_lsn: 1,
             started_at: 1,
-            active: false,
+            active: end_reason.is_none(),
             spans: 1,
             last_activity_at: 1,
-            ended_at: Some(2),
-            end_lsn: Some(2),
-            end_reason: Some(EndReason::Completed),
+            ended_at: end_reason.as_ref().map(|_| 2),
+            end_lsn: end_reason.as_ref().map(|_| 2),
+            end_reason,
             next_id: None,
             flush_markers: BTreeMap::new(),
             expiry_finalized_lsn: None,
             finalize_attempts: 0,
+            last_finalize_error: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(id: &str, error_len: usize) -> SessionState {
+        SessionState {
             last_finalize_error: Some("x".repeat(error_len)),
+            ..SessionState::for_tests(id, Some(EndReason::Completed))
         }
     }
 
