@@ -4,17 +4,23 @@
 //! many are in flight and durable ones share fsyncs); the printing thread
 //! waits for each in input order and prints its ack only once it is
 //! durable. The window between them is bounded.
+//!
+//! A polite stop is not a crash: on SIGTERM, SIGINT or a closed stdout the
+//! reader stops taking commands, everything already submitted is waited
+//! for (and acknowledged while stdout works), and the journal is closed
+//! with `restart`/`kept`, so the next open finds a clean epoch.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
-use bookend_journal::Durability;
 use bookend_projector::{
-    Ack, CloseReason, Command, OnUnclean, Pending, SessionJournal, SessionJournalOptions, Sessions,
-    parse_command,
+    Ack, CloseReason, Command, Pending, SessionJournal, SessionJournalOptions, Sessions, parse_command,
 };
 
 use crate::output::error_ack;
@@ -26,61 +32,149 @@ const WINDOW: usize = 4096;
 pub const LINE_MAX_BYTES: usize = 1024 * 1024;
 
 enum Item {
-    Pending { pending: Pending<Ack> },
-    Refused { line: u64, kind: &'static str, message: String },
-    Close { line: u64, reason: CloseReason, sessions: Sessions },
+    Pending {
+        pending: Pending<Ack>,
+    },
+    Refused {
+        line: u64,
+        kind: &'static str,
+        message: String,
+    },
+    Close {
+        line: u64,
+        reason: CloseReason,
+        sessions: Sessions,
+    },
     EndOfInput,
+    /// A signal arrived: stop reading and close.
+    Signal(i32),
+}
+
+/// What the reader and the printer share to stop reading at a clean point:
+/// the reader submits and enqueues a command under `gate`, and nothing
+/// is submitted once `stopping` is set under it.
+#[derive(Default)]
+struct Input {
+    gate: Mutex<()>,
+    stopping: AtomicBool,
+}
+
+/// How the run ended, for the exit code.
+enum Outcome {
+    Done { ok: bool },
+    Signalled(i32),
+    StdoutClosed,
 }
 
 pub fn run(
     dir: &Path,
     durability: Option<DurabilityArg>,
     on_unclean: OnUncleanArg,
+    accept_data_loss: bool,
 ) -> anyhow::Result<ExitCode> {
-    let options = SessionJournalOptions {
-        durability: durability.map(|d| match d {
-            DurabilityArg::Durable => Durability::Durable,
-            DurabilityArg::Buffered => Durability::Buffered,
-        }),
-        on_unclean: match on_unclean {
-            OnUncleanArg::End => OnUnclean::End,
-            OnUncleanArg::Keep => OnUnclean::Keep,
-        },
+    let mut options = SessionJournalOptions {
+        durability: durability.map(DurabilityArg::durability),
+        on_unclean: on_unclean.policy(),
         ..SessionJournalOptions::default()
     };
+    options.journal.accept_data_loss = accept_data_loss;
     let journal = SessionJournal::open(dir, options)
         .with_context(|| format!("opening the journal in {}", dir.display()))?;
     let (tx, rx) = mpsc::sync_channel(WINDOW);
+    let input = Arc::new(Input::default());
+    watch_signals(tx.clone())?;
     let printer = {
-        let journal = journal.clone();
-        std::thread::Builder::new().name("bookend-acks".into()).spawn(move || print_acks(rx, &journal))?
+        let (journal, input) = (journal.clone(), input.clone());
+        std::thread::Builder::new()
+            .name("bookend-acks".into())
+            .spawn(move || print_acks(rx, &journal, &input))?
     };
-    let mut input = std::io::stdin().lock();
+    // The reader runs on its own thread: a stop must not wait for a line
+    // that may never come.
+    let reader = {
+        let (journal, input) = (journal.clone(), input.clone());
+        std::thread::Builder::new()
+            .name("bookend-input".into())
+            .spawn(move || read_commands(&journal, &input, tx))?
+    };
+    let outcome = printer.join().map_err(|_| anyhow::anyhow!("the ack printer thread panicked"))?;
+    if let Outcome::Done { .. } = outcome {
+        reader.join().map_err(|_| anyhow::anyhow!("the input thread panicked"))??;
+    }
+    Ok(match outcome {
+        Outcome::Done { ok: true } => ExitCode::SUCCESS,
+        Outcome::Done { ok: false } => ExitCode::FAILURE,
+        Outcome::Signalled(signal) => {
+            tracing::warn!(
+                signal,
+                "stopped by a signal; the journal was closed cleanly (restart, sessions kept)"
+            );
+            ExitCode::from(128 + signal as u8)
+        }
+        Outcome::StdoutClosed => {
+            tracing::warn!(
+                "stdout was closed; stopped reading input and closed the journal cleanly (restart, sessions kept)"
+            );
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// Sends `Item::Signal` on the first SIGTERM or SIGINT.
+fn watch_signals(tx: SyncSender<Item>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let (mut term, mut int) = runtime.block_on(async {
+        Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?))
+    })?;
+    std::thread::Builder::new().name("bookend-signals".into()).spawn(move || {
+        let signal = runtime.block_on(async {
+            tokio::select! {
+                _ = term.recv() => 15,
+                _ = int.recv() => 2,
+            }
+        });
+        let _ = tx.send(Item::Signal(signal));
+    })?;
+    Ok(())
+}
+
+/// Reads and submits commands until the end of input, a read error, or a
+/// stop; then tells the printer the input has ended (unless it is stopping).
+fn read_commands(journal: &SessionJournal, input: &Input, tx: SyncSender<Item>) -> anyhow::Result<()> {
+    let result = read_until_end(journal, input, &tx);
+    let _gate = input.gate.lock().unwrap_or_else(|p| p.into_inner());
+    if !input.stopping.load(Ordering::Acquire) {
+        let _ = tx.send(Item::EndOfInput);
+    }
+    result.context("reading commands from stdin")
+}
+
+fn read_until_end(journal: &SessionJournal, input: &Input, tx: &SyncSender<Item>) -> std::io::Result<()> {
+    let mut stdin = std::io::stdin().lock();
     let mut buf = Vec::new();
     let mut line = 0u64;
     let mut closed = false;
-    while let Some(too_long) = read_line_bounded(&mut input, &mut buf, LINE_MAX_BYTES)? {
+    while let Some(too_long) = read_line_bounded(&mut stdin, &mut buf, LINE_MAX_BYTES)? {
         line += 1;
         if !too_long && buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        let _gate = input.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if input.stopping.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let item = if too_long {
-            Item::Refused {
-                line,
-                kind: "oversize",
-                message: format!("line is longer than {LINE_MAX_BYTES} bytes"),
-            }
+            let message = format!("line is longer than {LINE_MAX_BYTES} bytes");
+            Item::Refused { line, kind: "oversize", message }
         } else {
-            submit(&journal, &buf, line, &mut closed)
+            submit(journal, &buf, line, &mut closed)
         };
         if tx.send(item).is_err() {
-            break;
+            return Ok(());
         }
     }
-    let _ = tx.send(Item::EndOfInput);
-    drop(tx);
-    let ok = printer.join().map_err(|_| anyhow::anyhow!("the ack printer thread panicked"))?;
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(())
 }
 
 /// Validates one line and hands it to the journal.
@@ -110,58 +204,103 @@ fn submit(journal: &SessionJournal, bytes: &[u8], line: u64, closed: &mut bool) 
     }
 }
 
-/// Prints acks in input order; returns false if the journal failed.
-fn print_acks(rx: Receiver<Item>, journal: &SessionJournal) -> bool {
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut ok = true;
-    let mut closed = false;
-    loop {
-        let item = match rx.try_recv() {
-            Ok(item) => item,
-            Err(TryRecvError::Empty) => {
-                // Nothing else is ready: let the reader see what is done.
-                let _ = out.flush();
-                match rx.recv() {
-                    Ok(item) => item,
-                    Err(_) => break,
-                }
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
+/// Acks printed so far, and whether stdout still takes them.
+struct Printer {
+    out: BufWriter<std::io::StdoutLock<'static>>,
+    ok: bool,
+    closed: bool,
+    stdout_gone: bool,
+}
+
+impl Printer {
+    /// Waits for one item and prints its ack; `Some` when the run stops here.
+    fn handle(&mut self, item: Item, journal: &SessionJournal) -> Option<Outcome> {
         let ack = match item {
             Item::Pending { pending } => match pending.wait() {
                 Ok(ack) => ack.to_json(),
                 Err(e) => {
-                    ok = false;
+                    self.ok = false;
                     serde_json::json!({"ok": false, "error": {"kind": e.kind(), "message": e.to_string()}})
                 }
             },
             Item::Refused { line, kind, message } => error_ack(line, kind, &message),
             Item::Close { line, reason, sessions } => {
-                closed = true;
+                self.closed = true;
                 match journal.close(reason, sessions) {
                     Ok(ack) => ack.to_json(),
                     Err(e) => {
-                        ok = false;
+                        self.ok = false;
                         error_ack(line, e.kind(), &e.to_string())
                     }
                 }
             }
-            Item::EndOfInput => {
-                if !closed && let Err(e) = journal.close(CloseReason::Restart, Sessions::Keep) {
-                    tracing::error!(error = %e, "closing the journal at end of input failed");
-                    ok = false;
-                }
-                break;
-            }
+            Item::EndOfInput => return Some(Outcome::Done { ok: self.ok }),
+            Item::Signal(signal) => return Some(Outcome::Signalled(signal)),
         };
-        if writeln!(out, "{ack}").is_err() {
-            // stdout is gone (the reader quit): nothing more can be reported.
-            return false;
+        if !self.stdout_gone && writeln!(self.out, "{ack}").is_err() {
+            self.stdout_gone = true;
+            return Some(Outcome::StdoutClosed);
+        }
+        None
+    }
+}
+
+/// Prints acks in input order, then closes the journal (unless a `close`
+/// command did), however the run ends.
+fn print_acks(rx: Receiver<Item>, journal: &SessionJournal, input: &Input) -> Outcome {
+    let out = BufWriter::new(std::io::stdout().lock());
+    let mut printer = Printer { out, ok: true, closed: false, stdout_gone: false };
+    let outcome = loop {
+        let item = match rx.try_recv() {
+            Ok(item) => item,
+            Err(TryRecvError::Empty) => {
+                // Nothing else is ready: let the reader see what is done.
+                if printer.out.flush().is_err() {
+                    printer.stdout_gone = true;
+                    break Outcome::StdoutClosed;
+                }
+                match rx.recv() {
+                    Ok(item) => item,
+                    Err(_) => break Outcome::Done { ok: printer.ok },
+                }
+            }
+            Err(TryRecvError::Disconnected) => break Outcome::Done { ok: printer.ok },
+        };
+        if let Some(outcome) = printer.handle(item, journal) {
+            break outcome;
+        }
+    };
+    if !matches!(outcome, Outcome::Done { .. }) {
+        stop_reading(&rx, input, &mut printer, journal);
+    }
+    let _ = printer.out.flush();
+    if !printer.closed
+        && let Err(e) = journal.close(CloseReason::Restart, Sessions::Keep)
+    {
+        tracing::error!(error = %e, "closing the journal failed");
+        return Outcome::Done { ok: false };
+    }
+    outcome
+}
+
+/// Stops the reader at a clean point and waits for (and acknowledges,
+/// while stdout works) every command it submitted.
+fn stop_reading(rx: &Receiver<Item>, input: &Input, printer: &mut Printer, journal: &SessionJournal) {
+    loop {
+        // The reader holds the gate only while it submits and enqueues one
+        // command; keep draining so that it can finish and let go.
+        if let Ok(_gate) = input.gate.try_lock() {
+            input.stopping.store(true, Ordering::Release);
+            break;
+        }
+        if let Ok(item) = rx.recv_timeout(Duration::from_millis(1)) {
+            printer.handle(item, journal);
         }
     }
-    let _ = out.flush();
-    ok
+    // Whatever the reader enqueued before it saw the stop.
+    while let Ok(item) = rx.recv_timeout(Duration::from_millis(1)) {
+        printer.handle(item, journal);
+    }
 }
 
 /// Reads one line into `buf` (without the newline), keeping at most `max`

@@ -24,15 +24,44 @@ const DEMO_MARKER: &str = ".bookend-demo";
 const CHILD_CLOCK_ENV: &str = "BOOKEND_DEMO_NOW_MS";
 const MINUTE: u64 = 60_000;
 
+/// Makes `dir` ready for a fresh demo. A directory the demo made before
+/// (its marker names the journal in it) may be replaced; anything else that
+/// is not empty is refused, and so is any journal a writer has open.
 fn prepare(dir: &Path) -> anyhow::Result<()> {
-    if dir.join(DEMO_MARKER).exists() {
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("removing the previous demo in {}", dir.display()))?;
-    } else if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        return Ok(());
+    }
+    if std::fs::read_dir(dir)?.next().is_none() {
+        return Ok(());
+    }
+    let fs: Arc<dyn bookend_journal::fs::Fs> = Arc::new(StdFs);
+    // Holding the journal's lock while removing it: no writer can start in
+    // it meanwhile, and a running one makes this fail.
+    let locked = bookend_journal::LockedDir::lock(fs, dir).with_context(|| {
+        format!("{} holds a journal in use; the demo never touches a live journal", dir.display())
+    })?;
+    let made_by_demo = std::fs::read_to_string(dir.join(DEMO_MARKER)).ok().and_then(|m| {
+        let id = m.lines().find_map(|l| l.strip_prefix("journal "))?.trim().to_string();
+        Some(Some(id) == locked.journal_id().ok().flatten().map(|id| id.to_string()))
+    });
+    if made_by_demo != Some(true) {
         bail!("{} is not empty and was not made by the demo; choose another --dir", dir.display());
     }
+    std::fs::remove_dir_all(dir)
+        .with_context(|| format!("removing the previous demo in {}", dir.display()))?;
+    drop(locked);
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(DEMO_MARKER), "made by `bookend demo`; safe to delete\n")?;
+    Ok(())
+}
+
+/// Marks `dir` as the demo's own, naming its journal, so a rerun may replace it.
+fn mark(dir: &Path, journal: &SessionJournal) -> anyhow::Result<()> {
+    let text = format!(
+        "made by `bookend demo`; a rerun of the demo replaces it\njournal {}\n",
+        journal.journal_id()
+    );
+    std::fs::write(dir.join(DEMO_MARKER), text)?;
     Ok(())
 }
 
@@ -60,6 +89,7 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     println!("bookend demo — a simulated gateway on a fresh journal in {}", dir.display());
     let clock = ManualClock::new(bookend_projector::Clock::now_ms(&SystemClock));
     let journal = open(dir, &clock)?;
+    mark(dir, &journal)?;
 
     step(1, "Five users start chatting");
     for (id, key, platform) in [

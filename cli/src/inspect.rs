@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bookend_journal::fs::{Fs, StdFs};
-use bookend_projector::checkpoint::CACHE_CAPACITY_BYTES_DEFAULT;
 use bookend_projector::fold::{fold_dir, sessions_where};
+use bookend_projector::store::CACHE_CAPACITY_BYTES_DEFAULT;
 use bookend_projector::verify::{VerifyReport, rebuild_and_compare};
-use bookend_projector::{SessionState, list_consumers};
+use bookend_projector::{SessionState, consumer_statuses};
 use serde_json::{Value, json};
 
 use crate::output::{progress, require_journal_dir, time};
@@ -60,6 +60,7 @@ pub fn sessions(dir: &Path, active: bool, key: Option<String>, as_json: bool) ->
 pub fn verify_report_json(r: &VerifyReport) -> Value {
     json!({
         "clean": r.exit_code() == 0,
+        "journal_id": r.journal_id.map(|id| id.to_string()),
         "segments": r.segments,
         "frames": r.frames,
         "events": r.events,
@@ -75,14 +76,19 @@ pub fn verify_report_json(r: &VerifyReport) -> Value {
         "violations": r.violations.iter().map(|v| json!({"lsn": v.lsn, "session_id": v.session_id, "message": v.message})).collect::<Vec<_>>(),
         "torn_tail": r.torn_tail.as_ref().map(|t| json!({"segment": t.segment, "offset": t.offset, "bytes": t.bytes, "reason": t.reason})),
         "corruption": r.corruption.as_ref().map(|c| json!({"segment": c.segment, "offset": c.offset, "reason": c.reason})),
+        "data_loss": r.data_loss.as_ref().map(|d| json!({"found_lsn": d.found_lsn, "expected_lsn": d.expected_lsn, "evidence": d.evidence})),
+        "accepted_losses": r.accepted_losses.iter().map(|(f, t)| json!({"lost_from": f, "lost_to": t})).collect::<Vec<_>>(),
     })
 }
 
 /// The human report of `verify`.
 pub fn print_verify_report(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
+    if let Some(id) = &r.journal_id {
+        writeln!(out, "journal id: {id}")?;
+    }
     writeln!(
         out,
-        "journal: {} segments, {} frames, {} events, epoch {}{}",
+        "journal: {} segments, {} frames checked, {} events, epoch {}{}",
         r.segments,
         r.frames,
         r.events,
@@ -124,16 +130,30 @@ pub fn print_verify_report(out: &mut impl Write, r: &VerifyReport) -> std::io::R
             v.message
         )?;
     }
+    for (from, to) in &r.accepted_losses {
+        writeln!(out, "accepted loss: LSNs {from}..={to} were lost and accepted with --accept-data-loss")?;
+    }
     if let Some(c) = &r.corruption {
         writeln!(out, "CORRUPTION in {} at byte offset {}: {}", c.segment.display(), c.offset, c.reason)?;
         writeln!(
             out,
-            "  run `bookend repair --dir …` (with no writer running) to move the damaged suffix into quarantine"
+            "  run `bookend repair --dir …` (with no writer running) to move the damaged bytes into quarantine"
         )?;
+    }
+    if let Some(d) = &r.data_loss {
+        writeln!(
+            out,
+            "DATA LOSS: the journal ends at LSN {} but LSN {} was durable ({})",
+            d.found_lsn, d.expected_lsn, d.evidence
+        )?;
+        writeln!(out, "  restore the missing segment files from a backup, or open with --accept-data-loss")?;
     }
     match r.exit_code() {
         0 => writeln!(out, "OK: every frame checks out and every lifecycle invariant holds"),
         1 => writeln!(out, "FAILED: {} lifecycle violation(s)", r.violations_total),
+        _ if r.data_loss.is_some() && r.corruption.is_none() => {
+            writeln!(out, "FAILED: acknowledged data is missing")
+        }
         _ => writeln!(out, "FAILED: the journal is corrupt"),
     }
 }
@@ -156,6 +176,25 @@ pub fn repair(dir: &Path) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
     let report = bookend_journal::repair(&StdFs, dir).context("repairing the journal")?;
     let mut out = std::io::stdout().lock();
+    print_repair_report(&mut out, &report)?;
+    Ok(if report.lost_acknowledged() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn lsns(range: Option<(u64, u64)>) -> String {
+    range.map_or_else(|| "no readable LSN".to_string(), |(f, t)| format!("LSNs {f}..={t}"))
+}
+
+/// What `repair` did, byte range by byte range.
+fn print_repair_report(out: &mut impl Write, report: &bookend_journal::RepairReport) -> std::io::Result<()> {
+    for h in &report.headers_rewritten {
+        writeln!(
+            out,
+            "rewrote the header of {} ({} byte(s) differed; the old header is saved in {}); no frame was moved",
+            h.segment.display(),
+            h.changed_bytes.len(),
+            h.saved_to.display()
+        )?;
+    }
     if let Some(t) = &report.torn_tail {
         writeln!(
             out,
@@ -168,19 +207,44 @@ pub fn repair(dir: &Path) -> anyhow::Result<ExitCode> {
             writeln!(out, "  the bytes are saved in {}", saved.display())?;
         }
     }
-    for q in &report.quarantined {
-        writeln!(out, "quarantined {}", q.display())?;
+    for m in &report.moved {
+        writeln!(
+            out,
+            "moved bytes {}..{} of {} ({}) to {}{}",
+            m.bytes.0,
+            m.bytes.1,
+            m.from.display(),
+            lsns(m.lsns),
+            m.to.display(),
+            if m.acknowledged { " — ACKNOWLEDGED data was in them" } else { "" }
+        )?;
+        writeln!(out, "  because: {}", m.reason)?;
     }
-    if report.torn_tail.is_none() && report.quarantined.is_empty() {
+    if let Some(what) = &report.unresolved {
+        writeln!(out, "NOT REPAIRED: {what}")?;
+        return Ok(());
+    }
+    if report.moved.is_empty() && report.torn_tail.is_none() && report.headers_rewritten.is_empty() {
         writeln!(out, "nothing to repair")?;
     }
-    writeln!(out, "the journal opens again; the next LSN is {}", report.next_lsn)?;
-    Ok(ExitCode::SUCCESS)
+    if report.lost_acknowledged() {
+        writeln!(
+            out,
+            "acknowledged LSNs were moved aside; the journal opens again only with --accept-data-loss"
+        )?;
+    } else {
+        writeln!(out, "the journal opens again; the next LSN is {}", report.next_lsn)?;
+    }
+    Ok(())
 }
 
 pub fn replay(dir: &Path) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
-    let store = dir.join("projection");
+    // The comparison needs the store to itself, and a writer closing
+    // meanwhile would make it report a false difference.
+    let _locked = bookend_journal::LockedDir::lock(fs(), dir)
+        .context("replay compares the checkpoint with the journal and needs it to itself")?;
+    let store = dir.join(bookend_projector::store::STORE_DIR_NAME);
     if !store.exists() {
         anyhow::bail!(
             "{} has no checkpoint store to compare with (it is written by the first writer to open the journal)",
@@ -222,11 +286,13 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let last_lsn = life.meta.last_lsn;
     let active = life.meta.active.len() as u64;
     let ended = life.meta.sessions_total - active;
-    let consumers: Vec<Value> = list_consumers(dir)?
+    let journal_id = bookend_journal::journal_id(&StdFs, dir)?;
+    let consumers: Vec<Value> = consumer_statuses(&StdFs, dir, journal_id, last_lsn)?
         .into_iter()
-        .map(|(name, acked)| json!({"name": name, "acked_lsn": acked, "lag": last_lsn.saturating_sub(acked)}))
+        .map(|c| json!({"name": c.name, "acked_lsn": c.acked, "lag": c.lag, "error": c.error}))
         .collect();
     let stats = json!({
+        "journal_id": journal_id.map(|id| id.to_string()),
         "segments": segments.len(),
         "bytes": bytes,
         "events": last_lsn,
@@ -241,6 +307,9 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
         writeln!(out, "{stats}")?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(id) = journal_id {
+        writeln!(out, "journal id: {id}")?;
     }
     writeln!(out, "segments: {} ({} bytes)", segments.len(), bytes)?;
     writeln!(
@@ -262,13 +331,11 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         writeln!(out, "consumers: none")?;
     }
     for c in &consumers {
-        writeln!(
-            out,
-            "consumer {}: acked LSN {}, lag {} events",
-            c["name"].as_str().unwrap_or("?"),
-            c["acked_lsn"],
-            c["lag"]
-        )?;
+        let name = c["name"].as_str().unwrap_or("?");
+        match c["error"].as_str() {
+            Some(error) => writeln!(out, "consumer {name}: ERROR {error}")?,
+            None => writeln!(out, "consumer {name}: acked LSN {}, lag {} events", c["acked_lsn"], c["lag"])?,
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

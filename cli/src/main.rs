@@ -61,6 +61,24 @@ enum OnUncleanArg {
     Keep,
 }
 
+impl DurabilityArg {
+    fn durability(self) -> bookend_journal::Durability {
+        match self {
+            DurabilityArg::Durable => bookend_journal::Durability::Durable,
+            DurabilityArg::Buffered => bookend_journal::Durability::Buffered,
+        }
+    }
+}
+
+impl OnUncleanArg {
+    fn policy(self) -> bookend_projector::OnUnclean {
+        match self {
+            OnUncleanArg::End => bookend_projector::OnUnclean::End,
+            OnUncleanArg::Keep => bookend_projector::OnUnclean::Keep,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Read JSON commands from stdin, one a line; write one JSON ack a line, in order.
@@ -76,6 +94,11 @@ enum Command {
         /// What to do with sessions an unclean shutdown left active.
         #[arg(long, value_enum, default_value = "end")]
         on_unclean: OnUncleanArg,
+        /// If acknowledged events are missing (a deleted or cut segment),
+        /// record the loss in the journal and continue after it instead of
+        /// refusing to open. See docs/operations.md before using it.
+        #[arg(long)]
+        accept_data_loss: bool,
     },
     /// Print events as JSON lines.
     #[command(
@@ -185,7 +208,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Append { dir, durability, on_unclean } => append::run(&dir.dir, durability, on_unclean),
+        Command::Append { dir, durability, on_unclean, accept_data_loss } => {
+            append::run(&dir.dir, durability, on_unclean, accept_data_loss)
+        }
         Command::Tail { dir, from, follow, consumer, types } => {
             tail::run(&dir.dir, from, follow, consumer, types)
         }

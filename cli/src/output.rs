@@ -10,15 +10,15 @@ use serde_json::{Value, json};
 /// Exit code for a damaged journal (as `verify` uses it).
 pub const EXIT_CORRUPTION: u8 = 2;
 
-/// Prints `error: …` with the cause chain and a hint; corruption exits 2.
+/// Prints `error: …` with the cause chain; corruption and lost data exit 2.
 pub fn report_error(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
+    let damaged = |j: &bookend_journal::Error| {
+        matches!(j, bookend_journal::Error::Corruption { .. } | bookend_journal::Error::DataLoss { .. })
+    };
     let corrupt = e.chain().any(|c| {
-        matches!(c.downcast_ref::<bookend_journal::Error>(), Some(bookend_journal::Error::Corruption { .. }))
-            || matches!(
-                c.downcast_ref::<bookend_projector::Error>(),
-                Some(bookend_projector::Error::Journal(bookend_journal::Error::Corruption { .. }))
-            )
+        c.downcast_ref::<bookend_journal::Error>().is_some_and(damaged)
+            || matches!(c.downcast_ref::<bookend_projector::Error>(), Some(bookend_projector::Error::Journal(j)) if damaged(j))
     });
     if corrupt { ExitCode::from(EXIT_CORRUPTION) } else { ExitCode::FAILURE }
 }
@@ -28,10 +28,14 @@ pub fn error_ack(line: u64, kind: &str, message: &str) -> Value {
     json!({"ok": false, "line": line, "error": {"kind": kind, "message": message}})
 }
 
-/// Refuses to treat a missing directory as an empty journal.
+/// Refuses a directory that holds no journal (missing, empty, or holding
+/// something else) rather than report it as an empty journal.
 pub fn require_journal_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.is_dir() {
-        anyhow::bail!("no journal at {}: the directory does not exist (check --dir)", dir.display());
+        anyhow::bail!("no journal in {}: the directory does not exist (check --dir)", dir.display());
+    }
+    if !bookend_journal::has_journal(&bookend_journal::fs::StdFs, dir)? {
+        anyhow::bail!(bookend_journal::Error::NoJournal { dir: dir.to_path_buf() });
     }
     Ok(())
 }

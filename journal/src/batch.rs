@@ -129,14 +129,28 @@ impl Batch {
     }
 
     /// Fills in the frame header once the first LSN is known and returns
-    /// the finished frame bytes.
-    pub(crate) fn seal(mut self, first_lsn: u64, payload_hasher: Option<&crc32fast::Hasher>) -> Vec<u8> {
+    /// the finished frame bytes. `durable_lsn` is the writer's durable
+    /// watermark now (it must be below `first_lsn`).
+    pub(crate) fn seal(
+        mut self,
+        first_lsn: u64,
+        durable_lsn: u64,
+        payload_hasher: Option<&crc32fast::Hasher>,
+    ) -> Vec<u8> {
+        assert!(durable_lsn < first_lsn, "a frame's watermark must be below its own LSNs");
         let payload_len = (self.frame.len() - FRAME_HEADER_SIZE) as u32;
+        let count = self.count;
         let crc = match payload_hasher {
-            Some(hasher) => format::frame_crc_with_payload_hasher(payload_len, first_lsn, self.count, hasher),
-            None => format::frame_crc(payload_len, first_lsn, self.count, &self.frame[FRAME_HEADER_SIZE..]),
+            Some(h) => format::frame_crc_with_payload_hasher(payload_len, first_lsn, count, durable_lsn, h),
+            None => format::frame_crc(
+                payload_len,
+                first_lsn,
+                count,
+                durable_lsn,
+                &self.frame[FRAME_HEADER_SIZE..],
+            ),
         };
-        let header = FrameHeader { payload_len, crc, first_lsn, count: self.count };
+        let header = FrameHeader::new(payload_len, crc, first_lsn, count, durable_lsn);
         format::encode_frame_header(&mut self.frame, &header);
         self.frame
     }
@@ -158,8 +172,8 @@ mod tests {
             let large = batch.frame_len() - FRAME_HEADER_SIZE >= CRC_COMBINE_MIN_BYTES;
             let hasher = batch.payload_hasher();
             assert_eq!(hasher.is_some(), large);
-            let frame = batch.seal(42, hasher.as_ref());
-            let header = format::decode_frame_header(&frame).unwrap();
+            let frame = batch.seal(42, 41, hasher.as_ref());
+            let header = format::decode_frame_header(&frame, 2).unwrap();
             assert_eq!((header.first_lsn, header.count as usize), (42, events));
             format::check_frame_payload(&header, &frame[FRAME_HEADER_SIZE..]).unwrap();
         }

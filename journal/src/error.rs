@@ -24,6 +24,29 @@ pub enum Error {
     )]
     Corruption { segment: PathBuf, offset: u64, reason: String },
 
+    /// Acknowledged LSNs are missing: the journal ends at `found_lsn` but
+    /// `evidence` says every LSN up to `expected_lsn` was durable (a deleted
+    /// or cut segment, a checkpoint or cursor ahead of the journal). Nothing
+    /// is appended until a person restores the data or accepts the loss.
+    #[error(
+        "journal {dir} has lost acknowledged data: it ends at LSN {found_lsn} but LSN {expected_lsn} was durable ({evidence}); restore the missing segment files from a backup, or open with --accept-data-loss to record the loss and continue at LSN {next}",
+        next = expected_lsn + 1
+    )]
+    DataLoss { dir: PathBuf, found_lsn: u64, expected_lsn: u64, evidence: String },
+
+    /// A directory that holds no journal, opened by a read-only tool.
+    #[error("no journal in {dir}: it holds no segment files and no manifest (check --dir)")]
+    NoJournal { dir: PathBuf },
+
+    /// State that belongs to another journal (a copied segment, projection
+    /// store or cursor file).
+    #[error("{what} belongs to journal {found}, not to journal {expected} in {dir}")]
+    ForeignState { dir: PathBuf, what: String, expected: String, found: String },
+
+    /// A wait for durability did not finish in time.
+    #[error("{what} did not finish within {millis} ms")]
+    Timeout { what: &'static str, millis: u64 },
+
     /// Another process holds the writer lock.
     #[error("journal {dir} is locked by another writer ({holder}); stop that process or open read-only", holder = describe_pid(*pid))]
     Locked { dir: PathBuf, pid: Option<u32> },

@@ -8,7 +8,7 @@
 use std::any::Any;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -27,12 +27,16 @@ pub trait FsFile: Send + Sync + Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
 }
 
-/// The result of trying to take the writer lock.
-pub enum LockOutcome {
-    /// The lock is ours until the guard is dropped.
-    Acquired(Box<dyn Any + Send + Sync>),
-    /// Another writer holds it; its pid, if the lock file names one.
-    HeldBy(Option<u32>),
+/// Held while a lock is held; dropping it releases the lock.
+pub type LockGuard = Box<dyn Any + Send + Sync>;
+
+/// How a lock is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockMode {
+    /// No other holder of any mode.
+    Exclusive,
+    /// Other shared holders, but no exclusive one.
+    Shared,
 }
 
 /// File-system operations the journal needs, and no others.
@@ -50,9 +54,10 @@ pub trait Fs: Send + Sync + Debug {
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
-    /// Tries to take an exclusive lock on `path`, writing `pid` into it when
-    /// the lock is taken.
-    fn try_lock(&self, path: &Path, pid: u32) -> io::Result<LockOutcome>;
+    /// Tries to take an advisory lock on `path`, a directory or a file
+    /// (created if missing). `None` if another holder prevents it. The lock
+    /// is released when the guard is dropped or the process dies.
+    fn try_lock(&self, path: &Path, mode: LockMode) -> io::Result<Option<LockGuard>>;
 }
 
 /// The real file system, through `std`.
@@ -136,24 +141,82 @@ impl Fs for StdFs {
         path.exists()
     }
 
-    fn try_lock(&self, path: &Path, pid: u32) -> io::Result<LockOutcome> {
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        match file.try_lock() {
-            Ok(()) => {
-                file.set_len(0)?;
-                file.seek(SeekFrom::Start(0))?;
-                writeln!(file, "{pid}")?;
-                file.sync_data()?;
-                Ok(LockOutcome::Acquired(Box::new(file)))
-            }
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                // The holder may be rewriting its pid right now; a missing pid
-                // is reported as unknown rather than failing the whole open.
-                let _ = file.read_to_string(&mut text);
-                Ok(LockOutcome::HeldBy(text.trim().parse().ok()))
-            }
+    fn try_lock(&self, path: &Path, mode: LockMode) -> io::Result<Option<LockGuard>> {
+        // A directory is locked through a read-only handle on it: it cannot
+        // be unlinked from under its holder the way a lock file can.
+        let file = if path.is_dir() {
+            File::open(path)?
+        } else {
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?
+        };
+        let taken = match mode {
+            LockMode::Exclusive => file.try_lock(),
+            LockMode::Shared => file.try_lock_shared(),
+        };
+        match taken {
+            Ok(()) => Ok(Some(Box::new(file))),
+            Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+/// Replaces the file at `path` with `bytes` durably: write a temporary file,
+/// fsync it, rename it over `path`, fsync the directory. A crash leaves the
+/// old file or the new one, never a mix.
+pub fn write_atomically(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!("{name}{}", crate::format::TEMP_SUFFIX));
+    {
+        let file = fs.create(&temp)?;
+        file.write_all_at(bytes, 0)?;
+        file.sync_data()?;
+    }
+    fs.rename(&temp, path)?;
+    fs.sync_dir(dir)
+}
+
+/// The whole content of a small file, `None` if it does not exist; a file
+/// longer than `max` bytes is an error (never a large allocation).
+pub fn read_small_file(fs: &dyn Fs, path: &Path, max: usize) -> io::Result<Option<Vec<u8>>> {
+    if !fs.exists(path) {
+        return Ok(None);
+    }
+    let file = match fs.open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.size()?;
+    if len > max as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is {len} bytes, over the limit of {max}", path.display()),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    let mut read = 0;
+    while read < buf.len() {
+        let n = file.read_at(&mut buf[read..], read as u64)?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    buf.truncate(read);
+    Ok(Some(buf))
+}
+
+/// Creates `dir` (and its parents) and makes the new entry durable by
+/// fsyncing its parent directory.
+pub fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    if fs.exists(dir) {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => fs.sync_dir(parent),
+        _ => Ok(()),
     }
 }

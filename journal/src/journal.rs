@@ -1,6 +1,5 @@
 //! The journal handle: open (with lock and recovery), append, sync, close.
 
-use std::any::Any;
 use std::future::{Future, IntoFuture};
 use std::path::Path;
 use std::pin::Pin;
@@ -12,13 +11,13 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use crate::batch::Batch;
-use crate::error::{Error, IoContext, Result};
-use crate::format::LOCK_FILE_NAME;
-use crate::fs::{Fs, LockOutcome, StdFs};
+use crate::error::{Error, Result};
+use crate::format::JournalId;
+use crate::fs::{Fs, LockGuard, StdFs};
+use crate::open::{self, LockedDir};
 use crate::options::{Durability, JournalOptions};
 use crate::reader::{Follower, Reader};
-use crate::recovery::{self, Apply, RecoveryReport};
-use crate::segment;
+use crate::recovery::{Evidence, RecoveryReport};
 use crate::writer::{self, AppendAck, AppendRequest, Request, Shared, Writer};
 
 /// Where appends are numbered and handed to the writer, in one order.
@@ -39,7 +38,7 @@ pub struct Journal {
     thread: Mutex<Option<JoinHandle<()>>>,
     recovery: RecoveryReport,
     /// Released when the journal is dropped, after the writer has stopped.
-    _lock: Box<dyn Any + Send + Sync>,
+    _lock: LockGuard,
 }
 
 /// Figures the writer has counted since open.
@@ -85,40 +84,25 @@ impl Journal {
     /// Opens the journal in `dir` through `fs`: takes the writer lock, runs
     /// recovery (truncating a torn tail), and starts the writer thread.
     pub fn open_with_fs(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, options: JournalOptions) -> Result<Journal> {
+        LockedDir::lock(fs, dir)?.open(options, Evidence::default())
+    }
+
+    /// Recovers the journal in a locked directory with the caller's own
+    /// evidence of durability (see [`LockedDir`]) and starts the writer.
+    pub(crate) fn start(locked: LockedDir, options: JournalOptions, evidence: Evidence) -> Result<Journal> {
         options.validate()?;
-        let dir = dir.as_ref().to_path_buf();
-        fs.create_dir_all(&dir).ctx("create directory", &dir)?;
-        let lock_path = dir.join(LOCK_FILE_NAME);
-        let guard = match fs.try_lock(&lock_path, std::process::id()).ctx("lock", &lock_path)? {
-            LockOutcome::Acquired(guard) => guard,
-            LockOutcome::HeldBy(pid) => return Err(Error::Locked { dir, pid }),
-        };
-        let recovered = recovery::recover(&*fs, &dir, options.scan_mode, Apply::Truncate)?;
-        let report = recovered.report;
-        let (file, path, len, allocated) = match recovered.tail {
-            Some((seg, end)) => {
-                let file = fs.open_write(&seg.path).ctx("open", &seg.path)?;
-                // What survived recovery may still sit in the page cache of
-                // a process that crashed; make it durable before counting it so.
-                file.sync_data().ctx("fsync", &seg.path)?;
-                let allocated = file.size().ctx("stat", &seg.path)?;
-                (file, seg.path, end, allocated)
-            }
-            None => {
-                let (file, path) = segment::create_segment(&*fs, &dir, 1)?;
-                let len = crate::format::SEGMENT_HEADER_SIZE as u64;
-                (file, path, len, len)
-            }
-        };
-        fs.sync_dir(&dir).ctx("fsync directory", &dir)?;
-        let last_lsn = report.next_lsn - 1;
-        let shared = Arc::new(Shared::new(dir, fs, last_lsn));
+        let LockedDir { fs, dir, guard } = locked;
+        let start = open::prepare(&*fs, &dir, &options, evidence)?;
+        let report = start.report;
+        let last_lsn = start.segment.last_lsn;
+        let shared = Arc::new(Shared::new(dir, fs, start.manifest, last_lsn)?);
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), options.clone(), rx, file, path, (len, allocated), last_lsn);
+        let writer = Writer::new(shared.clone(), options.clone(), rx, start.segment);
         let thread =
             writer::spawn(writer).map_err(|e| Error::io("spawn writer threads for", &shared.dir, e))?;
         tracing::info!(
             dir = %shared.dir.display(),
+            journal_id = %shared.id,
             next_lsn = report.next_lsn,
             segments = report.segments,
             torn_tail = report.torn_tail.is_some(),
@@ -132,6 +116,11 @@ impl Journal {
             recovery: report,
             _lock: guard,
         })
+    }
+
+    /// The journal's identity.
+    pub fn id(&self) -> JournalId {
+        self.shared.id
     }
 
     pub fn dir(&self) -> &Path {
@@ -180,7 +169,7 @@ impl Journal {
         let tx = submission.tx.as_ref().ok_or(Error::Closed)?;
         let first_lsn = submission.next_lsn;
         let ack = AppendAck { first_lsn, last_lsn: first_lsn + count - 1 };
-        let frame = batch.seal(first_lsn, payload_hasher.as_ref());
+        let frame = batch.seal(first_lsn, self.shared.durable_lsn_fast(), payload_hasher.as_ref());
         tx.send(Request::Append(AppendRequest { frame, ack, durability, done }))
             .map_err(|_| Error::Closed)?;
         submission.next_lsn += count;
@@ -287,7 +276,13 @@ impl Journal {
             Err(e) => Err(e),
         };
         self.stop_writer();
-        synced
+        synced?;
+        // A later open that finds the journal ending before this knows that
+        // acknowledged data was lost.
+        if self.shared.poisoned().is_none() {
+            self.shared.store_floor(self.shared.durable_lsn())?;
+        }
+        Ok(())
     }
 
     fn stop_writer(&self) {

@@ -32,6 +32,8 @@ mod error;
 pub mod format;
 pub mod fs;
 mod journal;
+mod manifest;
+mod open;
 mod options;
 mod reader;
 mod recovery;
@@ -41,24 +43,75 @@ mod writer;
 
 pub use batch::Batch;
 pub use error::{Error, Result};
+pub use format::JournalId;
 pub use journal::{AppendTicket, Journal, JournalStats};
+pub use open::LockedDir;
 pub use options::{
     BUFFERED_SYNC_INTERVAL_DEFAULT, Durability, FSYNCS_IN_FLIGHT_MAX_DEFAULT, GROUP_BYTES_MAX_DEFAULT,
     JournalOptions,
 };
 pub use reader::{FOLLOW_POLL_INTERVAL_DEFAULT, Follower, FrameView, OwnedFrame, Reader};
-pub use recovery::{RecoveryReport, RepairReport, ScanMode, TornTail, repair};
+pub use recovery::{
+    Evidence, HeaderRewrite, Moved, RecoveryReport, RepairReport, ScanMode, TornTail, repair,
+};
 pub use writer::{AppendAck, FSYNC_BUCKETS_MICROS, GROUP_BUCKETS_EVENTS};
 
 use std::path::Path;
 use std::sync::Arc;
 
 /// Checks every frame of the journal in `dir` without changing anything:
-/// CRCs, LSN continuity, segment headers and names. A torn tail is reported,
-/// not fixed; corruption is returned as `Error::Corruption`. Safe to run
-/// while a writer appends (a frame being written may show as a torn tail).
+/// CRCs, LSN continuity, segment headers, names and seal records, and that
+/// the journal does not end before what it knows was durable. A torn tail
+/// is reported, not fixed; corruption is returned as `Error::Corruption`,
+/// lost data as `Error::DataLoss`. Safe to run while a writer appends (a
+/// frame being written may show as a torn tail).
 pub fn check(fs: Arc<dyn fs::Fs>, dir: &Path) -> Result<RecoveryReport> {
-    Ok(recovery::recover(&*fs, dir, ScanMode::Full, recovery::Apply::ReadOnly)?.report)
+    match recovery::check_partial(&*fs, dir)? {
+        (report, None) => Ok(report),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// Like [`check`], but also says what was checked before the first
+/// problem: the counts in the report stop there.
+pub fn check_partial(fs: Arc<dyn fs::Fs>, dir: &Path) -> Result<(RecoveryReport, Option<Error>)> {
+    recovery::check_partial(&*fs, dir)
+}
+
+/// Whether `dir` holds a journal: a segment file or a manifest. Read-only
+/// tools refuse a directory that holds neither rather than report it as
+/// an empty journal.
+pub fn has_journal(fs: &dyn fs::Fs, dir: &Path) -> Result<bool> {
+    if !fs.exists(dir) {
+        return Ok(false);
+    }
+    if fs.exists(&dir.join(format::MANIFEST_FILE_NAME)) {
+        return Ok(true);
+    }
+    Ok(!segment::list_segments(fs, dir)?.is_empty())
+}
+
+/// The last LSN of the journal in `dir`, read without changing anything:
+/// the chain of sealed segments and the last segment are checked as on
+/// open (0 for a journal without events).
+pub fn last_lsn(fs: Arc<dyn fs::Fs>, dir: &Path) -> Result<u64> {
+    let opts = recovery::Options {
+        mode: ScanMode::LastSegment,
+        apply: recovery::Apply::ReadOnly,
+        evidence: Evidence::default(),
+        accept_data_loss: false,
+    };
+    match recovery::recover(&*fs, dir, &opts).map_err(recovery::Broken::into_error) {
+        Ok(recovered) => Ok(recovered.report.next_lsn - 1),
+        Err(Error::DataLoss { found_lsn, .. }) => Ok(found_lsn),
+        Err(e) => Err(e),
+    }
+}
+
+/// The identity of the journal in `dir`, as its manifest records it
+/// (`None` for a journal without one yet).
+pub fn journal_id(fs: &dyn fs::Fs, dir: &Path) -> Result<Option<JournalId>> {
+    Ok(manifest::load_manifest(fs, dir)?.map(|m| m.journal_id))
 }
 
 /// One segment file, for reports.

@@ -63,6 +63,12 @@ pub struct JournalOptions {
     /// system's journal. 0 turns it off. Readers and recovery treat the
     /// zeros as not yet written; sealed segments are trimmed to their data.
     pub preallocate_bytes: u64,
+    /// When open finds that acknowledged LSNs are missing (a deleted or cut
+    /// segment, evidence ahead of the journal's end), record the loss in
+    /// the manifest and continue after the highest LSN known durable
+    /// instead of refusing with `Error::DataLoss`. For a person to set,
+    /// knowingly (`--accept-data-loss`); never a default.
+    pub accept_data_loss: bool,
 }
 
 impl Default for JournalOptions {
@@ -75,6 +81,7 @@ impl Default for JournalOptions {
             scan_mode: ScanMode::LastSegment,
             fsyncs_in_flight_max: FSYNCS_IN_FLIGHT_MAX_DEFAULT,
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
+            accept_data_loss: false,
         }
     }
 }

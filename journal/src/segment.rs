@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, EntryName, FRAME_HEADER_SIZE, FrameHeader, SEGMENT_HEADER_SIZE, SEGMENT_TEMP_SUFFIX,
+    self, EntryName, FRAME_HEADER_SIZE_V1, FrameHeader, JournalId, SEGMENT_TEMP_SUFFIX, SealRecord,
+    SegmentHeader,
 };
 use crate::fs::{Fs, FsFile};
 
@@ -69,16 +70,24 @@ pub fn list_segment_temps(fs: &dyn Fs, dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Creates the segment starting at `first_lsn`: the header goes into a
-/// temporary file, which is synced, renamed into place, and the directory is
-/// synced, so the segment is never visible with a partial header.
-pub fn create_segment(fs: &dyn Fs, dir: &Path, first_lsn: u64) -> Result<(Box<dyn FsFile>, PathBuf)> {
+/// Creates the segment starting at `first_lsn`, whose header carries the
+/// journal's id and the seal record of the segment before it: the header
+/// goes into a temporary file, which is synced, renamed into place, and the
+/// directory is synced, so the segment is never visible with a partial header.
+pub fn create_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    first_lsn: u64,
+    journal_id: JournalId,
+    prev: Option<SealRecord>,
+) -> Result<(Box<dyn FsFile>, PathBuf)> {
     let name = format::segment_file_name(first_lsn);
     let path = dir.join(&name);
     let temp = dir.join(format!("{}{SEGMENT_TEMP_SUFFIX}", first_lsn_stem(&name)));
     {
         let file = fs.create(&temp).ctx("create", &temp)?;
-        file.write_all_at(&format::encode_segment_header(first_lsn), 0).ctx("write", &temp)?;
+        let header = format::encode_segment_header(first_lsn, journal_id, prev);
+        file.write_all_at(&header, 0).ctx("write", &temp)?;
         file.sync_data().ctx("fsync", &temp)?;
     }
     fs.rename(&temp, &path).ctx("rename", &temp)?;
@@ -112,6 +121,10 @@ pub enum FrameRead {
 pub struct SegmentCursor {
     file: Box<dyn FsFile>,
     path: PathBuf,
+    header: SegmentHeader,
+    /// CRC of every byte consumed so far (header and returned frames), when
+    /// asked for: the seal record of a segment being scanned in order.
+    crc: Option<crc32fast::Hasher>,
     /// File offset of `buf[0]`.
     buf_start: u64,
     buf: Vec<u8>,
@@ -130,28 +143,54 @@ impl SegmentCursor {
         let mut cursor = SegmentCursor {
             file,
             path: segment.path.clone(),
+            header: SegmentHeader { version: 0, first_lsn: 0, journal_id: None, prev: None },
+            crc: None,
             buf_start: 0,
             buf: Vec::with_capacity(SCAN_READ_SIZE_BYTES),
             offset: 0,
             payload_at: 0..0,
             read_size: SCAN_READ_SIZE_BYTES,
         };
-        let available = cursor.fill(SEGMENT_HEADER_SIZE)?;
-        let header_bytes = &cursor.buf[..available.min(SEGMENT_HEADER_SIZE)];
-        let first_lsn = format::decode_segment_header(header_bytes)
+        let available = cursor.fill(format::SEGMENT_HEADER_SIZE)?;
+        let header = format::decode_segment_header(&cursor.buf[..available])
             .map_err(|reason| Error::corruption(&segment.path, 0, reason))?;
-        if first_lsn != segment.first_lsn {
+        if header.first_lsn != segment.first_lsn {
             return Err(Error::corruption(
                 &segment.path,
                 0,
                 format!(
-                    "segment header says first LSN {first_lsn} but the file name says {}",
-                    segment.first_lsn
+                    "segment header says first LSN {} but the file name says {}",
+                    header.first_lsn, segment.first_lsn
                 ),
             ));
         }
-        cursor.offset = SEGMENT_HEADER_SIZE as u64;
+        cursor.header = header;
+        cursor.offset = header.size() as u64;
         Ok(cursor)
+    }
+
+    /// The segment's header.
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// From now on, keeps the CRC of the header and of every frame returned
+    /// (call right after `open`, before any frame is read).
+    pub fn track_crc(&mut self) {
+        let mut hasher = crc32fast::Hasher::new();
+        let size = self.header.size().min(self.buf.len());
+        hasher.update(&self.buf[..size]);
+        self.crc = Some(hasher);
+    }
+
+    /// Stops keeping the CRC (before seeking around).
+    pub fn stop_crc(&mut self) {
+        self.crc = None;
+    }
+
+    /// The CRC of what was consumed so far, if tracked.
+    pub fn crc(&self) -> Option<u32> {
+        self.crc.clone().map(crc32fast::Hasher::finalize)
     }
 
     pub fn path(&self) -> &Path {
@@ -220,18 +259,24 @@ impl SegmentCursor {
 
     fn read_frame(&mut self) -> Result<FrameRead> {
         let offset = self.offset;
-        let available = self.fill(FRAME_HEADER_SIZE)?;
+        let header_len = self.frame_header_len();
+        let available = self.fill(header_len)?;
         if available == 0 {
             return Ok(FrameRead::End { offset });
         }
-        if available < FRAME_HEADER_SIZE {
+        let rel = (offset - self.buf_start) as usize;
+        if available < header_len {
+            let zeros = self.buf[rel..rel + available].iter().all(|b| *b == 0);
+            if zeros {
+                return Ok(FrameRead::Unwritten { offset });
+            }
             return Ok(FrameRead::Incomplete { offset, reason: "frame header is incomplete".into() });
         }
-        let rel = (offset - self.buf_start) as usize;
-        if self.buf[rel..rel + FRAME_HEADER_SIZE].iter().all(|b| *b == 0) {
+        if self.buf[rel..rel + header_len].iter().all(|b| *b == 0) {
             return Ok(FrameRead::Unwritten { offset });
         }
-        let header = match format::decode_frame_header(&self.buf[rel..rel + FRAME_HEADER_SIZE]) {
+        let header = match format::decode_frame_header(&self.buf[rel..rel + header_len], self.header.version)
+        {
             Ok(h) => h,
             Err(reason) => return Ok(FrameRead::Bad { offset, reason }),
         };
@@ -244,13 +289,29 @@ impl SegmentCursor {
             });
         }
         let rel = (offset - self.buf_start) as usize;
-        let payload = &self.buf[rel + FRAME_HEADER_SIZE..rel + frame_len];
+        let payload = &self.buf[rel + header_len..rel + frame_len];
         if let Err(reason) = format::check_frame_payload(&header, payload) {
             return Ok(FrameRead::Bad { offset, reason });
         }
-        self.payload_at = rel + FRAME_HEADER_SIZE..rel + frame_len;
+        if let Some(crc) = self.crc.as_mut() {
+            crc.update(&self.buf[rel..rel + frame_len]);
+        }
+        self.payload_at = rel + header_len..rel + frame_len;
         self.offset = offset + frame_len as u64;
         Ok(FrameRead::Frame { offset, header })
+    }
+
+    fn frame_header_len(&self) -> usize {
+        if self.header.version == 1 { FRAME_HEADER_SIZE_V1 } else { format::FRAME_HEADER_SIZE }
+    }
+
+    /// The frame starting at `offset`, if a whole, valid one does.
+    pub fn frame_at(&mut self, offset: u64) -> Result<Option<FrameHeader>> {
+        self.seek(offset);
+        match self.next_frame()? {
+            FrameRead::Frame { header, .. } => Ok(Some(header)),
+            _ => Ok(None),
+        }
     }
 
     /// The payload of the frame `next_frame` returned last.
@@ -281,13 +342,14 @@ impl SegmentCursor {
         tail.truncate(read);
         // Preallocated space is zeros: no frame can start in it.
         let end = tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        let version = self.header.version;
         for start in 1..end {
             let rest = &tail[start..];
-            let Ok(header) = format::decode_frame_header(rest) else { continue };
+            let Ok(header) = format::decode_frame_header(rest, version) else { continue };
             if rest.len() < header.frame_len() {
                 continue;
             }
-            let payload = &rest[FRAME_HEADER_SIZE..header.frame_len()];
+            let payload = &rest[header.header_len()..header.frame_len()];
             if format::check_frame_payload(&header, payload).is_ok() {
                 return Ok(Some(from + start as u64));
             }

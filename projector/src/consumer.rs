@@ -10,152 +10,21 @@
 //! Delivery is at-least-once across restarts: events after the last `ack`
 //! are delivered again. A consumer that stores its effect and the acked LSN
 //! together gets exactly-once.
+//!
+//! The cursor files themselves live in `cursor.rs`.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bookend_journal::fs::{Fs, StdFs};
 use bookend_journal::{Follower, Journal};
 
+pub use crate::cursor::{CONSUMERS_DIR, ConsumerCursor};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventBody};
-use crate::session_journal::decode_event;
-
-/// Sub-directory of the journal holding cursor files.
-pub const CONSUMERS_DIR: &str = "consumers";
-/// Longest consumer name, in bytes.
-pub const CONSUMER_NAME_LEN_MAX: usize = 64;
-
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.to_path_buf();
-    move |source| Error::Io { op, path, source }
-}
-
-/// Checks a consumer name: 1–64 bytes of letters, digits, `-`, `_` and `.`,
-/// not starting with a dot. Names become file names, so nothing else passes.
-pub fn validate_consumer_name(name: &str) -> Result<()> {
-    let invalid =
-        |reason: &str| Err(Error::InvalidConsumer { name: name.to_string(), reason: reason.to_string() });
-    if name.is_empty() {
-        return invalid("it is empty");
-    }
-    if name.len() > CONSUMER_NAME_LEN_MAX {
-        return invalid("it is longer than 64 bytes");
-    }
-    if name.starts_with('.') {
-        return invalid("it starts with a dot");
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-        return invalid("only letters, digits, '-', '_' and '.' are allowed");
-    }
-    Ok(())
-}
-
-/// A named consumer's position: the last LSN it acknowledged. Held
-/// exclusively (a lock file) so two processes cannot move one cursor.
-#[derive(Debug)]
-pub struct ConsumerCursor {
-    name: String,
-    dir: PathBuf,
-    acked: u64,
-    _lock: File,
-}
-
-impl ConsumerCursor {
-    /// Opens (creating at 0) the cursor `name` of the journal in `journal_dir`.
-    pub fn open(journal_dir: &Path, name: &str) -> Result<ConsumerCursor> {
-        validate_consumer_name(name)?;
-        let dir = journal_dir.join(CONSUMERS_DIR);
-        std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
-        let lock_path = dir.join(format!("{name}.lock"));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("open", &lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::InvalidConsumer {
-                    name: name.to_string(),
-                    reason: "another process is reading as this consumer".into(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &lock_path)(e)),
-        }
-        let acked = read_cursor(&dir, name)?;
-        Ok(ConsumerCursor { name: name.to_string(), dir, acked, _lock: lock })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The last acknowledged LSN (0: nothing yet).
-    pub fn acked(&self) -> u64 {
-        self.acked
-    }
-
-    /// Moves the cursor to `lsn` durably: write a temporary file, fsync it,
-    /// rename it over the cursor, fsync the directory. Acks never move back.
-    pub fn ack(&mut self, lsn: u64) -> Result<()> {
-        if lsn <= self.acked {
-            return Ok(());
-        }
-        let path = cursor_path(&self.dir, &self.name);
-        let temp = self.dir.join(format!("{}.cursor.tmp", self.name));
-        {
-            let mut file = File::create(&temp).map_err(io("create", &temp))?;
-            writeln!(file, "{lsn}").map_err(io("write", &temp))?;
-            file.sync_data().map_err(io("fsync", &temp))?;
-        }
-        std::fs::rename(&temp, &path).map_err(io("rename", &temp))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("fsync directory", &self.dir))?;
-        self.acked = lsn;
-        Ok(())
-    }
-}
-
-fn cursor_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.cursor"))
-}
-
-fn read_cursor(dir: &Path, name: &str) -> Result<u64> {
-    let path = cursor_path(dir, name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse().map_err(|_| Error::InvalidConsumer {
-            name: name.to_string(),
-            reason: format!("cursor file {} does not hold an LSN", path.display()),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(io("read", &path)(e)),
-    }
-}
-
-/// Every consumer of the journal in `journal_dir` and its acknowledged LSN
-/// (read without taking the consumers' locks).
-pub fn list_consumers(journal_dir: &Path) -> Result<Vec<(String, u64)>> {
-    let dir = journal_dir.join(CONSUMERS_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("list", &dir)(e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let name = entry.map_err(io("list", &dir))?.file_name().to_string_lossy().into_owned();
-        if let Some(consumer) = name.strip_suffix(".cursor") {
-            out.push((consumer.to_string(), read_cursor(&dir, consumer)?));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
+use crate::event_codec::decode_event;
 
 /// Events after a position, in LSN order, from disk and then live.
 pub struct Subscription {
@@ -172,7 +41,9 @@ impl Subscription {
 
     /// A named consumer of an in-process journal: starts after its cursor.
     pub fn named(journal: &Journal, name: &str) -> Result<Subscription> {
-        let cursor = ConsumerCursor::open(journal.dir(), name)?;
+        let end = journal.next_lsn() - 1;
+        let cursor =
+            ConsumerCursor::open(journal.fs().clone(), journal.dir(), name, Some(journal.id()), Some(end))?;
         Ok(Self::new(journal.follow(cursor.acked() + 1)?, Some(cursor)))
     }
 
@@ -181,10 +52,13 @@ impl Subscription {
         Ok(Self::new(journal.follow(from_lsn)?, None))
     }
 
-    /// A named consumer of a journal another process writes.
+    /// A named consumer of a journal another process writes. A cursor past
+    /// the journal's end is refused: the journal lost what the consumer saw.
     pub fn named_in_dir(dir: &Path, name: &str) -> Result<Subscription> {
-        let cursor = ConsumerCursor::open(dir, name)?;
         let fs: Arc<dyn Fs> = Arc::new(StdFs);
+        let id = bookend_journal::journal_id(&*fs, dir)?;
+        let end = bookend_journal::last_lsn(fs.clone(), dir)?;
+        let cursor = ConsumerCursor::open(fs.clone(), dir, name, id, Some(end))?;
         Ok(Self::new(Follower::open_with_fs(fs, dir, cursor.acked() + 1), Some(cursor)))
     }
 
@@ -199,12 +73,9 @@ impl Subscription {
     pub fn with_types(mut self, types: &[&str]) -> Result<Subscription> {
         for t in types {
             if !EventBody::TYPE_NAMES.contains(t) {
-                return Err(Error::InvalidConsumer {
-                    name: self.cursor.as_ref().map_or("", |c| c.name()).to_string(),
-                    reason: format!(
-                        "unknown event type {t:?}; known types: {}",
-                        EventBody::TYPE_NAMES.join(", ")
-                    ),
+                return Err(Error::UnknownEventType {
+                    name: t.to_string(),
+                    known: EventBody::TYPE_NAMES.join(", "),
                 });
             }
         }

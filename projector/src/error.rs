@@ -57,20 +57,36 @@ pub enum Error {
     /// The journal failed (I/O, corruption, lock, poisoning, limits).
     #[error(transparent)]
     Journal(#[from] bookend_journal::Error),
-    /// The sled projection cache failed; it can be rebuilt from the journal.
-    #[error("projection cache {path}: {reason}")]
-    Cache { path: std::path::PathBuf, reason: String },
-    /// Another process has the projection cache open.
+    /// The projection store (sled) failed; it is rebuilt from the journal.
+    #[error("projection store {path}: {reason}")]
+    Store { path: std::path::PathBuf, reason: String },
+    /// Another process has the projection store open.
     #[error(
-        "projection cache {path} is in use by another process; stop the writer (bookend serve or append) first"
+        "projection store {path} is in use by another process; stop the writer (bookend serve or append) first"
     )]
-    CacheLocked { path: std::path::PathBuf },
+    StoreLocked { path: std::path::PathBuf },
     /// An event in the journal could not be decoded.
     #[error("event at LSN {lsn} cannot be decoded: {reason}")]
     Decode { lsn: u64, reason: String },
     /// An earlier append failed; the session journal must be reopened.
     #[error("session journal is poisoned by an earlier failure ({cause}); reopen it")]
     Poisoned { cause: String },
+    /// Another reader holds this consumer's cursor.
+    #[error(
+        "consumer {name:?} is in use by another reader (a `bookend tail --consumer`, a server stream); stop it or use another name"
+    )]
+    ConsumerBusy { name: String },
+    /// A cursor file that does not hold an LSN in bookend's form.
+    #[error("the cursor of consumer {name:?} ({}) cannot be read: {reason}; fix or delete the file (deleting it makes the consumer start over from LSN 1)", path.display())]
+    InvalidCursor { name: String, path: std::path::PathBuf, reason: String },
+    /// A cursor past the journal's end: the journal lost what the consumer saw.
+    #[error(
+        "consumer {name:?} acknowledged LSN {acked} but the journal ends at LSN {end}: the journal lost events the consumer had seen (see `bookend verify`)"
+    )]
+    CursorAhead { name: String, acked: u64, end: u64 },
+    /// An event type name bookend does not know.
+    #[error("unknown event type {name:?}; known types: {known}")]
+    UnknownEventType { name: String, known: String },
     /// A consumer name that cannot be used as a cursor file name.
     #[error("invalid consumer name {name:?}: {reason}")]
     InvalidConsumer { name: String, reason: String },
@@ -92,12 +108,20 @@ impl Error {
             Error::Journal(bookend_journal::Error::RecordTooLarge { .. }) => "oversize",
             Error::Journal(bookend_journal::Error::Corruption { .. }) => "corruption",
             Error::Journal(bookend_journal::Error::Locked { .. }) => "locked",
+            Error::Journal(bookend_journal::Error::DataLoss { .. }) => "data_loss",
+            Error::Journal(bookend_journal::Error::NoJournal { .. }) => "no_journal",
+            Error::Journal(bookend_journal::Error::ForeignState { .. }) => "foreign_state",
+            Error::Journal(bookend_journal::Error::Timeout { .. }) => "timeout",
             Error::Journal(bookend_journal::Error::Poisoned { .. }) | Error::Poisoned { .. } => "poisoned",
             Error::Journal(_) => "journal",
-            Error::Cache { .. } => "cache",
-            Error::CacheLocked { .. } => "cache_locked",
+            Error::Store { .. } => "store",
+            Error::StoreLocked { .. } => "store_locked",
             Error::Decode { .. } => "decode",
             Error::InvalidConsumer { .. } => "invalid_consumer",
+            Error::ConsumerBusy { .. } => "consumer_busy",
+            Error::InvalidCursor { .. } => "invalid_cursor",
+            Error::CursorAhead { .. } => "cursor_ahead",
+            Error::UnknownEventType { .. } => "unknown_event_type",
             Error::Io { .. } => "io",
         }
     }

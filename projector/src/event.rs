@@ -151,15 +151,56 @@ pub struct StartFields {
 /// What happened. The variant order is part of the on-disk format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventBody {
-    JournalOpen { epoch: u64, pid: u32, host: String, version: String },
-    JournalClose { epoch: u64, reason: CloseReason, sessions: SessionsOnClose },
+    JournalOpen {
+        epoch: u64,
+        pid: u32,
+        host: String,
+        version: String,
+    },
+    JournalClose {
+        epoch: u64,
+        reason: CloseReason,
+        sessions: SessionsOnClose,
+    },
     SessionStart(StartFields),
-    SessionActivity { session_id: String, key: Option<String> },
-    SessionFlush { session_id: String, key: Option<String>, marker: String },
-    SessionExpiryFinalized { session_id: String, key: Option<String> },
-    SessionFinalizeFailed { session_id: String, key: Option<String>, attempt: u32, error: String },
-    SessionEnd { session_id: String, key: Option<String>, reason: EndReason, next_id: Option<String> },
-    SessionReopen { session_id: String, key: Option<String>, reason: String },
+    SessionActivity {
+        session_id: String,
+        key: Option<String>,
+    },
+    SessionFlush {
+        session_id: String,
+        key: Option<String>,
+        marker: String,
+    },
+    SessionExpiryFinalized {
+        session_id: String,
+        key: Option<String>,
+    },
+    SessionFinalizeFailed {
+        session_id: String,
+        key: Option<String>,
+        attempt: u32,
+        error: String,
+    },
+    SessionEnd {
+        session_id: String,
+        key: Option<String>,
+        reason: EndReason,
+        next_id: Option<String>,
+    },
+    SessionReopen {
+        session_id: String,
+        key: Option<String>,
+        reason: String,
+    },
+    /// A person accepted the loss of LSNs `lost_from..=lost_to`
+    /// (`--accept-data-loss`); `evidence` says why they had been durable.
+    /// Appended by the open that accepted it, first in its batch.
+    JournalDataLoss {
+        lost_from: u64,
+        lost_to: u64,
+        evidence: String,
+    },
 }
 
 /// The stored form of one event: when, and what. The LSN is where the
@@ -191,11 +232,12 @@ impl EventBody {
             EventBody::SessionFinalizeFailed { .. } => "session:finalize_failed",
             EventBody::SessionEnd { .. } => "session:end",
             EventBody::SessionReopen { .. } => "session:reopen",
+            EventBody::JournalDataLoss { .. } => "journal:data_loss",
         }
     }
 
     /// Every `type` name, for validating filters.
-    pub const TYPE_NAMES: [&'static str; 9] = [
+    pub const TYPE_NAMES: [&'static str; 10] = [
         "journal:open",
         "journal:close",
         "session:start",
@@ -205,12 +247,15 @@ impl EventBody {
         "session:finalize_failed",
         "session:end",
         "session:reopen",
+        "journal:data_loss",
     ];
 
     /// The session the event is about, if any.
     pub fn session_id(&self) -> Option<&str> {
         match self {
-            EventBody::JournalOpen { .. } | EventBody::JournalClose { .. } => None,
+            EventBody::JournalOpen { .. }
+            | EventBody::JournalClose { .. }
+            | EventBody::JournalDataLoss { .. } => None,
             EventBody::SessionStart(s) => Some(&s.session_id),
             EventBody::SessionActivity { session_id, .. }
             | EventBody::SessionFlush { session_id, .. }
@@ -224,7 +269,9 @@ impl EventBody {
     /// The session key the event carries, if any.
     pub fn key(&self) -> Option<&str> {
         match self {
-            EventBody::JournalOpen { .. } | EventBody::JournalClose { .. } => None,
+            EventBody::JournalOpen { .. }
+            | EventBody::JournalClose { .. }
+            | EventBody::JournalDataLoss { .. } => None,
             EventBody::SessionStart(s) => s.key.as_deref(),
             EventBody::SessionActivity { key, .. }
             | EventBody::SessionFlush { key, .. }
@@ -269,6 +316,9 @@ impl Event {
             }
             EventBody::SessionReopen { session_id, key, reason } => {
                 json!({"session_id": session_id, "key": key, "reason": reason})
+            }
+            EventBody::JournalDataLoss { lost_from, lost_to, evidence } => {
+                json!({"lost_from": lost_from, "lost_to": lost_to, "evidence": evidence})
             }
         };
         if let Value::Object(fields) = fields {

@@ -7,8 +7,8 @@ use bookend_journal::Reader;
 
 use crate::error::Result;
 use crate::event::StoredEvent;
+use crate::event_codec::decode_event;
 use crate::lifecycle::{Lifecycle, Violation};
-use crate::session_journal::decode_event;
 use crate::state::{SessionState, SessionTable};
 
 /// While folding with a checkpoint store, save every this many events so a
@@ -22,7 +22,7 @@ pub const FOLD_CHECKPOINT_EVERY_EVENTS: u64 = 5_000;
 /// whose last LSN is `journal_last`; otherwise empties the store so the
 /// caller folds from LSN 1. Returns whether a checkpoint was loaded.
 pub fn load_checkpoint(life: &mut Lifecycle, journal_last: u64) -> Result<bool> {
-    let Some(store) = life.cold.as_ref() else { return Ok(false) };
+    let Some(store) = life.store.as_ref() else { return Ok(false) };
     let reason = match store.load_meta() {
         Ok(Some(meta)) if meta.last_lsn <= journal_last => {
             let mut table = SessionTable::default();
@@ -53,11 +53,28 @@ pub fn load_checkpoint(life: &mut Lifecycle, journal_last: u64) -> Result<bool> 
 /// `on_violation`. Returns the number of events folded.
 pub fn fold_journal(
     life: &mut Lifecycle,
+    reader: Reader,
+    on_violation: impl FnMut(&Violation),
+) -> Result<u64> {
+    fold_journal_with_progress(life, reader, on_violation, |_| {})
+}
+
+/// [`fold_journal`], telling `progress` the last LSN folded after every frame.
+pub fn fold_journal_with_progress(
+    life: &mut Lifecycle,
     mut reader: Reader,
     mut on_violation: impl FnMut(&Violation),
+    mut progress: impl FnMut(u64),
 ) -> Result<u64> {
     let mut folded = 0u64;
     while let Some(frame) = reader.next_frame()? {
+        if let Some((lost_from, lost_to)) = frame.follows_gap
+            && lost_from == life.meta.last_lsn + 1
+        {
+            // LSNs a person accepted as lost (`--accept-data-loss`): they
+            // exist nowhere, and the fold goes on after them.
+            life.meta.last_lsn = lost_to;
+        }
         for (lsn, bytes) in frame.events() {
             let event = decode_event(lsn, bytes)?;
             let stored = StoredEvent { at: event.at, body: event.body };
@@ -74,6 +91,7 @@ pub fn fold_journal(
             // this packs the ended sessions instead.
             life.save_checkpoint()?;
         }
+        progress(life.meta.last_lsn);
     }
     Ok(folded)
 }
@@ -88,7 +106,7 @@ pub fn all_sessions(life: &Lifecycle) -> Result<Vec<SessionState>> {
 /// packed ended sessions) overlaid with memory. Only the matches are held
 /// decoded, so a filtered listing of a long history stays small.
 pub fn sessions_where(life: &Lifecycle, keep: impl Fn(&SessionState) -> bool) -> Result<Vec<SessionState>> {
-    let stored = life.cold.iter().flat_map(|store| store.sessions()).chain(life.table.packed());
+    let stored = life.store.iter().flat_map(|store| store.sessions()).chain(life.table.packed());
     overlay(stored, life.table.hot(), |id| life.table.in_memory(id).is_some(), keep)
 }
 

@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::checkpoint::Checkpoint;
 use crate::command::{Ack, Command, ResetMode, ResetPolicy, Sessions, Start};
 use crate::error::{LifecycleError, Result};
 use crate::event::{CloseReason, EndReason, EventBody, SessionsOnClose, StartFields, StoredEvent};
 use crate::state::{Meta, SessionState, SessionTable};
+use crate::store::ProjectionStore;
 
 /// Longest session id, key or marker, in bytes.
 pub const ID_LEN_MAX_BYTES: usize = 128;
@@ -74,7 +74,7 @@ pub struct Lifecycle {
     pub table: SessionTable,
     /// Where sessions not in memory live (the writer's sled cache); `None`
     /// for in-memory folds (verify, read-only tools).
-    pub cold: Option<Checkpoint>,
+    pub store: Option<ProjectionStore>,
 }
 
 fn check_id(field: &'static str, value: &str) -> Result<(), LifecycleError> {
@@ -97,7 +97,7 @@ fn done(lsn: Option<u64>, session_id: &str) -> Decision {
 
 impl Lifecycle {
     fn session(&self, id: &str) -> Result<Option<std::borrow::Cow<'_, SessionState>>> {
-        self.table.get(id, self.cold.as_ref())
+        self.table.get(id, self.store.as_ref())
     }
 
     fn existing(&self, id: &str) -> Result<std::borrow::Cow<'_, SessionState>> {
@@ -329,13 +329,24 @@ impl Lifecycle {
     /// number of sessions written. Without a store, ended sessions are
     /// packed in memory instead, and 0 is returned.
     pub fn save_checkpoint(&mut self) -> Result<usize> {
-        let Some(store) = self.cold.as_ref() else {
+        let Some(store) = self.store.as_ref() else {
             self.table.pack_ended();
             return Ok(0);
         };
-        let written = store.save(&crate::checkpoint::StoredMeta::of(&self.meta), self.table.dirty())?;
+        let written = store.save(&crate::store::StoredMeta::of(&self.meta), self.table.dirty())?;
         self.table.checkpointed();
         Ok(written)
+    }
+
+    /// Brings every session `events` will change into memory, so that
+    /// folding them after they are appended never needs the store.
+    pub fn bring_into_memory(&mut self, events: &[EventBody]) -> Result<()> {
+        for body in events {
+            if let (Some(id), false) = (body.session_id(), matches!(body, EventBody::SessionStart(_))) {
+                self.table.get_mut(id, self.store.as_ref())?;
+            }
+        }
+        Ok(())
     }
 
     /// Active sessions, in id order. Active sessions are always in memory.
@@ -361,6 +372,13 @@ impl Lifecycle {
         let mut violation = |session_id: Option<&str>, message: String| {
             v.push(Violation { lsn, session_id: session_id.map(str::to_string), message })
         };
+        if let EventBody::JournalDataLoss { lost_from, lost_to, .. } = &event.body
+            && *lost_from == self.meta.last_lsn + 1
+            && lsn == lost_to + 1
+        {
+            // The first event after an accepted loss: the LSNs it names exist nowhere.
+            self.meta.last_lsn = *lost_to;
+        }
         if lsn != self.meta.last_lsn + 1 {
             violation(None, format!("folded out of order after LSN {}", self.meta.last_lsn));
         }
@@ -386,7 +404,8 @@ impl Lifecycle {
                 }
                 self.meta.epoch_open = false;
             }
-            EventBody::SessionStart(fields) => self.apply_start(fields, lsn, at, decided, &mut violation),
+            EventBody::JournalDataLoss { .. } => {}
+            EventBody::SessionStart(fields) => self.apply_start(fields, lsn, at, decided, &mut violation)?,
             EventBody::SessionEnd { session_id, reason, next_id, .. } => {
                 self.apply_end(session_id, reason, next_id, lsn, at, &mut violation)?
             }
@@ -394,7 +413,7 @@ impl Lifecycle {
                 self.apply_reopen(session_id, at, &mut violation)?
             }
             EventBody::SessionActivity { session_id, .. } => {
-                let Some(s) = self.table.get_mut(session_id, self.cold.as_ref())? else {
+                let Some(s) = self.table.get_mut(session_id, self.store.as_ref())? else {
                     violation(Some(session_id), "activity for an unknown session".into());
                     return Ok(v);
                 };
@@ -404,7 +423,7 @@ impl Lifecycle {
                 s.last_activity_at = s.last_activity_at.max(at);
             }
             EventBody::SessionFlush { session_id, marker, .. } => {
-                let Some(s) = self.table.get_mut(session_id, self.cold.as_ref())? else {
+                let Some(s) = self.table.get_mut(session_id, self.store.as_ref())? else {
                     violation(Some(session_id), "flush for an unknown session".into());
                     return Ok(v);
                 };
@@ -415,7 +434,7 @@ impl Lifecycle {
                 }
             }
             EventBody::SessionExpiryFinalized { session_id, .. } => {
-                let Some(s) = self.table.get_mut(session_id, self.cold.as_ref())? else {
+                let Some(s) = self.table.get_mut(session_id, self.store.as_ref())? else {
                     violation(Some(session_id), "expiry_finalized for an unknown session".into());
                     return Ok(v);
                 };
@@ -427,7 +446,7 @@ impl Lifecycle {
                 self.meta.awaiting_finalization.remove(session_id);
             }
             EventBody::SessionFinalizeFailed { session_id, attempt, error, .. } => {
-                let Some(s) = self.table.get_mut(session_id, self.cold.as_ref())? else {
+                let Some(s) = self.table.get_mut(session_id, self.store.as_ref())? else {
                     violation(Some(session_id), "finalize_failed for an unknown session".into());
                     return Ok(v);
                 };
@@ -445,12 +464,14 @@ impl Lifecycle {
         at: u64,
         decided: bool,
         violation: &mut impl FnMut(Option<&str>, String),
-    ) {
+    ) -> Result<()> {
         let id = f.session_id.as_str();
-        let cold = if decided { None } else { self.cold.as_ref() };
-        if matches!(self.table.get(id, cold), Ok(Some(_))) {
+        let store = if decided { None } else { self.store.as_ref() };
+        // A store that cannot be read is an error (the owner rebuilds it),
+        // never "no such session": that would start a stored session again.
+        if self.table.get(id, store)?.is_some() {
             violation(Some(id), "a second start for the same session".into());
-            return;
+            return Ok(());
         }
         if let Some(key) = &f.key {
             if let Some(other) = self.table.active_on_key(key) {
@@ -486,6 +507,7 @@ impl Lifecycle {
         self.meta.active.insert(id.to_string());
         self.meta.sessions_total += 1;
         self.meta.spans_total += 1;
+        Ok(())
     }
 
     fn apply_end(
@@ -497,7 +519,7 @@ impl Lifecycle {
         at: u64,
         violation: &mut impl FnMut(Option<&str>, String),
     ) -> Result<()> {
-        let Some(s) = self.table.get_mut(id, self.cold.as_ref())? else {
+        let Some(s) = self.table.get_mut(id, self.store.as_ref())? else {
             violation(Some(id), "end of an unknown session".into());
             return Ok(());
         };
@@ -532,7 +554,7 @@ impl Lifecycle {
         at: u64,
         violation: &mut impl FnMut(Option<&str>, String),
     ) -> Result<()> {
-        let Some(s) = self.table.get_mut(id, self.cold.as_ref())? else {
+        let Some(s) = self.table.get_mut(id, self.store.as_ref())? else {
             violation(Some(id), "reopen of an unknown session".into());
             return Ok(());
         };

@@ -4,10 +4,10 @@
 
 use bookend_journal::Journal;
 
-use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::session_journal::decode_event;
+use crate::event_codec::decode_event;
+use crate::store::ProjectionStore;
 
 /// A view folded from the journal.
 pub trait Projection: Send {
@@ -25,12 +25,12 @@ pub trait Projection: Send {
 pub struct ProjectionRunner<P> {
     projection: P,
     lsn: u64,
-    store: Checkpoint,
+    store: ProjectionStore,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
     /// Loads the projection's last checkpoint from `store`, if it has one.
-    pub fn open(mut projection: P, store: Checkpoint) -> Result<Self> {
+    pub fn open(mut projection: P, store: ProjectionStore) -> Result<Self> {
         let lsn = match store.load_blob(projection.name())? {
             Some((lsn, bytes)) => match projection.decode_state(&bytes) {
                 Ok(()) => lsn,
@@ -47,7 +47,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Folds every durable event after the projection's LSN.
     pub fn catch_up(&mut self, journal: &Journal) -> Result<u64> {
         if self.lsn >= journal.next_lsn() {
-            return Err(Error::Cache {
+            return Err(Error::Store {
                 path: self.store.path().to_path_buf(),
                 reason: format!(
                     "projection {} is at LSN {}, ahead of the journal",

@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::event::EndReason;
 use crate::packed::Packed;
+use crate::store::ProjectionStore;
 
 /// Everything bookend knows about one session, folded from its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,12 +125,16 @@ pub struct SessionTable {
 }
 
 impl SessionTable {
-    /// Looks a session up in memory, then in `cold`.
-    pub fn get<'a>(&'a self, id: &str, cold: Option<&Checkpoint>) -> Result<Option<Cow<'a, SessionState>>> {
+    /// Looks a session up in memory, then in `store`.
+    pub fn get<'a>(
+        &'a self,
+        id: &str,
+        store: Option<&ProjectionStore>,
+    ) -> Result<Option<Cow<'a, SessionState>>> {
         if let Some(s) = self.hot.get(id) {
             return Ok(Some(Cow::Borrowed(&**s)));
         }
-        match cold {
+        match store {
             Some(store) => Ok(store.session(id)?.map(Cow::Owned)),
             None => Ok(self.packed.get(id)?.map(Cow::Owned)),
         }
@@ -148,9 +152,13 @@ impl SessionTable {
     }
 
     /// A session to change, brought into memory and marked dirty.
-    pub fn get_mut(&mut self, id: &str, cold: Option<&Checkpoint>) -> Result<Option<&mut SessionState>> {
+    pub fn get_mut(
+        &mut self,
+        id: &str,
+        store: Option<&ProjectionStore>,
+    ) -> Result<Option<&mut SessionState>> {
         if !self.hot.contains_key(id) {
-            let found = match cold {
+            let found = match store {
                 Some(store) => store.session(id)?,
                 None => self.packed.take(id)?,
             };
@@ -258,8 +266,8 @@ impl SessionTable {
     }
 
     /// Loads the active sessions (and the key index) after a checkpoint load.
-    pub fn load_active(&mut self, meta: &Meta, cold: &Checkpoint) -> Result<()> {
-        for s in cold.active_sessions() {
+    pub fn load_active(&mut self, meta: &Meta, store: &ProjectionStore) -> Result<()> {
+        for s in store.active_sessions() {
             let s = s?;
             if !meta.active.contains(&s.session_id) {
                 continue;

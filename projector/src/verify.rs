@@ -10,10 +10,10 @@ use std::sync::Arc;
 use bookend_journal::fs::Fs;
 use bookend_journal::{Reader, TornTail, codec};
 
-use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::fold;
 use crate::lifecycle::{Lifecycle, Violation};
+use crate::store::ProjectionStore;
 
 /// Violations listed in a report at most (the count is always exact).
 pub const VIOLATIONS_LISTED_MAX: usize = 1000;
@@ -28,8 +28,21 @@ pub struct CorruptionReport {
     pub reason: String,
 }
 
+/// Acknowledged LSNs missing from the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataLossReport {
+    /// The journal ends here...
+    pub found_lsn: u64,
+    /// ...but this LSN was durable...
+    pub expected_lsn: u64,
+    /// ...as this says.
+    pub evidence: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// The journal's identity (`None` before format version 2).
+    pub journal_id: Option<bookend_journal::JournalId>,
     pub segments: usize,
     pub frames: u64,
     pub events: u64,
@@ -46,12 +59,15 @@ pub struct VerifyReport {
     pub violations: Vec<Violation>,
     pub torn_tail: Option<TornTail>,
     pub corruption: Option<CorruptionReport>,
+    pub data_loss: Option<DataLossReport>,
+    /// Losses a person accepted earlier: LSNs `.0..=.1` of each.
+    pub accepted_losses: Vec<(u64, u64)>,
 }
 
 impl VerifyReport {
-    /// 0 clean, 1 lifecycle violation, 2 corruption.
+    /// 0 clean, 1 lifecycle violation, 2 corruption or lost data.
     pub fn exit_code(&self) -> i32 {
-        if self.corruption.is_some() {
+        if self.corruption.is_some() || self.data_loss.is_some() {
             2
         } else if self.violations_total > 0 {
             1
@@ -61,30 +77,48 @@ impl VerifyReport {
     }
 }
 
-/// Checks the journal in `dir`: every frame (CRC, LSN continuity, headers)
-/// and every lifecycle invariant. `progress` is told each event's LSN.
+/// Checks the journal in `dir`: every frame (CRC, LSN continuity, headers,
+/// seal records), that nothing acknowledged is missing, and every
+/// lifecycle invariant. `progress` is told the LSN reached as it goes. A
+/// directory that holds no journal is `NoJournal`, never a clean report.
 pub fn verify(fs: Arc<dyn Fs>, dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+    if !bookend_journal::has_journal(&*fs, dir)? {
+        return Err(bookend_journal::Error::NoJournal { dir: dir.to_path_buf() }.into());
+    }
     let mut report = VerifyReport::default();
-    match bookend_journal::check(fs.clone(), dir) {
-        Ok(check) => {
-            report.segments = check.segments;
-            report.frames = check.frames_checked;
-            report.torn_tail = check.torn_tail;
-        }
-        Err(bookend_journal::Error::Corruption { segment, offset, reason }) => {
+    let (check, problem) = bookend_journal::check_partial(fs.clone(), dir)?;
+    report.journal_id = check.journal_id;
+    report.segments = check.segments;
+    report.frames = check.frames_checked;
+    report.torn_tail = check.torn_tail;
+    report.accepted_losses = check.accepted_gaps.iter().map(|g| (g.lost_from, g.lost_to)).collect();
+    match problem {
+        None => {}
+        Some(bookend_journal::Error::Corruption { segment, offset, reason }) => {
             report.corruption = Some(CorruptionReport { segment, offset, reason });
         }
-        Err(e) => return Err(e.into()),
+        Some(bookend_journal::Error::DataLoss { found_lsn, expected_lsn, evidence, .. }) => {
+            report.data_loss = Some(DataLossReport { found_lsn, expected_lsn, evidence });
+        }
+        Some(e @ bookend_journal::Error::ForeignState { .. }) => {
+            report.corruption =
+                Some(CorruptionReport { segment: dir.to_path_buf(), offset: 0, reason: e.to_string() });
+        }
+        Some(e) => return Err(e.into()),
     }
     let mut life = Lifecycle { table: crate::state::SessionTable::untracked(), ..Lifecycle::default() };
     let reader = Reader::open_with_fs(fs, dir, 1);
-    let folded = fold::fold_journal(&mut life, reader, |v| {
-        report.violations_total += 1;
-        if report.violations.len() < VIOLATIONS_LISTED_MAX {
-            report.violations.push(v.clone());
-        }
-        progress(v.lsn);
-    });
+    let folded = fold::fold_journal_with_progress(
+        &mut life,
+        reader,
+        |v| {
+            report.violations_total += 1;
+            if report.violations.len() < VIOLATIONS_LISTED_MAX {
+                report.violations.push(v.clone());
+            }
+        },
+        &mut progress,
+    );
     match folded {
         Ok(events) => report.events = events,
         // The frame check already located the damage; the fold stops there.
@@ -94,6 +128,11 @@ pub fn verify(fs: Arc<dyn Fs>, dir: &Path, mut progress: impl FnMut(u64)) -> Res
         Err(e) => return Err(e),
     }
     progress(life.meta.last_lsn);
+    fill_from_meta(&mut report, &life);
+    Ok(report)
+}
+
+fn fill_from_meta(report: &mut VerifyReport, life: &Lifecycle) {
     let meta = &life.meta;
     report.sessions = meta.sessions_total;
     report.spans = meta.spans_total;
@@ -103,7 +142,6 @@ pub fn verify(fs: Arc<dyn Fs>, dir: &Path, mut progress: impl FnMut(u64)) -> Res
     report.open_session_ids = meta.active.iter().take(OPEN_SESSIONS_LISTED_MAX).cloned().collect();
     report.epoch = meta.epoch;
     report.epoch_open = meta.epoch_open;
-    Ok(report)
 }
 
 /// The outcome of folding from LSN 1 and comparing with the checkpoint.
@@ -143,11 +181,11 @@ pub fn rebuild_and_compare(
 ) -> Result<ReplayReport> {
     let mut rebuilt = Lifecycle::default();
     fold::fold_journal(&mut rebuilt, Reader::open_with_fs(fs.clone(), dir, 1), |_| {})?;
-    let store = Checkpoint::open(checkpoint, cache_bytes)?;
+    let store = ProjectionStore::open(checkpoint, cache_bytes)?;
     let checkpoint_lsn = store.load_meta()?.map(|m| m.last_lsn);
-    let mut resumed = Lifecycle { cold: Some(store), ..Lifecycle::default() };
-    let loaded = resumed.cold.as_ref().map(|s| s.load_meta()).transpose()?.flatten();
-    if let (Some(meta), Some(store)) = (loaded, resumed.cold.as_ref())
+    let mut resumed = Lifecycle { store: Some(store), ..Lifecycle::default() };
+    let loaded = resumed.store.as_ref().map(|s| s.load_meta()).transpose()?.flatten();
+    if let (Some(meta), Some(store)) = (loaded, resumed.store.as_ref())
         && meta.last_lsn <= rebuilt.meta.last_lsn
     {
         resumed.table.load_active(&meta, store)?;
@@ -188,7 +226,7 @@ pub fn rebuild_and_compare(
 fn fold_without_saving(life: &mut Lifecycle, mut reader: Reader) -> Result<()> {
     while let Some(frame) = reader.next_frame()? {
         for (lsn, bytes) in frame.events() {
-            let event = crate::session_journal::decode_event(lsn, bytes)?;
+            let event = crate::event_codec::decode_event(lsn, bytes)?;
             life.apply(lsn, &crate::event::StoredEvent { at: event.at, body: event.body })?;
         }
     }

@@ -5,11 +5,12 @@
 //! segment headers and in the frames of sealed and active segments one bit is
 //! flipped; opening must fail with `Corruption` naming that segment and the
 //! offset where the damaged frame (or header, offset 0) starts, and must leave
-//! every file byte-for-byte as it was. The one exception is the end of the
-//! active segment: a bad last frame with nothing after it cannot be told from
-//! a write torn by a crash, and neither can a non-zero byte in the zeros the
-//! writer preallocates after its data, so both are treated as a torn tail
-//! (saved, truncated) at the start of the damage.
+//! every file byte-for-byte as it was. That includes the last frame of the
+//! active segment: the durable hint the writer updates after every fsync
+//! vouches for it, so damage there is not mistaken for a torn write (it
+//! used to be, and was truncated). The one exception is a non-zero byte in
+//! the zeros the writer preallocates after its data: nothing acknowledged
+//! is there, so it is a torn tail (saved, truncated) at the end of the data.
 
 use std::path::PathBuf;
 
@@ -30,7 +31,7 @@ impl Layout {
         let (_, bytes, starts) = &self.segments[index];
         match starts.last() {
             Some(&last) => {
-                last + format::decode_frame_header(&bytes[last as usize..]).unwrap().frame_len() as u64
+                last + format::decode_frame_header(&bytes[last as usize..], 2).unwrap().frame_len() as u64
             }
             None => format::SEGMENT_HEADER_SIZE as u64,
         }
@@ -62,7 +63,7 @@ fn frame_starts(bytes: &[u8]) -> Vec<u64> {
     let mut at = format::SEGMENT_HEADER_SIZE;
     while at < bytes.len() && bytes[at..].iter().any(|b| *b != 0) {
         starts.push(at as u64);
-        let header = format::decode_frame_header(&bytes[at..]).unwrap();
+        let header = format::decode_frame_header(&bytes[at..], 2).unwrap();
         at += header.frame_len();
     }
     starts
@@ -90,12 +91,11 @@ fn flipped_bits_are_reported_at_the_damaged_frame_and_nothing_changes() {
             let frame_start = starts.iter().copied().filter(|s| *s <= offset as u64).max().unwrap_or(0);
             let data_end = layout.data_end(index);
             let frame_start = if offset as u64 >= data_end { data_end } else { frame_start };
-            let in_last_frame =
-                index == last_segment && (starts.last() == Some(&frame_start) || frame_start == data_end);
+            let in_preallocated_zeros = index == last_segment && frame_start == data_end;
             let before = all_files(&damaged);
 
             let result = Journal::open_with_fs(sim_fs(&damaged), sim_dir(), small_segments_full_scan());
-            if in_last_frame {
+            if in_preallocated_zeros {
                 let journal = result.unwrap_or_else(|e| panic!("flip at {}:{offset}: {e}", path.display()));
                 let torn = journal.recovery_report().torn_tail.clone().expect("torn tail reported");
                 assert_eq!(torn.offset, frame_start);

@@ -52,7 +52,15 @@ fn unacknowledged_events_are_delivered_again_and_acknowledged_ones_never() {
     let mut after_restart = journal.subscribe("memory").unwrap();
     let first = after_restart.next_blocking(Duration::from_secs(5)).unwrap().unwrap();
     assert_eq!(first.lsn, read[5] + 1);
-    assert_eq!(bookend_projector::list_consumers(dir.path()).unwrap(), vec![("memory".to_string(), read[5])]);
+    let listed = bookend_projector::list_consumers(
+        &bookend_journal::fs::StdFs,
+        dir.path(),
+        Some(journal.journal_id()),
+    );
+    assert_eq!(
+        listed.unwrap(),
+        vec![bookend_projector::CursorInfo { name: "memory".into(), acked: Ok(read[5]) }]
+    );
 
     // Two processes cannot move one cursor: a second holder is refused.
     assert!(journal.subscribe("memory").is_err(), "a cursor held twice");

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use bookend_journal::codec;
-use bookend_projector::checkpoint::Checkpoint;
 use bookend_projector::projection::{Projection, ProjectionRunner};
+use bookend_projector::store::ProjectionStore;
 use bookend_projector::{Event, EventBody};
 use bookend_tests::sessions::{T0, open, start};
 
@@ -47,7 +47,7 @@ fn a_custom_projection_resumes_from_its_checkpoint() {
     for i in 0..10 {
         journal.start(start(&format!("a{i}"), &format!("k{i}"))).unwrap().wait().unwrap();
     }
-    let store = Checkpoint::open(store_dir.path(), 1 << 20).unwrap();
+    let store = ProjectionStore::open(store_dir.path(), 1 << 20).unwrap();
     let mut runner = ProjectionRunner::open(StartsPerPlatform::default(), store.clone()).unwrap();
     assert_eq!(runner.catch_up(journal.journal()).unwrap(), 11, "journal:open and 10 starts");
     runner.checkpoint().unwrap();
@@ -61,7 +61,7 @@ fn a_custom_projection_resumes_from_its_checkpoint() {
     assert_eq!(resumed.lsn(), saved_at);
     assert_eq!(resumed.catch_up(journal.journal()).unwrap(), 5, "only the newer events are folded");
 
-    let fresh_store = Checkpoint::open(&store_dir.path().join("fresh"), 1 << 20).unwrap();
+    let fresh_store = ProjectionStore::open(&store_dir.path().join("fresh"), 1 << 20).unwrap();
     let mut fresh = ProjectionRunner::open(StartsPerPlatform::default(), fresh_store).unwrap();
     fresh.catch_up(journal.journal()).unwrap();
     assert_eq!(resumed.state(), fresh.state());

@@ -66,7 +66,7 @@ proptest! {
     fn random_frames_after_a_valid_header_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let sim = SimFs::new();
         sim.create_dir_all(&sim_dir()).unwrap();
-        let mut file = format::encode_segment_header(1).to_vec();
+        let mut file = format::encode_segment_header(1, bookend_journal::JournalId([7; 16]), None).to_vec();
         file.extend_from_slice(&bytes);
         sim.write_file(&segment_path(), &file).unwrap();
         exercise(&sim);
@@ -98,7 +98,7 @@ proptest! {
 fn a_four_gib_length_is_an_error_not_an_allocation() {
     let sim = SimFs::new();
     sim.create_dir_all(&sim_dir()).unwrap();
-    let mut file = format::encode_segment_header(1).to_vec();
+    let mut file = format::encode_segment_header(1, bookend_journal::JournalId([7; 16]), None).to_vec();
     let mut frame = [0u8; format::FRAME_HEADER_SIZE];
     frame[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
     frame[8..16].copy_from_slice(&1u64.to_le_bytes());

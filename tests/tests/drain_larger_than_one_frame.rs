@@ -12,9 +12,7 @@
 use bookend_journal::JournalOptions;
 use bookend_journal::sim::{CrashPolicy, SimFs};
 use bookend_projector::verify::verify;
-use bookend_projector::{
-    CheckpointStore, CloseReason, SessionJournal, SessionJournalOptions, Sessions, Start,
-};
+use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions, Start, StoreLocation};
 use bookend_tests::{sim_dir, sim_fs};
 
 const SESSIONS: usize = 300;
@@ -22,7 +20,7 @@ const SESSIONS: usize = 300;
 fn options() -> SessionJournalOptions {
     SessionJournalOptions {
         journal: JournalOptions { record_size_max_bytes: 2048, ..JournalOptions::default() },
-        checkpoint_store: CheckpointStore::Disabled,
+        store: StoreLocation::Disabled,
         ..SessionJournalOptions::default()
     }
 }
@@ -85,7 +83,7 @@ fn a_power_cut_inside_a_multi_frame_drain_is_recovered() {
         policies.extend((1..unsynced).step_by(211).map(CrashPolicy::KeepUnsyncedPrefix));
         for policy in policies {
             let crashed = before_cut.snapshot();
-            crashed.crash(policy);
+            crashed.crash(policy.clone());
             let context = format!("power cut before call {call}, {policy:?}");
             let reopened = SessionJournal::open_with_fs(sim_fs(&crashed), sim_dir(), options()).unwrap();
             assert!(reopened.active().is_empty(), "{context}: sessions left active");

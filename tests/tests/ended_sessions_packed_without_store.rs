@@ -1,5 +1,5 @@
 //! A fold without a checkpoint store (`verify`, `replay`, read-only tools,
-//! a journal opened with `CheckpointStore::Disabled`) keeps ended sessions
+//! a journal opened with `StoreLocation::Disabled`) keeps ended sessions
 //! encoded once they are more than `FOLD_CHECKPOINT_EVERY_EVENTS` events
 //! behind, and loses nothing by it.
 //!
@@ -19,8 +19,8 @@ use bookend_journal::{Batch, Durability, Journal, JournalOptions};
 use bookend_projector::fold::{FOLD_CHECKPOINT_EVERY_EVENTS, all_sessions, fold_dir};
 use bookend_projector::verify::verify;
 use bookend_projector::{
-    CheckpointStore, CloseReason, EndReason, EventBody, SessionJournal, SessionJournalOptions, SessionState,
-    Sessions, Start, StartFields, StoredEvent,
+    CloseReason, EndReason, EventBody, SessionJournal, SessionJournalOptions, SessionState, Sessions, Start,
+    StartFields, StoreLocation, StoredEvent,
 };
 
 /// Start+end pairs between A's end and its next mention: enough for A to be
@@ -149,10 +149,8 @@ fn verify_and_fold_see_a_packed_session_as_they_see_a_fresh_one() {
 #[test]
 fn a_journal_without_a_store_still_knows_its_ended_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SessionJournalOptions {
-        checkpoint_store: CheckpointStore::Disabled,
-        ..SessionJournalOptions::default()
-    };
+    let options =
+        SessionJournalOptions { store: StoreLocation::Disabled, ..SessionJournalOptions::default() };
     let journal = SessionJournal::open(dir.path(), options).unwrap();
     let a = Start { session_id: Some("A".into()), key: Some("kA".into()), ..Start::default() };
     let started = journal.start(a.clone()).unwrap().wait().unwrap();

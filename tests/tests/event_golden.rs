@@ -77,6 +77,14 @@ fn samples() -> Vec<(&'static str, EventBody)> {
             "session_reopen",
             EventBody::SessionReopen { session_id: id(), key: key(), reason: "resume".into() },
         ),
+        (
+            "journal_data_loss",
+            EventBody::JournalDataLoss {
+                lost_from: 1201,
+                lost_to: 1500,
+                evidence: "the durable hint written after the last fsync".into(),
+            },
+        ),
     ]
 }
 

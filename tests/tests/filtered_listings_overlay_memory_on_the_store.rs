@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bookend_projector::{
-    CheckpointStore, EndReason, SessionJournal, SessionJournalOptions, SessionState, Start,
+    EndReason, SessionJournal, SessionJournalOptions, SessionState, Start, StoreLocation,
 };
 
 fn ids(sessions: &[SessionState]) -> Vec<&str> {
@@ -50,9 +50,9 @@ fn history(journal: &SessionJournal) {
     }
 }
 
-fn open(dir: &std::path::Path, store: CheckpointStore) -> SessionJournal {
+fn open(dir: &std::path::Path, store: StoreLocation) -> SessionJournal {
     let options = SessionJournalOptions {
-        checkpoint_store: store,
+        store,
         // Only the explicit checkpoint above: the layout stays as described.
         checkpoint_every_events: u64::MAX,
         checkpoint_interval: std::time::Duration::from_secs(3600),
@@ -67,8 +67,8 @@ fn open(dir: &std::path::Path, store: CheckpointStore) -> SessionJournal {
 fn filtered_listings_equal_the_filtered_full_listing_with_and_without_a_store() {
     let with_store = tempfile::tempdir().unwrap();
     let without_store = tempfile::tempdir().unwrap();
-    let stored = open(with_store.path(), CheckpointStore::InJournalDir);
-    let in_memory = open(without_store.path(), CheckpointStore::Disabled);
+    let stored = open(with_store.path(), StoreLocation::InJournalDir);
+    let in_memory = open(without_store.path(), StoreLocation::Disabled);
     history(&stored);
     history(&in_memory);
 
@@ -106,7 +106,7 @@ fn filtered_listings_equal_the_filtered_full_listing_with_and_without_a_store() 
 #[test]
 fn a_listing_taken_while_commands_run_misses_nothing_that_existed_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Arc::new(open(dir.path(), CheckpointStore::InJournalDir));
+    let journal = Arc::new(open(dir.path(), StoreLocation::InJournalDir));
     history(&journal);
     let before = journal.all_sessions().unwrap();
     let stop = Arc::new(AtomicBool::new(false));

@@ -20,7 +20,7 @@ use bookend_projector::{EndReason, Error, LifecycleError};
 use bookend_tests::sessions::{T0, open, start};
 
 fn wait_for_scan(journal: &bookend_projector::SessionJournal) {
-    let store = journal.checkpoint_store().expect("a checkpoint store");
+    let store = journal.projection_store().expect("a checkpoint store");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !store.ids_known() {
         assert!(Instant::now() < deadline, "the id scan did not finish");
@@ -30,7 +30,7 @@ fn wait_for_scan(journal: &bookend_projector::SessionJournal) {
 
 /// New ids are answered by the filter; stored ids are still recognised.
 fn check(journal: &bookend_projector::SessionJournal, round: &str) {
-    let store = journal.checkpoint_store().unwrap();
+    let store = journal.projection_store().unwrap();
     let skipped_before = store.lookups_skipped();
     for i in 0..1000 {
         let ack =
@@ -62,7 +62,7 @@ fn new_ids_skip_the_store_and_stored_ids_are_still_found() {
     {
         let journal = open(dir.path(), &clock);
         // A rebuilt (here: new) store starts empty, so its ids are known.
-        assert!(journal.checkpoint_store().unwrap().ids_known());
+        assert!(journal.projection_store().unwrap().ids_known());
         for i in 0..500 {
             journal.start(start(&format!("old-{i}"), &format!("k{i}"))).unwrap().wait().unwrap();
             journal.end(&format!("old-{i}"), EndReason::Completed).unwrap().wait().unwrap();
@@ -74,7 +74,7 @@ fn new_ids_skip_the_store_and_stored_ids_are_still_found() {
     {
         let journal = open(dir.path(), &clock);
         assert!(journal.open_report().from_checkpoint);
-        assert!(journal.checkpoint_store().unwrap().ids_known(), "the saved filter was not loaded");
+        assert!(journal.projection_store().unwrap().ids_known(), "the saved filter was not loaded");
         check(&journal, "after-close");
         journal.checkpoint().unwrap();
         // Dropped without close: the saved filter is now behind the store.

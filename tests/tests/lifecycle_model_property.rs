@@ -21,8 +21,8 @@ use bookend_journal::Durability;
 use bookend_journal::sim::{CrashPolicy, SimFs};
 use bookend_projector::verify::{rebuild_and_compare, verify};
 use bookend_projector::{
-    CheckpointStore, CloseReason, EndReason, ManualClock, OnUnclean, ResetPolicy, SessionJournal,
-    SessionJournalOptions, Sessions, Start,
+    CloseReason, EndReason, ManualClock, OnUnclean, ResetPolicy, SessionJournal, SessionJournalOptions,
+    Sessions, Start, StoreLocation,
 };
 use bookend_tests::{sim_dir, sim_fs};
 use proptest::prelude::*;
@@ -105,7 +105,7 @@ impl Harness {
             // Every command durable, so a power cut takes back nothing acknowledged.
             durability: Some(Durability::Durable),
             on_unclean: OnUnclean::End,
-            checkpoint_store: CheckpointStore::At(self.checkpoint_path()),
+            store: StoreLocation::At(self.checkpoint_path()),
             checkpoint_every_events: 4,
             ..SessionJournalOptions::default()
         }

@@ -94,7 +94,7 @@ fn every_crash_point_and_torn_length_keeps_every_durable_ack() {
         policies.extend((1..unsynced).map(CrashPolicy::KeepUnsyncedPrefix));
         for policy in policies {
             let crashed = before_crash.snapshot();
-            crashed.crash(policy);
+            crashed.crash(policy.clone());
             let context = format!("crash before call {call}, {policy:?}");
             let kept = recover_twice(&crashed, &context);
             assert!(kept >= durable_acked, "{context}: lost durable events ({kept} < {durable_acked})");

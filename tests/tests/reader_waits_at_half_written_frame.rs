@@ -30,7 +30,8 @@ fn partial_frames_are_waited_for(zero_padded: bool) {
     drop(journal);
     let path = sim_dir().join(format::segment_file_name(1));
     let file = sim.read_file(&path).unwrap();
-    let frame_end = |start: usize| start + format::decode_frame_header(&file[start..]).unwrap().frame_len();
+    let frame_end =
+        |start: usize| start + format::decode_frame_header(&file[start..], 2).unwrap().frame_len();
     let first_frame_end = frame_end(format::SEGMENT_HEADER_SIZE);
     let data_end = frame_end(first_frame_end);
     assert!(file[data_end..].iter().all(|b| *b == 0), "only zeros follow the frames");

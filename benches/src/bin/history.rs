@@ -81,7 +81,7 @@ fn measure(dir: &Path, sessions: u64) {
     let after_open = status_mib("VmRSS:");
     // Let the known-ids scan finish, so the lookups below measure the
     // steady state and its memory is counted.
-    let store = journal.checkpoint_store().expect("checkpoint store");
+    let store = journal.projection_store().expect("checkpoint store");
     let started = Instant::now();
     while !store.ids_known() && started.elapsed().as_secs() < 120 {
         std::thread::sleep(std::time::Duration::from_millis(10));

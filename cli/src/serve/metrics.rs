@@ -85,11 +85,18 @@ pub async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
         out,
         "# HELP bookend_consumer_lag_events Durable events a consumer has not acknowledged.\n# TYPE bookend_consumer_lag_events gauge"
     );
-    if let Ok(consumers) = bookend_projector::list_consumers(state.journal.journal().dir()) {
-        for (name, acked) in consumers {
-            let lag = stats.durable_lsn.saturating_sub(acked);
-            let _ = writeln!(out, "bookend_consumer_lag_events{{consumer=\"{}\"}} {lag}", escape(&name));
+    let consumers = state.journal.consumers().unwrap_or_default();
+    for c in &consumers {
+        if let Some(lag) = c.lag {
+            let _ = writeln!(out, "bookend_consumer_lag_events{{consumer=\"{}\"}} {lag}", escape(&c.name));
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP bookend_consumer_cursor_errors Consumers whose cursor cannot be used (1 each).\n# TYPE bookend_consumer_cursor_errors gauge"
+    );
+    for c in consumers.iter().filter(|c| c.error.is_some()) {
+        let _ = writeln!(out, "bookend_consumer_cursor_errors{{consumer=\"{}\"}} 1", escape(&c.name));
     }
     let _ = writeln!(
         out,

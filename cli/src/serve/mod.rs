@@ -86,6 +86,12 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// If acknowledged events are missing (a deleted or cut segment),
+    /// record the loss and serve from after it instead of refusing to
+    /// start. A flag only, never in a config file: see docs/operations.md.
+    #[arg(long)]
+    #[serde(skip)]
+    pub accept_data_loss: bool,
 }
 
 impl ServeArgs {
@@ -96,7 +102,12 @@ impl ServeArgs {
         let file: ServeArgs =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         macro_rules! pick {
-            ($($f:ident),*) => { ServeArgs { $($f: self.$f.or(file.$f),)* allow_remote: self.allow_remote, config: self.config } };
+            ($($f:ident),*) => { ServeArgs {
+                $($f: self.$f.or(file.$f),)*
+                allow_remote: self.allow_remote,
+                config: self.config,
+                accept_data_loss: self.accept_data_loss,
+            } };
         }
         Ok(pick!(
             dir,
@@ -158,6 +169,7 @@ fn journal_options(args: &ServeArgs) -> SessionJournalOptions {
     if let Some(ms) = args.activity_coalesce_ms {
         options.rules.activity_coalesce_ms = ms;
     }
+    options.journal.accept_data_loss = args.accept_data_loss;
     options
 }
 

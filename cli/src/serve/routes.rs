@@ -92,6 +92,7 @@ async fn get_health(State(state): State<Shared>) -> Response {
     let body = json!({
         "ok": poisoned.is_none(),
         "journal_open": poisoned.is_none(),
+        "journal_id": journal.journal_id().to_string(),
         "epoch": summary.epoch,
         "durable_lsn": journal.journal().durable_lsn(),
         "next_lsn": journal.journal().next_lsn(),
@@ -215,7 +216,7 @@ fn consumer_cursor(
     if let Some(cursor) = consumers.get(name) {
         return Ok(cursor.clone());
     }
-    let cursor = Arc::new(std::sync::Mutex::new(ConsumerCursor::open(state.journal.journal().dir(), name)?));
+    let cursor = Arc::new(std::sync::Mutex::new(state.journal.consumer_cursor(name)?));
     consumers.insert(name.to_string(), cursor.clone());
     Ok(cursor)
 }
@@ -231,26 +232,27 @@ async fn get_events(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let last_event_id =
-        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let from = match q.get("from").map(|f| f.parse::<u64>()) {
-        Some(Ok(f)) => f,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "from must be an LSN (a positive integer)",
-            );
+    let durable = state.journal.journal().durable_lsn();
+    let last_event_id = match headers
+        .get("last-event-id")
+        .map(|v| parse_lsn(v.to_str().unwrap_or(""), durable))
+    {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(why)) => {
+            return error(StatusCode::BAD_REQUEST, "invalid_last_event_id", &format!("Last-Event-ID {why}"));
         }
+    };
+    let from = match q.get("from").map(|f| parse_lsn(f, durable + 1)) {
+        Some(Ok(f)) => f,
+        Some(Err(why)) => return error(StatusCode::BAD_REQUEST, "invalid_query", &format!("from {why}")),
         None => 1,
     };
     let start = match q.get("consumer") {
         // A named consumer resumes after its cursor; Last-Event-ID says the
         // client has everything up to it, which acknowledges it.
         Some(name) => consumer_cursor(&state, name).and_then(|cursor| match last_event_id {
-            Some(id) => {
-                ack_cursor(&cursor, id.min(state.journal.journal().durable_lsn())).map(|acked| acked + 1)
-            }
+            Some(id) => ack_cursor(&cursor, id).map(|acked| acked + 1),
             None => Ok(cursor.lock().unwrap_or_else(|p| p.into_inner()).acked() + 1),
         }),
         None => Ok(last_event_id.map_or(from, |id| id + 1)),
@@ -272,6 +274,21 @@ async fn get_events(
     };
     let stream = EventStream { sub: subscription, stopping: state.stopping.clone() };
     Sse::new(event_stream(stream)).keep_alive(KeepAlive::new().interval(SSE_HEARTBEAT)).into_response()
+}
+
+/// An LSN a client sent: digits only, at most `max` (the journal's durable
+/// end). The error completes "Last-Event-ID …" or "from …".
+fn parse_lsn(text: &str, max: u64) -> Result<u64, String> {
+    let text = text.trim();
+    let lsn = text
+        .parse::<u64>()
+        .ok()
+        .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("{text:?} is not an LSN (a decimal number)"))?;
+    if lsn > max {
+        return Err(format!("{lsn} is past the journal's durable end at LSN {max}"));
+    }
+    Ok(lsn)
 }
 
 /// `POST /v1/consumers/{name}/ack` with `{"lsn": N}`: the consumer has
@@ -303,11 +320,10 @@ async fn post_ack(
 
 /// `GET /v1/consumers`: every consumer, its acknowledged LSN and lag.
 async fn get_consumers(State(state): State<Shared>) -> Response {
-    let durable = state.journal.journal().durable_lsn();
-    match bookend_projector::list_consumers(state.journal.journal().dir()) {
+    match state.journal.consumers() {
         Ok(list) => axum::Json(Value::Array(
             list.into_iter()
-                .map(|(name, acked)| json!({"name": name, "acked_lsn": acked, "lag": durable.saturating_sub(acked)}))
+                .map(|c| json!({"name": c.name, "acked_lsn": c.acked, "lag": c.lag, "error": c.error}))
                 .collect(),
         ))
         .into_response(),

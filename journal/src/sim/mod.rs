@@ -1,23 +1,30 @@
 //! A simulated file system for crash and fault tests.
 //!
 //! Each file keeps two copies of its bytes: what the page cache holds
-//! (`data`) and what has reached the medium (`durable`). Directory entries
-//! are durable only after `sync_dir`. [`SimFs::crash`] throws away everything
-//! that was not made durable, optionally keeping a prefix of each file's
-//! unsynced tail (a torn write), exactly as a power cut could. Calls can be
-//! made to fail on their Nth occurrence.
+//! (`data`) and what has reached the medium (`durable`). Directory entries,
+//! and directories themselves, are durable only after `sync_dir` of their
+//! parent. [`SimFs::crash`] throws away everything that was not made
+//! durable, optionally keeping a prefix of each file's unsynced tail (a torn
+//! write), all of it, or any subset of its sectors (a disk that reorders
+//! writes: see [`CrashPolicy`]). Calls can be made to fail on their Nth
+//! occurrence.
 //!
-//! Handles opened before a crash belong to the previous "boot": every call on
-//! them fails, so a journal that was not dropped cannot scribble on the
-//! recovered state.
+//! Handles and locks taken before a crash belong to the previous "boot":
+//! every call on those handles fails, so a journal that was not dropped
+//! cannot scribble on the recovered state.
 
-use std::any::Any;
+mod crash;
+mod file;
+
+pub use crash::CrashPolicy;
+
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::fs::{Fs, FsFile, LockOutcome};
+use crate::fs::{Fs, FsFile, LockGuard, LockMode};
+use file::{SimFile, SimLockGuard};
 
 /// The kinds of call that can be counted and failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,25 +38,12 @@ pub enum SimOp {
     SetLen,
 }
 
-/// What a crash keeps of the bytes that were written but not synced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPolicy {
-    /// Every unsynced byte is lost.
-    DropUnsynced,
-    /// Each file keeps up to this many bytes of its unsynced appended tail,
-    /// tearing the last write at that byte.
-    KeepUnsyncedPrefix(usize),
-    /// Every written byte survives (the OS flushed everything in time), but
-    /// unsynced directory entries are still lost.
-    KeepAllData,
-}
-
 #[derive(Debug, Default, Clone)]
-struct Inode {
-    data: Vec<u8>,
-    durable: Vec<u8>,
+pub(crate) struct Inode {
+    pub(crate) data: Vec<u8>,
+    pub(crate) durable: Vec<u8>,
     /// Lowest offset changed since the last sync; `None` when clean.
-    dirty_from: Option<usize>,
+    pub(crate) dirty_from: Option<usize>,
 }
 
 impl Inode {
@@ -74,7 +68,8 @@ struct SimState {
     names: HashMap<PathBuf, u64>,
     durable_names: HashMap<PathBuf, u64>,
     dirs: HashSet<PathBuf>,
-    locks: HashSet<PathBuf>,
+    durable_dirs: HashSet<PathBuf>,
+    locks: HashMap<PathBuf, (LockMode, usize)>,
     counts: HashMap<SimOp, u64>,
     faults: Vec<(SimOp, u64)>,
     /// Calls of every kind so far.
@@ -105,6 +100,21 @@ impl SimState {
         Ok(())
     }
 
+    /// The files a crash keeps (durable entries in durable directories),
+    /// in path order, each inode once.
+    fn durable_files(&self) -> Vec<(PathBuf, u64)> {
+        let mut files: Vec<(PathBuf, u64)> = self
+            .durable_names
+            .iter()
+            .filter(|(p, _)| p.parent().is_some_and(|d| self.durable_dirs.contains(d)))
+            .map(|(p, id)| (p.clone(), *id))
+            .collect();
+        files.sort();
+        let mut seen = HashSet::new();
+        files.retain(|(_, id)| seen.insert(*id));
+        files
+    }
+
     fn inode_of(&self, path: &Path) -> io::Result<u64> {
         self.names.get(path).copied().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
@@ -116,6 +126,13 @@ impl SimState {
         self.inodes.insert(self.next_inode, Inode::default());
         self.next_inode
     }
+}
+
+fn inode_mut(state: &mut SimState, id: u64) -> io::Result<&mut Inode> {
+    state
+        .inodes
+        .get_mut(&id)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "simulated inode is gone"))
 }
 
 /// The simulated file system. Clones share the same state.
@@ -163,23 +180,43 @@ impl SimFs {
         self.lock().counts.get(&op).copied().unwrap_or(0)
     }
 
-    /// Simulates a power cut and a reboot: unsynced bytes and directory
-    /// entries are lost (as `policy` says), locks are released, and every
-    /// handle opened before is dead.
+    /// Simulates a power cut and a reboot: unsynced bytes, directory
+    /// entries and directories are lost (as `policy` says), locks are
+    /// released, and every handle opened before is dead.
     pub fn crash(&self, policy: CrashPolicy) {
         let mut state = self.lock();
         state.boot += 1;
         state.locks.clear();
         state.faults.clear();
-        state.names = state.durable_names.clone();
+        let dirs = state.durable_dirs.clone();
+        state.dirs = dirs;
+        let durable: Vec<(PathBuf, u64)> = state.durable_files();
+        state.names = durable.iter().cloned().collect();
+        state.durable_names = state.names.clone();
         let live: HashSet<u64> = state.names.values().copied().collect();
         state.inodes.retain(|id, _| live.contains(id));
-        for inode in state.inodes.values_mut() {
-            let kept = surviving_bytes(inode, policy);
-            inode.durable = kept.clone();
-            inode.data = kept;
-            inode.dirty_from = None;
+        let mut next_sector = 0;
+        for (_, id) in &durable {
+            if let Some(inode) = state.inodes.get_mut(id) {
+                let kept = crash::surviving_bytes(inode, &policy, &mut next_sector);
+                inode.durable = kept.clone();
+                inode.data = kept;
+                inode.dirty_from = None;
+            }
         }
+    }
+
+    /// How many sectors of `sector_bytes` differ from what is durable, over
+    /// every file a crash would keep, in the order
+    /// [`CrashPolicy::KeepSectors`] numbers them.
+    pub fn unsynced_sectors(&self, sector_bytes: usize) -> usize {
+        let state = self.lock();
+        state
+            .durable_files()
+            .iter()
+            .filter_map(|(_, id)| state.inodes.get(id))
+            .map(|inode| crash::dirty_sectors(inode, sector_bytes).len())
+            .sum()
     }
 
     /// An independent copy of the whole simulated machine, so one workload
@@ -216,125 +253,16 @@ impl SimFs {
             }
         };
         state.durable_names.insert(path.to_path_buf(), id);
+        for ancestor in path.ancestors().skip(1) {
+            state.dirs.insert(ancestor.to_path_buf());
+            state.durable_dirs.insert(ancestor.to_path_buf());
+        }
         if let Some(inode) = state.inodes.get_mut(&id) {
             inode.data = bytes.to_vec();
             inode.durable = bytes.to_vec();
             inode.dirty_from = None;
         }
         Ok(())
-    }
-}
-
-fn surviving_bytes(inode: &Inode, policy: CrashPolicy) -> Vec<u8> {
-    let appended_only = inode.data.len() >= inode.durable.len()
-        && inode.dirty_from.is_none_or(|from| from >= inode.durable.len());
-    let keep_extra = match policy {
-        CrashPolicy::DropUnsynced => 0,
-        CrashPolicy::KeepUnsyncedPrefix(n) => n,
-        CrashPolicy::KeepAllData => usize::MAX,
-    };
-    if !appended_only || keep_extra == 0 {
-        return inode.durable.clone();
-    }
-    let end = inode.durable.len().saturating_add(keep_extra).min(inode.data.len());
-    inode.data[..end].to_vec()
-}
-
-#[derive(Debug)]
-struct SimFile {
-    fs: SimFs,
-    inode: u64,
-    boot: u64,
-    writable: bool,
-}
-
-impl SimFile {
-    fn with_inode<R>(&self, f: impl FnOnce(&mut SimState, u64) -> io::Result<R>) -> io::Result<R> {
-        let mut state = self.fs.lock();
-        if state.boot != self.boot {
-            return Err(io::Error::other("file handle from before a simulated crash"));
-        }
-        f(&mut state, self.inode)
-    }
-}
-
-fn inode_mut(state: &mut SimState, id: u64) -> io::Result<&mut Inode> {
-    state
-        .inodes
-        .get_mut(&id)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "simulated inode is gone"))
-}
-
-impl FsFile for SimFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.with_inode(|state, id| {
-            let inode = inode_mut(state, id)?;
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(inode.data.len());
-            let n = buf.len().min(inode.data.len() - start);
-            buf[..n].copy_from_slice(&inode.data[start..start + n]);
-            Ok(n)
-        })
-    }
-
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if !self.writable {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "file opened read-only"));
-        }
-        self.with_inode(|state, id| {
-            let result = state.call(SimOp::Write);
-            let written = if result.is_ok() { buf.len() } else { buf.len() / 2 };
-            let inode = inode_mut(state, id)?;
-            let start = usize::try_from(offset).map_err(io::Error::other)?;
-            if inode.data.len() < start {
-                inode.data.resize(start, 0);
-            }
-            let end = start + written;
-            if inode.data.len() < end {
-                inode.data.resize(end, 0);
-            }
-            inode.data[start..end].copy_from_slice(&buf[..written]);
-            inode.mark_dirty(start);
-            result
-        })
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.with_inode(|state, id| {
-            state.call(SimOp::Sync)?;
-            inode_mut(state, id)?.sync();
-            Ok(())
-        })
-    }
-
-    fn size(&self) -> io::Result<u64> {
-        self.with_inode(|state, id| Ok(inode_mut(state, id)?.data.len() as u64))
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.with_inode(|state, id| {
-            state.call(SimOp::SetLen)?;
-            let inode = inode_mut(state, id)?;
-            let len = usize::try_from(len).map_err(io::Error::other)?;
-            let from = len.min(inode.data.len());
-            inode.data.resize(len, 0);
-            inode.mark_dirty(from);
-            Ok(())
-        })
-    }
-}
-
-struct SimLockGuard {
-    fs: SimFs,
-    path: PathBuf,
-    boot: u64,
-}
-
-impl Drop for SimLockGuard {
-    fn drop(&mut self) {
-        let mut state = self.fs.lock();
-        if state.boot == self.boot {
-            state.locks.remove(&self.path);
-        }
     }
 }
 
@@ -351,6 +279,11 @@ impl Fs for SimFs {
         let mut state = self.lock();
         for ancestor in dir.ancestors() {
             state.dirs.insert(ancestor.to_path_buf());
+            // The root exists before any boot; everything below it becomes
+            // durable when its parent is synced.
+            if ancestor.parent().is_none() {
+                state.durable_dirs.insert(ancestor.to_path_buf());
+            }
         }
         Ok(())
     }
@@ -433,6 +366,9 @@ impl Fs for SimFs {
             .map(|(p, id)| (p.clone(), *id))
             .collect();
         state.durable_names.extend(entries);
+        let children: Vec<PathBuf> = state.dirs.iter().filter(|d| d.parent() == Some(dir)).cloned().collect();
+        state.durable_dirs.retain(|d| d.parent() != Some(dir));
+        state.durable_dirs.extend(children);
         Ok(())
     }
 
@@ -441,24 +377,22 @@ impl Fs for SimFs {
         state.names.contains_key(path) || state.dirs.contains(path)
     }
 
-    fn try_lock(&self, path: &Path, pid: u32) -> io::Result<LockOutcome> {
+    fn try_lock(&self, path: &Path, mode: LockMode) -> io::Result<Option<LockGuard>> {
         let mut state = self.lock();
-        if state.locks.contains(path) {
-            let holder = state
-                .names
-                .get(path)
-                .and_then(|id| state.inodes.get(id))
-                .and_then(|i| std::str::from_utf8(&i.data).ok())
-                .and_then(|s| s.trim().parse().ok());
-            return Ok(LockOutcome::HeldBy(holder));
+        if !state.dirs.contains(path) && !state.names.contains_key(path) {
+            drop(state);
+            self.create(path)?;
+            state = self.lock();
         }
-        state.locks.insert(path.to_path_buf());
-        let boot = state.boot;
-        drop(state);
-        self.write_file(path, format!("{pid}\n").as_bytes())?;
-        let guard: Box<dyn Any + Send + Sync> =
-            Box::new(SimLockGuard { fs: self.clone(), path: path.to_path_buf(), boot });
-        Ok(LockOutcome::Acquired(guard))
+        match state.locks.get_mut(path) {
+            Some((LockMode::Shared, holders)) if mode == LockMode::Shared => *holders += 1,
+            Some(_) => return Ok(None),
+            None => {
+                state.locks.insert(path.to_path_buf(), (mode, 1));
+            }
+        }
+        let guard = SimLockGuard { fs: self.clone(), path: path.to_path_buf(), mode, boot: state.boot };
+        Ok(Some(Box::new(guard)))
     }
 }
 
@@ -471,6 +405,7 @@ mod tests {
         let fs = SimFs::new();
         let dir = Path::new("/j");
         fs.create_dir_all(dir).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
         let a = fs.create(&dir.join("a")).unwrap();
         a.write_all_at(b"hello", 0).unwrap();
         a.sync_data().unwrap();
@@ -496,5 +431,42 @@ mod tests {
         assert!(f.sync_data().is_err());
         assert!(f.sync_data().is_ok());
         assert_eq!(fs.calls(SimOp::Sync), 3);
+    }
+
+    #[test]
+    fn a_reordering_disk_can_keep_a_later_sector_and_lose_an_earlier_one() {
+        let fs = SimFs::new();
+        let dir = Path::new("/j");
+        fs.create_dir_all(dir).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
+        let f = fs.create(&dir.join("f")).unwrap();
+        fs.sync_dir(dir).unwrap();
+        f.write_all_at(&[1u8; 8], 0).unwrap();
+        f.sync_data().unwrap();
+        f.write_all_at(&[2u8; 12], 8).unwrap();
+        assert_eq!(fs.unsynced_sectors(4), 3);
+        let crashed = fs.snapshot();
+        crashed.crash(CrashPolicy::KeepSectors { sector_bytes: 4, keep: vec![false, false, true] });
+        let bytes = crashed.read_file(&dir.join("f")).unwrap();
+        assert_eq!(bytes.len(), 20);
+        assert_eq!((&bytes[..8], &bytes[8..16], &bytes[16..]), (&[1u8; 8][..], &[0u8; 8][..], &[2u8; 4][..]));
+        let crashed = fs.snapshot();
+        crashed.crash(CrashPolicy::KeepSectors { sector_bytes: 4, keep: vec![true] });
+        assert_eq!(crashed.read_file(&dir.join("f")).unwrap(), [[1u8; 8].as_slice(), &[2u8; 4]].concat());
+    }
+
+    #[test]
+    fn a_directory_is_lost_unless_its_parent_was_synced() {
+        let fs = SimFs::new();
+        fs.create_dir_all(Path::new("/j/sub")).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
+        fs.create(Path::new("/j/sub/f")).unwrap();
+        fs.sync_dir(Path::new("/j/sub")).unwrap();
+        let lost = fs.snapshot();
+        lost.crash(CrashPolicy::KeepAllData);
+        assert!(lost.exists(Path::new("/j")) && !lost.exists(Path::new("/j/sub/f")));
+        fs.sync_dir(Path::new("/j")).unwrap();
+        fs.crash(CrashPolicy::KeepAllData);
+        assert!(fs.exists(Path::new("/j/sub/f")));
     }
 }

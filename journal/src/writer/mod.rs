@@ -24,21 +24,29 @@
 //! failed page fails. A failed write or fsync poisons the journal: the
 //! failing group and everything after it fail until the journal is reopened.
 
-use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod shared;
+mod sync;
 
-use tokio::sync::{oneshot, watch};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::SEGMENT_HEADER_SIZE;
-use crate::fs::{Fs, FsFile};
+use crate::format::SealRecord;
+use crate::fs::FsFile;
+use crate::manifest::store_manifest;
+use crate::open::ActiveStart;
 use crate::options::{Durability, JournalOptions};
 use crate::segment;
+
+pub(crate) use shared::Shared;
+use shared::{Done, Waiter, lock};
+pub use shared::{FSYNC_BUCKETS_MICROS, GROUP_BUCKETS_EVENTS};
+pub(crate) use sync::spawn;
 
 /// Acknowledgement of an append: the LSNs its events got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,230 +68,17 @@ pub(crate) enum Request {
     Sync(oneshot::Sender<Result<()>>),
 }
 
-/// Upper bounds (µs) of the fsync latency histogram buckets; the last
-/// bucket is everything above.
-pub const FSYNC_BUCKETS_MICROS: [u64; 10] = [50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 250_000];
-/// Upper bounds of the events-per-group histogram buckets.
-pub const GROUP_BUCKETS_EVENTS: [u64; 10] = [1, 2, 4, 8, 16, 64, 256, 1_024, 4_096, 16_384];
-
-/// A fixed-bucket histogram: counts per bucket (the extra last bucket is
-/// "above every bound") and the sum of observed values.
-#[derive(Debug, Default)]
-pub(crate) struct Histogram {
-    pub buckets: [AtomicU64; 11],
-    pub sum: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, bounds: &[u64; 10], value: u64) {
-        let i = bounds.iter().position(|b| value <= *b).unwrap_or(bounds.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> [u64; 11] {
-        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
-    }
-}
-
-/// Counters the writer keeps; read by `Journal::stats`.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub fsync_micros: Histogram,
-    pub group_events: Histogram,
-    pub appends: AtomicU64,
-    pub events: AtomicU64,
-    pub groups: AtomicU64,
-    pub fsyncs: AtomicU64,
-    pub fsync_nanos: AtomicU64,
-    pub bytes_written: AtomicU64,
-    pub segments_created: AtomicU64,
-}
-
-/// State shared by the journal handle, the writer thread and in-process
-/// readers.
-pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub fs: Arc<dyn Fs>,
-    /// Set once, by the first failed write or fsync.
-    poison: Mutex<Option<String>>,
-    /// Highest LSN known durable, for blocking waiters.
-    durable: Mutex<u64>,
-    durable_changed: Condvar,
-    /// The same, for async waiters.
-    pub durable_watch: watch::Sender<u64>,
-    /// Highest LSN written to the OS (durable or not).
-    pub written_lsn: AtomicU64,
-    pub counters: Counters,
-    /// What the writer threads share about fsyncs.
-    sync: Mutex<SyncState>,
-}
-
-/// Who waits for which LSN to become durable.
-struct SyncState {
-    /// Highest LSN covered by an fsync that has started.
-    claimed: u64,
-    /// Durable appends and sync requests not yet durable, in LSN order.
-    waiters: VecDeque<Waiter>,
-}
-
-/// Someone waiting for `lsn` to be durable.
-struct Waiter {
-    lsn: u64,
-    done: Done,
-}
-
-enum Done {
-    Append(AppendAck, oneshot::Sender<Result<AppendAck>>),
-    Sync(oneshot::Sender<Result<()>>),
-}
-
-impl Done {
-    fn succeed(self) {
-        match self {
-            Done::Append(ack, tx) => {
-                let _ = tx.send(Ok(ack));
-            }
-            Done::Sync(tx) => {
-                let _ = tx.send(Ok(()));
-            }
-        }
-    }
-
-    fn fail(self, e: Error) {
-        match self {
-            Done::Append(_, tx) => {
-                let _ = tx.send(Err(e));
-            }
-            Done::Sync(tx) => {
-                let _ = tx.send(Err(e));
-            }
-        }
-    }
-}
-
-impl From<Request> for Done {
-    fn from(req: Request) -> Done {
-        match req {
-            Request::Append(a) => Done::Append(a.ack, a.done),
-            Request::Sync(tx) => Done::Sync(tx),
-        }
-    }
-}
-
-/// Fails every one of `dones`: the first with `e`, the rest as poisoned by it.
-fn fail_all(dones: impl IntoIterator<Item = Done>, e: Error) {
-    let message = e.to_string();
-    let mut first = Some(e);
-    for done in dones {
-        done.fail(first.take().unwrap_or_else(|| Error::Poisoned { cause: message.clone() }));
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Our critical sections never panic while holding these locks; if one
-    // did, the data (a number or a message) is still consistent.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Shared {
-    pub fn new(dir: PathBuf, fs: Arc<dyn Fs>, durable_lsn: u64) -> Self {
-        Shared {
-            sync: Mutex::new(SyncState { claimed: durable_lsn, waiters: VecDeque::new() }),
-            dir,
-            fs,
-            poison: Mutex::new(None),
-            durable: Mutex::new(durable_lsn),
-            durable_changed: Condvar::new(),
-            durable_watch: watch::Sender::new(durable_lsn),
-            written_lsn: AtomicU64::new(durable_lsn),
-            counters: Counters::default(),
-        }
-    }
-
-    pub fn poisoned(&self) -> Option<String> {
-        lock(&self.poison).clone()
-    }
-
-    fn poison(&self, cause: &Error) {
-        let mut poison = lock(&self.poison);
-        if poison.is_none() {
-            tracing::error!(error = %cause, "journal I/O failed; refusing further appends until it is reopened");
-            *poison = Some(cause.to_string());
-        }
-        drop(poison);
-        // Wake blocking waiters so they see the poison instead of timing out.
-        let _durable = lock(&self.durable);
-        self.durable_changed.notify_all();
-    }
-
-    /// Poisons the journal with `e` and fails every waiter; the first
-    /// waiter gets `e` itself.
-    fn fail(&self, e: Error) {
-        self.fail_with(e, Vec::new());
-    }
-
-    /// Like [`Shared::fail`], failing `first` before the waiters.
-    fn fail_with(&self, e: Error, mut first: Vec<Done>) {
-        self.poison(&e);
-        first.extend(lock(&self.sync).waiters.drain(..).map(|w| w.done));
-        fail_all(first, e);
-    }
-
-    /// Records `lsn` as durable and completes the waiters it covers.
-    fn durable_up_to(&self, lsn: u64) {
-        self.publish_durable(lsn);
-        let durable = self.durable_lsn();
-        let mut done = Vec::new();
-        {
-            let mut sync = lock(&self.sync);
-            while sync.waiters.front().is_some_and(|w| w.lsn <= durable) {
-                done.extend(sync.waiters.pop_front().map(|w| w.done));
-            }
-        }
-        done.into_iter().for_each(Done::succeed);
-    }
-
-    /// fdatasync through `file`, counted and timed.
-    fn sync_file(&self, file: &dyn FsFile, path: &std::path::Path) -> Result<()> {
-        let started = Instant::now();
-        let result = file.sync_data().ctx("fsync", path);
-        let nanos = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.counters.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.counters.fsync_micros.observe(&FSYNC_BUCKETS_MICROS, nanos / 1_000);
-        result
-    }
-
-    pub fn durable_lsn(&self) -> u64 {
-        *lock(&self.durable)
-    }
-
-    fn publish_durable(&self, lsn: u64) {
-        let mut durable = lock(&self.durable);
-        if lsn > *durable {
-            *durable = lsn;
-            self.durable_watch.send_replace(lsn);
-            self.durable_changed.notify_all();
-        }
-    }
-
-    /// Blocks until the durable LSN passes `seen` or `timeout` elapses;
-    /// returns the durable LSN.
-    pub fn wait_durable_past(&self, seen: u64, timeout: Duration) -> u64 {
-        let durable = lock(&self.durable);
-        let (durable, _) = self
-            .durable_changed
-            .wait_timeout_while(durable, timeout, |d| *d <= seen && lock(&self.poison).is_none())
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *durable
-    }
-}
-
 /// The active segment as the writer sees it.
 struct ActiveSegment {
     file: Box<dyn FsFile>,
     path: PathBuf,
+    first_lsn: u64,
+    /// Where the last frame handed to this segment starts (the header's
+    /// end while it holds none).
+    last_frame_offset: u64,
+    /// CRC of the bytes written so far (header and frames): the seal
+    /// record's checksum once the segment is sealed.
+    crc: crc32fast::Hasher,
     /// Changes with every new segment, so each thread knows when to open
     /// its own handle on the new one.
     generation: u64,
@@ -313,7 +108,7 @@ pub(crate) struct Writer {
 }
 
 /// What a writer thread does after letting go of the writer's state.
-enum Next {
+pub(crate) enum Next {
     /// Make the target durable.
     Sync(SyncTarget),
     /// The same, then stop: every sender is gone.
@@ -322,85 +117,10 @@ enum Next {
 }
 
 /// Everything up to `lsn`, written to the segment at `path`.
-struct SyncTarget {
-    lsn: u64,
-    generation: u64,
-    path: PathBuf,
-}
-
-/// Starts the writer threads; returns a handle that finishes when all of
-/// them have stopped (after the channel's senders are gone).
-pub(crate) fn spawn(writer: Writer) -> std::io::Result<JoinHandle<()>> {
-    let threads = writer.options.fsyncs_in_flight_max;
-    let shared = writer.shared.clone();
-    let writer = Arc::new(Mutex::new(writer));
-    let mut others = Vec::with_capacity(threads.saturating_sub(1));
-    for i in 1..threads {
-        let (shared, writer) = (shared.clone(), writer.clone());
-        // On failure the caller drops the channel's sender, which stops the
-        // threads already started.
-        let handle = std::thread::Builder::new()
-            .name(format!("bookend-writer-{i}"))
-            .spawn(move || run(&shared, &writer))?;
-        others.push(handle);
-    }
-    std::thread::Builder::new().name("bookend-writer-0".into()).spawn(move || {
-        run(&shared, &writer);
-        for handle in others {
-            if handle.join().is_err() {
-                tracing::error!(dir = %shared.dir.display(), "a journal writer thread panicked");
-            }
-        }
-    })
-}
-
-/// One writer thread: take the state, collect and write a group, let go,
-/// sync it through this thread's own handle.
-fn run(shared: &Shared, writer: &Mutex<Writer>) {
-    let mut own: Option<(u64, Box<dyn FsFile>)> = None;
-    loop {
-        let (SyncTarget { lsn, generation, path }, stop) = match lock(writer).next_group() {
-            Next::Continue => continue,
-            Next::Sync(target) => (target, false),
-            Next::Stop(target) => (target, true),
-        };
-        if shared.poisoned().is_none() && claim(shared, lsn) {
-            if own.as_ref().is_some_and(|(g, _)| *g != generation) {
-                own = None;
-            }
-            let result = match &own {
-                Some((_, file)) => shared.sync_file(&**file, &path),
-                None => shared.fs.open_write(&path).ctx("open for fsync", &path).and_then(|file| {
-                    let result = shared.sync_file(&*file, &path);
-                    own = Some((generation, file));
-                    result
-                }),
-            };
-            match result {
-                Ok(()) => shared.durable_up_to(lsn),
-                Err(e) => {
-                    if stop {
-                        tracing::error!(error = %e, "final fsync on close failed");
-                    }
-                    shared.fail(e);
-                }
-            }
-        }
-        if stop {
-            return;
-        }
-    }
-}
-
-/// Claims the fsync that makes `lsn` durable; false if one that covers it
-/// has already started.
-fn claim(shared: &Shared, lsn: u64) -> bool {
-    let mut sync = lock(&shared.sync);
-    if lsn <= sync.claimed {
-        return false;
-    }
-    sync.claimed = lsn;
-    true
+pub(crate) struct SyncTarget {
+    pub lsn: u64,
+    pub generation: u64,
+    pub path: PathBuf,
 }
 
 impl Writer {
@@ -408,21 +128,22 @@ impl Writer {
         shared: Arc<Shared>,
         options: JournalOptions,
         rx: Receiver<Request>,
-        file: Box<dyn FsFile>,
-        path: PathBuf,
-        (len, allocated): (u64, u64),
-        last_lsn: u64,
+        start: ActiveStart,
     ) -> Self {
+        let last_lsn = start.last_lsn;
         Writer {
             shared,
             rx,
             segment: ActiveSegment {
-                file,
-                path,
+                file: start.file,
+                path: start.path,
+                first_lsn: start.first_lsn,
+                last_frame_offset: start.last_frame_offset,
+                crc: start.crc,
                 generation: 0,
-                len,
-                written: len,
-                allocated: allocated.max(len),
+                len: start.len,
+                written: start.len,
+                allocated: start.allocated.max(start.len),
             },
             buf: Vec::with_capacity(options.group_bytes_max.min(1 << 20)),
             options,
@@ -434,7 +155,7 @@ impl Writer {
 
     /// Waits for requests and writes them as one group (or, when buffered
     /// data has waited long enough, asks for a sync).
-    fn next_group(&mut self) -> Next {
+    pub(crate) fn next_group(&mut self) -> Next {
         if self.closed {
             return Next::Stop(self.target());
         }
@@ -546,10 +267,11 @@ impl Writer {
     /// would take a non-empty segment past its size limit.
     fn stage(&mut self, frame: &[u8], ack: AppendAck) -> Result<()> {
         assert_eq!(ack.first_lsn, self.last_lsn + 1, "frames must reach the writer in LSN order");
-        let has_frames = self.segment.len > SEGMENT_HEADER_SIZE as u64;
+        let has_frames = ack.first_lsn > self.segment.first_lsn;
         if has_frames && self.segment.len + frame.len() as u64 > self.options.segment_size_max_bytes {
             self.rotate(ack.first_lsn)?;
         }
+        self.segment.last_frame_offset = self.segment.len;
         self.buf.extend_from_slice(frame);
         self.segment.len += frame.len() as u64;
         self.last_lsn = ack.last_lsn;
@@ -566,6 +288,7 @@ impl Writer {
             self.segment.file.write_all_at(&self.buf, self.segment.written).ctx("write", &self.segment.path);
         self.unsynced_since.get_or_insert_with(Instant::now);
         result?;
+        self.segment.crc.update(&self.buf);
         self.segment.written += self.buf.len() as u64;
         self.segment.allocated = self.segment.allocated.max(self.segment.written);
         self.preallocate()?;
@@ -592,7 +315,8 @@ impl Writer {
     }
 
     /// Seals the active segment (everything in it written and synced) and
-    /// starts a new one at `first_lsn`.
+    /// starts a new one at `first_lsn`, whose header carries the seal record;
+    /// then the manifest records the new segment and the durable floor.
     fn rotate(&mut self, first_lsn: u64) -> Result<()> {
         self.flush_buf()?;
         if self.segment.allocated > self.segment.written {
@@ -608,13 +332,49 @@ impl Writer {
             sync.claimed = sync.claimed.max(first_lsn - 1);
         }
         self.shared.sync_file(&*self.segment.file, &self.segment.path)?;
-        self.shared.durable_up_to(first_lsn - 1);
-        let (file, path) = segment::create_segment(&*self.shared.fs, &self.shared.dir, first_lsn)?;
+        self.shared.durable_up_to(first_lsn - 1)?;
+        let seal = SealRecord {
+            first_lsn: self.segment.first_lsn,
+            last_lsn: first_lsn - 1,
+            len: self.segment.written,
+            last_frame_offset: self.segment.last_frame_offset,
+            crc: self.segment.crc.clone().finalize(),
+        };
+        let (file, path) = segment::create_segment(
+            &*self.shared.fs,
+            &self.shared.dir,
+            first_lsn,
+            self.shared.id,
+            Some(seal),
+        )?;
         tracing::debug!(segment = %path.display(), "started a new segment");
         self.shared.counters.segments_created.fetch_add(1, Ordering::Relaxed);
-        let len = SEGMENT_HEADER_SIZE as u64;
+        let header = crate::format::encode_segment_header(first_lsn, self.shared.id, Some(seal));
+        let len = header.len() as u64;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
         let generation = self.segment.generation + 1;
-        self.segment = ActiveSegment { file, path, generation, len, written: len, allocated: len };
+        self.segment = ActiveSegment {
+            file,
+            path,
+            first_lsn,
+            last_frame_offset: len,
+            crc,
+            generation,
+            len,
+            written: len,
+            allocated: len,
+        };
+        self.record_segment(first_lsn)
+    }
+
+    fn record_segment(&self, first_lsn: u64) -> Result<()> {
+        let mut manifest = lock(&self.shared.manifest);
+        let mut updated = manifest.clone();
+        updated.last_segment_first_lsn = first_lsn;
+        updated.durable_floor_lsn = updated.durable_floor_lsn.max(first_lsn - 1);
+        store_manifest(&*self.shared.fs, &self.shared.dir, &updated)?;
+        *manifest = updated;
         Ok(())
     }
 }

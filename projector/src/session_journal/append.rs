@@ -1,0 +1,88 @@
+//! Appending what the rules decided: events encoded and submitted as one
+//! atomic batch (or, for a drain larger than one frame, consecutive
+//! batches), then folded into the state.
+
+use bookend_journal::{AppendTicket, Batch, Durability, Journal, codec};
+
+use crate::error::Result;
+use crate::event::{Event, EventBody, StoredEvent};
+use crate::lifecycle::Lifecycle;
+
+/// Events appended for one command, in the order they were submitted.
+pub(super) struct Submitted {
+    /// One ticket per batch; tickets complete in LSN order, so the last one
+    /// completing means every batch is acknowledged.
+    pub tickets: Vec<AppendTicket>,
+    /// The first LSN of each batch and how many events it holds.
+    pub batches: Vec<(u64, usize)>,
+}
+
+/// Encodes `bodies` (all at time `at`) and submits them: as one atomic batch
+/// when they fit in one frame, else as consecutive batches that each fit.
+/// Every event is encoded and checked before anything is submitted, so a
+/// command is never half appended because one of its events is too large.
+pub(super) fn submit(
+    journal: &Journal,
+    bodies: &[EventBody],
+    at: u64,
+    durability: Durability,
+    record_max: usize,
+) -> Result<Submitted> {
+    let mut encoded = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let bytes = codec::encode(&StoredEvent { at, body: body.clone() })?;
+        let frame_len = bookend_journal::format::FRAME_HEADER_SIZE
+            + bookend_journal::format::EVENT_PREFIX_SIZE
+            + bytes.len();
+        if frame_len > record_max {
+            return Err(bookend_journal::Error::RecordTooLarge { size: frame_len, max: record_max }.into());
+        }
+        encoded.push(bytes);
+    }
+    let mut submitted = Submitted { tickets: Vec::new(), batches: Vec::new() };
+    let mut batch = Batch::with_capacity(encoded.iter().map(|e| e.len() + 4).sum::<usize>().min(record_max));
+    for bytes in &encoded {
+        let would_be = batch.frame_len() + bookend_journal::format::EVENT_PREFIX_SIZE + bytes.len();
+        if !batch.is_empty()
+            && (would_be > record_max || batch.len() >= bookend_journal::format::BATCH_EVENTS_MAX)
+        {
+            let full = std::mem::replace(&mut batch, Batch::with_capacity(record_max.min(1 << 20)));
+            submit_one(journal, full, durability, &mut submitted)?;
+        }
+        batch.push_encoded(bytes)?;
+    }
+    submit_one(journal, batch, durability, &mut submitted)?;
+    Ok(submitted)
+}
+
+fn submit_one(
+    journal: &Journal,
+    batch: Batch,
+    durability: Durability,
+    submitted: &mut Submitted,
+) -> Result<()> {
+    let count = batch.len();
+    let ticket = journal.submit(batch, durability)?;
+    submitted.batches.push((ticket.lsns().first_lsn, count));
+    submitted.tickets.push(ticket);
+    Ok(())
+}
+
+/// Folds a batch this process just appended. `decide` produced it, so it
+/// breaks no rule; a violation here is a bug in the rules.
+pub(super) fn apply_appended(
+    life: &mut Lifecycle,
+    submitted: &Submitted,
+    bodies: Vec<EventBody>,
+    at: u64,
+) -> Result<Vec<Event>> {
+    let lsns = submitted.batches.iter().flat_map(|&(first, count)| first..first + count as u64);
+    let mut events = Vec::with_capacity(bodies.len());
+    for (lsn, body) in lsns.zip(bodies) {
+        let stored = StoredEvent { at, body };
+        let violations = life.apply_decided(lsn, &stored)?;
+        assert!(violations.is_empty(), "an accepted command broke a lifecycle rule: {violations:?}");
+        events.push(Event { lsn, at, body: stored.body });
+    }
+    Ok(events)
+}

@@ -1,0 +1,165 @@
+//! Checkpoints: the folded state saved to the projection store once the
+//! journal has made it durable, on a background thread so that a
+//! checkpoint of many changed sessions does not stall commands.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bookend_journal::Journal;
+
+use super::Core;
+use super::options::CHECKPOINT_SYNC_TIMEOUT;
+use crate::error::{Error, Result};
+use crate::state::SessionState;
+use crate::store::{ProjectionStore, StoredMeta};
+
+/// A checkpoint handed to the background writer: state as of a durable LSN.
+struct CheckpointJob {
+    meta: StoredMeta,
+    /// Shared with the table: a session changed while the job is written is
+    /// copied on write, so taking the snapshot copies nothing.
+    sessions: Vec<Arc<SessionState>>,
+}
+
+/// What the background writer did with one job.
+struct CheckpointDone {
+    ids: Vec<String>,
+    result: std::result::Result<usize, String>,
+}
+
+/// One thread that writes checkpoints to sled, so a checkpoint of many
+/// changed sessions does not stall commands. At most one job is in flight;
+/// sessions leave memory only after the job that wrote them succeeded.
+pub(super) struct BackgroundCheckpoints {
+    jobs: Option<std::sync::mpsc::Sender<CheckpointJob>>,
+    done: std::sync::mpsc::Receiver<CheckpointDone>,
+    in_flight: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The scan that fills the store's known-ids filter after open.
+    id_scan: Option<(ProjectionStore, std::thread::JoinHandle<()>)>,
+}
+
+impl BackgroundCheckpoints {
+    pub(super) fn start(
+        store: ProjectionStore,
+        id_scan: Option<std::thread::JoinHandle<()>>,
+    ) -> Result<BackgroundCheckpoints> {
+        let (jobs, job_rx) = std::sync::mpsc::channel::<CheckpointJob>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        // Built first, so a failure below still stops the scan (on drop).
+        let id_scan = id_scan.map(|scan| (store.clone(), scan));
+        let mut background = BackgroundCheckpoints { jobs: None, done, in_flight: 0, thread: None, id_scan };
+        let thread = std::thread::Builder::new()
+            .name("bookend-checkpoint".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let ids = job.sessions.iter().map(|s| s.session_id.clone()).collect();
+                    let result =
+                        store.save(&job.meta, job.sessions.iter().map(|s| &**s)).map_err(|e| e.to_string());
+                    if done_tx.send(CheckpointDone { ids, result }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::Io { op: "spawn checkpoint thread for", path: PathBuf::new(), source: e })?;
+        background.jobs = Some(jobs);
+        background.thread = Some(thread);
+        Ok(background)
+    }
+}
+
+impl Drop for BackgroundCheckpoints {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Some((store, scan)) = self.id_scan.take() {
+            store.stop_id_scan();
+            let _ = scan.join();
+        }
+    }
+}
+
+/// Applies what the background writer finished; with `wait`, waits for
+/// every job in flight first.
+pub(super) fn collect_checkpoints(core: &mut Core, wait: bool) {
+    let Some(bg) = core.background.as_mut() else { return };
+    while bg.in_flight > 0 {
+        let done = if wait { bg.done.recv().ok() } else { bg.done.try_recv().ok() };
+        let Some(done) = done else { break };
+        bg.in_flight -= 1;
+        match done.result {
+            Ok(written) => {
+                tracing::debug!(sessions = written, "background checkpoint saved");
+                core.life.table.evict_written(&done.ids);
+            }
+            Err(e) => {
+                // The store is only a cache: keep the sessions in memory,
+                // and let the next command rebuild the store.
+                tracing::warn!(error = %e, "background checkpoint failed; the projection store will be rebuilt");
+                core.life.table.redirty(done.ids);
+                core.store_failure = Some(e);
+            }
+        }
+    }
+}
+
+/// Hands the state to the background writer once the journal has made it
+/// durable. Skipped while the previous job is still being written, unless
+/// `backlog_max` events have piled up since: then the command waits for it
+/// (backpressure). sled applies a large batch far more slowly per session
+/// than a small one (42 µs against 14 µs at 138 000 sessions), and the
+/// backlog is also memory.
+pub(super) fn checkpoint_in_background(journal: &Journal, core: &mut Core, backlog_max: u64) -> Result<()> {
+    collect_checkpoints(core, false);
+    let Some(bg) = core.background.as_ref() else { return checkpoint(journal, core) };
+    if bg.in_flight > 0 {
+        if core.events_since_checkpoint < backlog_max {
+            return Ok(());
+        }
+        collect_checkpoints(core, true);
+    }
+    let last = core.life.meta.last_lsn;
+    if !journal.wait_durable_blocking(last, CHECKPOINT_SYNC_TIMEOUT)? {
+        tracing::warn!(lsn = last, "the journal did not sync in time; checkpoint postponed");
+        return Ok(());
+    }
+    let job = CheckpointJob { meta: StoredMeta::of(&core.life.meta), sessions: core.life.table.take_dirty() };
+    let sent = core.background.as_mut().and_then(|bg| {
+        let ok = bg.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        bg.in_flight += usize::from(ok);
+        ok.then_some(())
+    });
+    if sent.is_none() {
+        tracing::warn!("the checkpoint thread is gone; checkpoints continue on the command path");
+        core.background = None;
+    }
+    core.events_since_checkpoint = 0;
+    core.last_checkpoint = Instant::now();
+    Ok(())
+}
+
+/// Saves the state once the journal has made it durable: the checkpoint
+/// never runs ahead of the journal.
+pub(super) fn checkpoint(journal: &Journal, core: &mut Core) -> Result<()> {
+    collect_checkpoints(core, true);
+    if core.life.store.is_none() {
+        // Nothing to save: ended sessions are packed in memory instead.
+        core.life.save_checkpoint()?;
+        core.events_since_checkpoint = 0;
+        core.last_checkpoint = Instant::now();
+        return Ok(());
+    }
+    let last = core.life.meta.last_lsn;
+    if !journal.wait_durable_blocking(last, CHECKPOINT_SYNC_TIMEOUT)? {
+        tracing::warn!(lsn = last, "the journal did not sync in time; checkpoint postponed");
+        return Ok(());
+    }
+    let written = core.life.save_checkpoint()?;
+    core.events_since_checkpoint = 0;
+    core.last_checkpoint = Instant::now();
+    tracing::debug!(lsn = last, sessions = written, "checkpoint saved");
+    Ok(())
+}

@@ -1,0 +1,408 @@
+//! `SessionJournal`: the one type a gateway holds.
+//!
+//! Commands are validated one at a time under a lock (so the rules always
+//! see the state every earlier command left), appended as one atomic batch,
+//! and folded into the state; the lock is released before waiting for
+//! durability, so concurrent callers share fsyncs. A command's answer is a
+//! [`Pending`]: `.await` it, or `.wait()` from sync code. Nothing is
+//! reported done before the journal has it under the promised durability.
+//!
+//! * `options`: what a gateway chooses, and the open report.
+//! * `open`: evidence, recovery, checkpoint load, the new epoch.
+//! * `append`: decided events encoded, submitted and folded.
+//! * `checkpointer`: checkpoints, on a background thread.
+//! * `pending`: the answer on its way to disk.
+
+mod append;
+mod checkpointer;
+mod open;
+mod options;
+mod pending;
+mod rebuild;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bookend_journal::{Durability, Journal};
+
+use crate::command::{Ack, Command, ResetPolicy, Sessions, Start};
+use crate::error::{Error, Result};
+use crate::event::{CloseReason, EndReason};
+use crate::fold;
+use crate::lifecycle::{Decision, Lifecycle};
+use crate::state::{Meta, SessionState};
+use crate::store::ProjectionStore;
+use append::{apply_appended, submit};
+use checkpointer::{BackgroundCheckpoints, checkpoint, checkpoint_in_background, collect_checkpoints};
+pub(crate) use open::OPEN_SYNC_TIMEOUT;
+use options::CHECKPOINT_BACKLOG_FACTOR;
+pub use options::{
+    CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, Clock, ManualClock, OnUnclean, OpenReport,
+    SessionJournalOptions, StoreLocation, Summary, SystemClock,
+};
+pub use pending::Pending;
+use pending::Wait;
+
+/// The state commands change, under one lock.
+struct Core {
+    life: Lifecycle,
+    events_since_checkpoint: u64,
+    last_checkpoint: Instant,
+    /// Writes checkpoints to sled off the command path.
+    background: Option<BackgroundCheckpoints>,
+    /// Why the background writer could not save the last checkpoint: the
+    /// next command rebuilds the store.
+    store_failure: Option<String>,
+}
+
+struct Inner {
+    journal: Journal,
+    core: Mutex<Core>,
+    options: SessionJournalOptions,
+    poison: Mutex<Option<String>>,
+    open_report: OpenReport,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The session journal a gateway holds. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct SessionJournal {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SessionJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionJournal").field("dir", &self.inner.journal.dir()).finish_non_exhaustive()
+    }
+}
+
+impl SessionJournal {
+    /// What open found and did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.open_report
+    }
+
+    /// The checkpoint store, if there is one (for stats and tools).
+    pub fn projection_store(&self) -> Option<ProjectionStore> {
+        lock(&self.inner.core).life.store.clone()
+    }
+
+    /// The underlying journal (for readers, followers and stats).
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.inner.options.clock.now_ms()
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match lock(&self.inner.poison).clone() {
+            Some(cause) => Err(Error::Poisoned { cause }),
+            None => Ok(()),
+        }
+    }
+
+    fn durability_of(&self, command: &Command) -> Durability {
+        self.inner.options.durability.unwrap_or(match command {
+            Command::Touch { .. } => Durability::Buffered,
+            _ => Durability::Durable,
+        })
+    }
+
+    /// Validates and appends one command at time `at` (now when `None`).
+    /// The returned [`Pending`] completes once the command is durable.
+    pub fn execute(&self, mut command: Command, at: Option<u64>) -> Result<Pending<Ack>> {
+        self.check_poison()?;
+        let at = at.unwrap_or_else(|| self.now_ms());
+        if let Command::Start(start) = &mut command
+            && start.session_id.is_none()
+        {
+            start.session_id = Some(uuid::Uuid::now_v7().to_string());
+        }
+        let durability = self.durability_of(&command);
+        let rules = self.inner.options.rules;
+        let mut core = lock(&self.inner.core);
+        let decision = self.with_store_retry(&mut core, |core| {
+            let decision = core.life.decide(&command, at, &rules)?;
+            if let Decision::Append { events, .. } = &decision {
+                // Folding them must not need the store after they are submitted.
+                core.life.bring_into_memory(events)?;
+            }
+            Ok(decision)
+        })?;
+        let (events, answer, session_id, reason) = match decision {
+            Decision::Done(ack) => {
+                let wait = match ack.lsn {
+                    Some(lsn) if ack.duplicate => Wait::Durable(lsn),
+                    _ => Wait::Ready,
+                };
+                return Ok(Pending { value: ack, wait, owner: self.clone() });
+            }
+            Decision::Append { events, answer, session_id, reason } => (events, answer, session_id, reason),
+        };
+        let record_max = self.inner.options.journal.record_size_max_bytes;
+        let mut submitted = submit(&self.inner.journal, &events, at, durability, record_max)
+            .map_err(|e| self.poison_on(e))?;
+        let appended = apply_appended(&mut core.life, &submitted, events, at)?;
+        let lsn = answer.and_then(|i| appended.get(i)).or(appended.last()).map(|e| e.lsn);
+        core.events_since_checkpoint += appended.len() as u64;
+        self.maybe_checkpoint(&mut core);
+        drop(core);
+        let ack = Ack { lsn, duplicate: false, session_id, reason, events: appended };
+        let last = submitted.tickets.pop().ok_or(Error::Journal(bookend_journal::Error::EmptyBatch))?;
+        Ok(Pending { value: ack, wait: Wait::Ticket(last), owner: self.clone() })
+    }
+
+    /// Journal failures leave accepted state that may not be on disk:
+    /// refuse everything until reopened (which folds what is really there).
+    fn poison_on(&self, e: Error) -> Error {
+        if matches!(
+            e,
+            Error::Journal(bookend_journal::Error::Io { .. } | bookend_journal::Error::Poisoned { .. })
+        ) {
+            let mut poison = lock(&self.inner.poison);
+            if poison.is_none() {
+                *poison = Some(e.to_string());
+            }
+        }
+        e
+    }
+
+    fn maybe_checkpoint(&self, core: &mut Core) {
+        collect_checkpoints(core, false);
+        if let Some(cause) = core.store_failure.take() {
+            let cause = Error::Store { path: Default::default(), reason: cause };
+            if let Err(e) = self.rebuild_store(core, &cause) {
+                tracing::error!(error = %e, "the projection store could not be rebuilt; the next open rebuilds it");
+            }
+        }
+        let o = &self.inner.options;
+        let due = core.events_since_checkpoint >= o.checkpoint_every_events
+            || (core.events_since_checkpoint > 0 && core.last_checkpoint.elapsed() >= o.checkpoint_interval);
+        let backlog_max = o.checkpoint_every_events.saturating_mul(CHECKPOINT_BACKLOG_FACTOR);
+        if due && let Err(e) = checkpoint_in_background(&self.inner.journal, core, backlog_max) {
+            // The cache is only a cache: the journal has everything.
+            tracing::warn!(error = %e, "checkpoint failed; the next open replays more of the journal");
+        }
+    }
+
+    /// Saves a checkpoint now (for example before a planned restart).
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut core = lock(&self.inner.core);
+        checkpoint(&self.inner.journal, &mut core)
+    }
+
+    pub fn start(&self, start: Start) -> Result<Pending<Ack>> {
+        self.execute(Command::Start(start), None)
+    }
+
+    /// Records activity (coalesced per session, buffered durability).
+    pub fn touch(&self, session_id: &str) -> Result<Pending<Ack>> {
+        self.execute(Command::Touch { session_id: session_id.to_string() }, None)
+    }
+
+    pub fn mark_flushed(&self, session_id: &str, marker: &str) -> Result<Pending<Ack>> {
+        self.execute(Command::Flush { session_id: session_id.to_string(), marker: marker.to_string() }, None)
+    }
+
+    pub fn end(&self, session_id: &str, reason: EndReason) -> Result<Pending<Ack>> {
+        self.execute(Command::End { session_id: session_id.to_string(), reason }, None)
+    }
+
+    pub fn reopen(&self, session_id: &str, reason: &str) -> Result<Pending<Ack>> {
+        self.execute(Command::Reopen { session_id: session_id.to_string(), reason: reason.to_string() }, None)
+    }
+
+    /// Ends every session due under `policy` at time `now`, in one batch.
+    pub fn expire(&self, now: u64, policy: ResetPolicy) -> Result<Pending<Ack>> {
+        use crate::command::ResetMode;
+        let idle = matches!(policy.mode, ResetMode::Idle | ResetMode::Both).then_some(policy.idle_minutes);
+        let daily = matches!(policy.mode, ResetMode::Daily | ResetMode::Both).then_some(policy.daily_at_hour);
+        let command = Command::Expire {
+            idle_minutes: idle,
+            daily_at_hour: daily,
+            utc_offset_minutes: Some(policy.utc_offset_minutes),
+        };
+        self.execute(command, Some(now))
+    }
+
+    pub fn finalized(&self, session_id: &str) -> Result<Pending<Ack>> {
+        self.execute(Command::Finalized { session_id: session_id.to_string() }, None)
+    }
+
+    pub fn finalize_failed(&self, session_id: &str, error: &str) -> Result<Pending<Ack>> {
+        self.execute(
+            Command::FinalizeFailed { session_id: session_id.to_string(), error: error.to_string() },
+            None,
+        )
+    }
+
+    /// Ends every active session with no activity for `ttl_ms` before `now`.
+    pub fn reap(&self, now: u64, ttl_ms: u64) -> Result<Pending<Ack>> {
+        self.execute(Command::Reap { ttl_ms }, Some(now))
+    }
+
+    /// The shutdown drain: one batch that ends (or keeps) every active
+    /// session and closes the epoch, then a checkpoint, then the journal
+    /// stops. Bounded: one append, one fsync, one checkpoint.
+    pub fn close(&self, reason: CloseReason, sessions: Sessions) -> Result<Ack> {
+        let pending = self.execute(Command::Close { reason, sessions }, None)?;
+        let last = pending.value.lsn.unwrap_or(0);
+        if !self.inner.journal.wait_durable_blocking(last, OPEN_SYNC_TIMEOUT)? {
+            return Err(Error::Journal(bookend_journal::Error::Closed));
+        }
+        let ack = pending.value;
+        {
+            let mut core = lock(&self.inner.core);
+            // The journal has the close; the store is only a cache, so its
+            // failure costs the next open a rebuild, not this close.
+            if let Err(e) = self.save_for_next_open(&mut core) {
+                tracing::warn!(error = %e, "could not save the final checkpoint; the next open replays more of the journal");
+            }
+        }
+        self.inner.journal.close()?;
+        Ok(ack)
+    }
+
+    fn save_for_next_open(&self, core: &mut Core) -> Result<()> {
+        checkpoint(&self.inner.journal, core)?;
+        if let Some(store) = core.life.store.as_ref() {
+            // The next open loads this instead of scanning the store.
+            if let Err(e) = store.save_known_ids(core.life.meta.last_lsn) {
+                tracing::warn!(error = %e, "could not save the known-ids filter; the next open scans the store");
+            }
+            store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes as the named consumer: events after its cursor, from
+    /// disk then live, durable only.
+    pub fn subscribe(&self, name: &str) -> Result<crate::consumer::Subscription> {
+        crate::consumer::Subscription::named(&self.inner.journal, name)
+    }
+
+    /// Subscribes anonymously from `from_lsn` (nothing is remembered).
+    pub fn subscribe_from(&self, from_lsn: u64) -> Result<crate::consumer::Subscription> {
+        crate::consumer::Subscription::from_lsn(&self.inner.journal, from_lsn)
+    }
+
+    // ---- queries (state as accepted; see docs/lifecycle.md) ----
+
+    pub fn get(&self, session_id: &str) -> Result<Option<SessionState>> {
+        let mut core = lock(&self.inner.core);
+        self.with_store_retry(&mut core, |core| {
+            Ok(core.life.table.get(session_id, core.life.store.as_ref())?.map(|c| c.into_owned()))
+        })
+    }
+
+    /// The session active on `key`, if any (active sessions are in memory).
+    pub fn active_by_key(&self, key: &str) -> Result<Option<SessionState>> {
+        let core = lock(&self.inner.core);
+        let Some(id) = core.life.table.active_on_key(key) else { return Ok(None) };
+        Ok(core.life.table.in_memory(id).cloned())
+    }
+
+    /// The journal's identity.
+    pub fn journal_id(&self) -> bookend_journal::JournalId {
+        self.inner.journal.id()
+    }
+
+    /// Every named consumer and its lag behind the durable end, or why its
+    /// cursor cannot be used (one bad cursor does not hide the others).
+    pub fn consumers(&self) -> Result<Vec<crate::cursor::ConsumerStatus>> {
+        let j = &self.inner.journal;
+        crate::cursor::consumer_statuses(&**j.fs(), j.dir(), Some(j.id()), j.durable_lsn())
+    }
+
+    /// Opens the cursor of the named consumer `name` (held exclusively until
+    /// dropped): what a server uses to resume and acknowledge for a client.
+    pub fn consumer_cursor(&self, name: &str) -> Result<crate::consumer::ConsumerCursor> {
+        let j = &self.inner.journal;
+        crate::consumer::ConsumerCursor::open(
+            j.fs().clone(),
+            j.dir(),
+            name,
+            Some(j.id()),
+            Some(j.durable_lsn()),
+        )
+    }
+
+    pub fn active(&self) -> Vec<SessionState> {
+        lock(&self.inner.core).life.active_sessions().cloned().collect()
+    }
+
+    /// Every session, in id order (reads the whole checkpoint store).
+    pub fn all_sessions(&self) -> Result<Vec<SessionState>> {
+        self.sessions_where(|_| true)
+    }
+
+    /// The sessions `keep` accepts, in id order. Reads the whole checkpoint
+    /// store, but without holding up commands: the sessions in memory are
+    /// copied (shared) under the lock, and the store is read after it is
+    /// released. Each session is at least as recent as at the call. Only
+    /// the matches are held decoded.
+    pub fn sessions_where(&self, keep: impl Fn(&SessionState) -> bool) -> Result<Vec<SessionState>> {
+        let core = lock(&self.inner.core);
+        let Some(store) = core.life.store.clone() else { return fold::sessions_where(&core.life, keep) };
+        let hot = core.life.table.hot_snapshot();
+        drop(core);
+        fold::overlay(store.sessions(), hot.values().map(|s| &**s), |id| hot.contains_key(id), keep)
+    }
+
+    pub fn ended_by_reason(&self, reason: &EndReason) -> Result<Vec<SessionState>> {
+        self.sessions_where(|s| !s.active && s.end_reason.as_ref() == Some(reason))
+    }
+
+    /// Sessions ended by expiry (idle or daily) whose finalization has not
+    /// succeeded and still has attempts left.
+    pub fn pending_finalization(&self) -> Result<Vec<SessionState>> {
+        let mut core = lock(&self.inner.core);
+        let max = self.inner.options.rules.finalize_attempts_max;
+        self.with_store_retry(&mut core, |core| {
+            let mut out = Vec::new();
+            for id in &core.life.meta.awaiting_finalization {
+                if let Some(s) = core.life.table.get(id, core.life.store.as_ref())?
+                    && s.finalize_attempts < max
+                    && s.expiry_finalized_lsn.is_none()
+                {
+                    out.push(s.into_owned());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Ended sessions that have no flush marker `marker`.
+    pub fn pending_flush(&self, marker: &str) -> Result<Vec<SessionState>> {
+        self.sessions_where(|s| !s.active && !s.flush_markers.contains_key(marker))
+    }
+
+    /// Counts for dashboards and metrics, without copying any set.
+    pub fn summary(&self) -> Summary {
+        let core = lock(&self.inner.core);
+        let meta = &core.life.meta;
+        Summary {
+            epoch: meta.epoch,
+            last_lsn: meta.last_lsn,
+            sessions_total: meta.sessions_total,
+            active: meta.active.len() as u64,
+            awaiting_finalization: meta.awaiting_finalization.len() as u64,
+            ends_by_reason: meta.ends_by_reason.clone(),
+        }
+    }
+
+    /// Why the session journal refuses commands, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        lock(&self.inner.poison).clone().or_else(|| self.inner.journal.poisoned())
+    }
+
+    /// The folded journal-wide state.
+    pub fn meta(&self) -> Meta {
+        lock(&self.inner.core).life.meta.clone()
+    }
+}

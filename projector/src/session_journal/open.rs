@@ -1,0 +1,238 @@
+//! Opening a session journal: the journal's lock, evidence of durability
+//! from the projection store and the consumer cursors (so that a journal
+//! that lost acknowledged data refuses to open rather than reuse LSNs),
+//! journal recovery, checkpoint load and tail replay, and the new epoch's
+//! `journal:open` batch.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bookend_journal::fs::{Fs, StdFs};
+use bookend_journal::{Durability, Evidence, Journal, JournalId, LockedDir};
+
+use super::append::{apply_appended, submit};
+use super::checkpointer::{BackgroundCheckpoints, checkpoint};
+use super::options::{OnUnclean, OpenReport, SessionJournalOptions, StoreLocation};
+use super::{Core, Inner, SessionJournal};
+use crate::error::{Error, Result};
+use crate::event::EventBody;
+use crate::fold;
+use crate::lifecycle::Lifecycle;
+use crate::store::{ProjectionStore, STORE_DIR_NAME};
+
+/// How long open waits for its `journal:open` batch to become durable.
+pub(crate) const OPEN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+impl SessionJournal {
+    /// Opens the session journal in `dir`: journal recovery, checkpoint load,
+    /// tail replay, and the new epoch's `journal:open` (ending the sessions an
+    /// unclean shutdown left active, unless `on_unclean` is `Keep`).
+    pub fn open(dir: impl AsRef<Path>, options: SessionJournalOptions) -> Result<SessionJournal> {
+        Self::open_with_fs(Arc::new(StdFs), dir, options)
+    }
+
+    pub fn open_with_fs(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        options: SessionJournalOptions,
+    ) -> Result<SessionJournal> {
+        let started = Instant::now();
+        let dir = dir.as_ref();
+        let locked = LockedDir::lock(fs.clone(), dir)?;
+        let known_id = locked.journal_id()?;
+        let store = open_store(dir, &options, known_id)?;
+        let evidence = gather_evidence(&*fs, dir, known_id, store.as_ref())?;
+        let journal = locked.open(options.journal.clone(), evidence)?;
+        let store = settle_store(store, &journal, dir, &options)?;
+        let mut life = Lifecycle { store, ..Lifecycle::default() };
+        let from_checkpoint = fold::load_checkpoint(&mut life, journal.next_lsn() - 1)?;
+        let tail = journal.reader(life.meta.last_lsn + 1)?;
+        let replayed_events = fold::fold_journal(&mut life, tail, |v| {
+            tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in the journal: {}", v.message);
+        })?;
+        let background = start_background(&life, from_checkpoint)?;
+        let mut core = Core {
+            life,
+            events_since_checkpoint: replayed_events,
+            last_checkpoint: Instant::now(),
+            background,
+            store_failure: None,
+        };
+        let (epoch, unclean, crash_recovered) = begin_epoch(&journal, &mut core, &options)?;
+        let open_report = OpenReport {
+            epoch,
+            unclean,
+            crash_recovered,
+            from_checkpoint,
+            replayed_events,
+            open_millis: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            journal_id = %journal.id(),
+            epoch,
+            from_checkpoint,
+            replayed_events,
+            open_ms = open_report.open_millis,
+            "session journal opened"
+        );
+        let inner = Inner { journal, core: Mutex::new(core), options, poison: Mutex::new(None), open_report };
+        Ok(SessionJournal { inner: Arc::new(inner) })
+    }
+}
+
+fn store_path(dir: &Path, options: &SessionJournalOptions) -> Option<std::path::PathBuf> {
+    match &options.store {
+        StoreLocation::InJournalDir => Some(dir.join(STORE_DIR_NAME)),
+        StoreLocation::At(path) => Some(path.clone()),
+        StoreLocation::Disabled => None,
+    }
+}
+
+/// The projection store, checked against the journal's identity (a store
+/// that cannot be opened or belongs elsewhere is moved aside and replaced).
+fn open_store(
+    dir: &Path,
+    options: &SessionJournalOptions,
+    id: Option<JournalId>,
+) -> Result<Option<ProjectionStore>> {
+    store_path(dir, options)
+        .map(|path| ProjectionStore::open_for(&path, options.cache_capacity_bytes, id))
+        .transpose()
+}
+
+/// What the projection store and the consumer cursors know was durable.
+fn gather_evidence(
+    fs: &dyn Fs,
+    dir: &Path,
+    id: Option<JournalId>,
+    store: Option<&ProjectionStore>,
+) -> Result<Evidence> {
+    let mut evidence = Evidence::default();
+    if let Some(store) = store {
+        match store.checkpoint_lsn() {
+            Ok(lsn) => {
+                evidence.raise(lsn, || format!("the checkpoint in {} is at that LSN", store.path().display()))
+            }
+            // The store is rebuilt after open anyway; it proves nothing.
+            Err(e) => tracing::warn!(error = %e, "could not read the projection store's checkpoint"),
+        }
+    }
+    let (lsn, whose) = crate::cursor::cursor_evidence(fs, dir, id)?;
+    evidence.raise(lsn, || whose);
+    Ok(evidence)
+}
+
+/// The store once the journal is open: it adopts the journal's id, and
+/// after an accepted loss it is set aside (its checkpoint may hold state
+/// the journal no longer has) and rebuilt.
+fn settle_store(
+    store: Option<ProjectionStore>,
+    journal: &Journal,
+    dir: &Path,
+    options: &SessionJournalOptions,
+) -> Result<Option<ProjectionStore>> {
+    let Some(store) = store else { return Ok(None) };
+    let path = store.path().to_path_buf();
+    let stored = store.journal_id();
+    if !journal.recovery_report().accepted_now.is_empty() {
+        drop(store);
+        let why =
+            ("stale", "a loss of acknowledged LSNs was accepted; its checkpoint may hold lost state".into());
+        return ProjectionStore::replace(&path, options.cache_capacity_bytes, why).map(Some);
+    }
+    match stored {
+        Ok(Some(id)) if id == journal.id() => Ok(Some(store)),
+        Ok(None) => {
+            store.adopt(journal.id())?;
+            Ok(Some(store))
+        }
+        other => {
+            drop(store);
+            let cause = match other {
+                Ok(Some(id)) => format!("it belongs to journal {id}, not to journal {}", journal.id()),
+                Err(e) => e.to_string(),
+                Ok(None) => String::new(),
+            };
+            tracing::debug!(dir = %dir.display(), "replacing the projection store");
+            ProjectionStore::replace(&path, options.cache_capacity_bytes, ("foreign", cause)).map(Some)
+        }
+    }
+}
+
+/// With a checkpoint loaded, learns which ids the store holds (in the
+/// background); a rebuilt store started empty and knows them already.
+fn start_background(life: &Lifecycle, from_checkpoint: bool) -> Result<Option<BackgroundCheckpoints>> {
+    let id_scan = match life.store.as_ref() {
+        Some(store) if from_checkpoint => {
+            match store.start_id_scan(life.meta.sessions_total, life.meta.last_lsn) {
+                Ok(scan) => scan,
+                Err(e) => {
+                    // Only an optimisation: starts keep asking the store.
+                    tracing::warn!(error = %e, "could not start the id scan; every start will look its id up in the projection store");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    life.store.clone().map(|store| BackgroundCheckpoints::start(store, id_scan)).transpose()
+}
+
+/// Appends the new epoch's batch: a record of every loss this open
+/// accepted, `journal:open`, and the ends of the sessions an unclean
+/// shutdown left active (unless they are kept).
+fn begin_epoch(
+    journal: &Journal,
+    core: &mut Core,
+    options: &SessionJournalOptions,
+) -> Result<(u64, bool, Vec<String>)> {
+    let unclean = core.life.meta.epoch_open;
+    let end_active = options.on_unclean == OnUnclean::End;
+    let report = journal.recovery_report();
+    let mut bodies: Vec<EventBody> = report
+        .accepted_now
+        .iter()
+        .map(|&(lost_from, lost_to)| EventBody::JournalDataLoss {
+            lost_from,
+            lost_to,
+            evidence: report.evidence.source.clone(),
+        })
+        .collect();
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    bodies.extend(core.life.open_batch(std::process::id(), host_name(), version, end_active));
+    let ended: Vec<String> = bodies
+        .iter()
+        .filter(|b| matches!(b, EventBody::SessionEnd { .. }))
+        .filter_map(|b| b.session_id().map(str::to_string))
+        .collect();
+    if unclean {
+        let active = core.life.meta.active.len();
+        let what = if end_active {
+            "ending its active sessions as crash_recovered"
+        } else {
+            "keeping its active sessions for the gateway to resume"
+        };
+        tracing::warn!(sessions = active, "the journal was not closed cleanly; {what}");
+    }
+    let at = options.clock.now_ms();
+    let submitted = submit(journal, &bodies, at, Durability::Durable, options.journal.record_size_max_bytes)?;
+    apply_appended(&mut core.life, &submitted, bodies, at)?;
+    if !journal.wait_durable_blocking(core.life.meta.last_lsn, OPEN_SYNC_TIMEOUT)? {
+        let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
+        return Err(Error::Journal(bookend_journal::Error::Timeout {
+            what: "the journal:open batch's fsync",
+            millis,
+        }));
+    }
+    checkpoint(journal, core)?;
+    Ok((core.life.meta.epoch, unclean, ended))
+}

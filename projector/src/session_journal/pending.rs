@@ -1,0 +1,76 @@
+//! `Pending`: a command accepted, on its way to disk.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use bookend_journal::AppendTicket;
+
+use super::{OPEN_SYNC_TIMEOUT, SessionJournal};
+use crate::error::{Error, Result};
+
+pub(super) enum Wait {
+    Ready,
+    Ticket(AppendTicket),
+    /// A duplicate: wait until the original LSN is durable.
+    Durable(u64),
+}
+
+/// A command accepted, on its way to disk. `.await` it, or `.wait()` from
+/// sync code (not from inside an async task).
+pub struct Pending<T> {
+    pub(super) value: T,
+    pub(super) wait: Wait,
+    pub(super) owner: SessionJournal,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("value", &self.value).finish_non_exhaustive()
+    }
+}
+
+impl<T> Pending<T> {
+    /// The answer, before it is durable (for pipelining: do not report it
+    /// to anyone until `wait` or `.await` returns).
+    pub fn peek(&self) -> &T {
+        &self.value
+    }
+
+    /// Blocks until the command is durable.
+    pub fn wait(self) -> Result<T> {
+        match self.wait {
+            Wait::Ready => {}
+            Wait::Ticket(ticket) => {
+                ticket.wait().map_err(|e| self.owner.poison_on(e.into()))?;
+            }
+            Wait::Durable(lsn) => {
+                if !self.owner.inner.journal.wait_durable_blocking(lsn, OPEN_SYNC_TIMEOUT)? {
+                    return Err(Error::Journal(bookend_journal::Error::Closed));
+                }
+            }
+        }
+        Ok(self.value)
+    }
+}
+
+impl<T: Send + 'static> IntoFuture for Pending<T> {
+    type Output = Result<T>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.wait {
+                Wait::Ready => {}
+                Wait::Ticket(ticket) => {
+                    ticket.await.map_err(|e| self.owner.poison_on(e.into()))?;
+                }
+                Wait::Durable(lsn) => {
+                    if self.owner.inner.journal.durable_lsn() < lsn {
+                        self.owner.inner.journal.sync().await?;
+                    }
+                }
+            }
+            Ok(self.value)
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! The boundary between bookend and sled: every call into sled goes through
+//! [`guarded`], which turns sled's errors *and its panics* (sled 0.34 panics
+//! on some damaged files, "tried to serialize Uninitialized") into
+//! `Error::Store`, so that a damaged store never takes the process down;
+//! [`move_aside`] sets a damaged store aside without deleting a byte; and
+//! [`sync_tree`] makes durable what sled leaves unsynced (its `conf` file,
+//! its snapshot renames, the directories it creates), so that a power cut
+//! after a checkpoint does not cost a rebuild from LSN 1.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Runs one sled operation; its error or panic becomes `Error::Store`
+/// naming the store and what was being done.
+pub(crate) fn guarded<T>(path: &Path, what: &str, op: impl FnOnce() -> sled::Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(op)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(store_error(path, what, &e.to_string())),
+        Err(panic) => Err(store_error(path, what, &format!("sled panicked: {}", panic_message(&panic)))),
+    }
+}
+
+/// Runs sled's open, turning a panic into `Error::Store` and leaving sled's
+/// own errors to the caller (a held lock is waited for, not a failure).
+pub(crate) fn catch_open<T>(path: &Path, op: impl FnOnce() -> sled::Result<T>) -> Result<sled::Result<T>> {
+    catch_unwind(AssertUnwindSafe(op))
+        .map_err(|panic| store_error(path, "opening", &format!("sled panicked: {}", panic_message(&panic))))
+}
+
+pub(crate) fn store_error(path: &Path, what: &str, reason: &str) -> Error {
+    Error::Store { path: path.to_path_buf(), reason: format!("{what}: {reason}") }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// An iterator over sled items whose every step is guarded; it stops after
+/// the first error.
+pub(crate) struct Guarded<I> {
+    inner: I,
+    path: PathBuf,
+    failed: bool,
+}
+
+impl<I> Guarded<I> {
+    pub fn new(inner: I, path: &Path) -> Guarded<I> {
+        Guarded { inner, path: path.to_path_buf(), failed: false }
+    }
+}
+
+impl<I: Iterator<Item = sled::Result<T>>, T> Iterator for Guarded<I> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if self.failed {
+            return None;
+        }
+        let path = self.path.clone();
+        let inner = &mut self.inner;
+        let step = match catch_unwind(AssertUnwindSafe(|| inner.next())) {
+            Ok(None) => return None,
+            Ok(Some(item)) => item.map_err(|e| store_error(&path, "reading", &e.to_string())),
+            Err(panic) => {
+                Err(store_error(&path, "reading", &format!("sled panicked: {}", panic_message(&panic))))
+            }
+        };
+        self.failed = step.is_err();
+        Some(step)
+    }
+}
+
+/// Renames the store at `path` to `<path>.<why>-<n>` (the first free n), so
+/// that a person can inspect it; nothing is deleted. Returns the new name.
+pub(crate) fn move_aside(path: &Path, why: &str) -> Result<PathBuf> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut n = 1u32;
+    let aside = loop {
+        let candidate = path.with_file_name(format!("{name}.{why}-{n}"));
+        if !candidate.exists() {
+            break candidate;
+        }
+        n += 1;
+    };
+    std::fs::rename(path, &aside).map_err(|e| Error::Io {
+        op: "move aside",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(aside)
+}
+
+/// fsyncs every file and directory under `root`, and `root`'s parent.
+pub(crate) fn sync_tree(root: &Path) -> Result<()> {
+    let io = |op: &'static str, p: &Path| {
+        let path = p.to_path_buf();
+        move |source| Error::Io { op, path, source }
+    };
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io("list", &dir))? {
+            let entry = entry.map_err(io("list", &dir))?;
+            let kind = entry.file_type().map_err(io("stat", &entry.path()))?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                let file = std::fs::File::open(entry.path()).map_err(io("open", &entry.path()))?;
+                file.sync_all().map_err(io("fsync", &entry.path()))?;
+            }
+        }
+        sync_dir(&dir)?;
+    }
+    match root.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|source| Error::Io {
+        op: "fsync directory",
+        path: dir.to_path_buf(),
+        source,
+    })
+}

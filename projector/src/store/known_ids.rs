@@ -1,0 +1,260 @@
+//! The known-ids filter: which session ids the projection store may hold,
+//! so that a start of a new id need not ask sled.
+
+use std::sync::{Mutex, MutexGuard};
+
+use bookend_journal::codec;
+use serde::{Deserialize, Serialize};
+
+use super::guard::guarded;
+use super::{ACTIVE_PREFIX, ProjectionStore, SESSION_PREFIX};
+use crate::error::{Error, Result};
+
+/// False-positive rate of each known-ids filter.
+const KNOWN_IDS_FALSE_POSITIVE: f64 = 0.01;
+/// The smallest known-ids filter (about 1.2 MB at 1%).
+const KNOWN_IDS_CAPACITY_MIN: usize = 1 << 20;
+/// Ids the startup scan adds per lock of the filters.
+const KNOWN_IDS_SCAN_CHUNK: usize = 4096;
+
+/// Seeded per store and saved with the filter, so a saved filter can be
+/// loaded by the next process.
+type IdFilter = fastbloom::BloomFilter<foldhash::fast::FixedState>;
+
+/// Bump when the saved known-ids record changes shape.
+const KNOWN_IDS_FORMAT: u32 = 1;
+const KNOWN_IDS_KEY: &[u8] = b"known-ids";
+/// Ids read back from the store to check a loaded filter against.
+const KNOWN_IDS_PROBES: usize = 256;
+
+// Format: { format u32 | lsn u64 | seed u64 | probe u64 | filters seq<(hashes u32,
+//           count u64, bits seq<u64>)> } (codec-encoded). `probe` is the hash of a
+// fixed string under `seed`: if the hash function ever changes, the record is
+// not trusted.
+#[derive(Serialize, Deserialize)]
+struct KnownIdsRecord {
+    format: u32,
+    lsn: u64,
+    seed: u64,
+    probe: u64,
+    filters: Vec<(u32, u64, Vec<u64>)>,
+}
+
+fn hash_probe(seed: u64) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(seed).hash_one("bookend known-ids probe")
+}
+
+/// Which session ids the store may hold: a Bloom filter per generation
+/// (each twice the size of the one before, so it never has to be rebuilt),
+/// filled by a scan of the store after open and by every save since. Once
+/// the scan is complete, a start of a new id is answered "not stored"
+/// without asking sled, whose reads wait while a checkpoint batch is applied
+/// (`apply_batch` holds sled's global write lock). A false positive only
+/// costs the sled lookup it would have cost anyway.
+#[derive(Default)]
+pub(super) struct KnownIds {
+    filters: Mutex<Vec<(IdFilter, usize)>>,
+    pub(super) seed: std::sync::atomic::AtomicU64,
+    /// Every id in the store is in `filters`.
+    pub(super) complete: std::sync::atomic::AtomicBool,
+    /// Asks the startup scan to stop (the store is closing).
+    pub(super) stop: std::sync::atomic::AtomicBool,
+}
+
+impl KnownIds {
+    pub(super) fn filters(&self) -> MutexGuard<'_, Vec<(IdFilter, usize)>> {
+        self.filters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts over for a store that holds `expected` sessions.
+    pub(super) fn reset(&self, expected: usize, complete: bool) {
+        let mut filters = self.filters();
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new().build_hasher().finish()
+        };
+        self.seed.store(seed, std::sync::atomic::Ordering::Relaxed);
+        filters.clear();
+        filters.push((Self::filter(expected, seed), 0));
+        self.complete.store(complete, std::sync::atomic::Ordering::Release);
+    }
+
+    fn filter(expected: usize, seed: u64) -> IdFilter {
+        fastbloom::BloomFilter::with_false_pos(KNOWN_IDS_FALSE_POSITIVE)
+            .hasher(foldhash::fast::FixedState::with_seed(seed))
+            .expected_items(expected.max(KNOWN_IDS_CAPACITY_MIN))
+    }
+
+    pub(super) fn insert<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let mut filters = self.filters();
+        for id in ids {
+            let needs_more = filters.last().is_none_or(|(f, n)| *n >= Self::capacity(f));
+            if needs_more {
+                let next = filters.last().map_or(0, |(f, _)| 2 * Self::capacity(f));
+                let seed = self.seed.load(std::sync::atomic::Ordering::Relaxed);
+                filters.push((Self::filter(next, seed), 0));
+            }
+            if let Some((filter, n)) = filters.last_mut() {
+                filter.insert(id);
+                *n += 1;
+            }
+        }
+    }
+
+    /// The items a filter was sized for (bits per item at the target rate).
+    fn capacity(filter: &IdFilter) -> usize {
+        let bits_per_item = -KNOWN_IDS_FALSE_POSITIVE.ln() / std::f64::consts::LN_2.powi(2);
+        (filter.num_bits() as f64 / bits_per_item) as usize
+    }
+
+    /// Whether `id` is surely not in the store.
+    pub(super) fn surely_absent(&self, id: &str) -> bool {
+        self.complete.load(std::sync::atomic::Ordering::Acquire)
+            && !self.filters().iter().any(|(f, _)| f.contains(id))
+    }
+}
+
+impl ProjectionStore {
+    /// Starts the scan that fills the known-ids filter with every session id
+    /// already in the store (`expected` of them), on its own thread; until it
+    /// completes, lookups ask sled. Call [`ProjectionStore::stop_id_scan`] and
+    /// join the handle before dropping the store.
+    ///
+    /// If the previous owner saved the filter with the checkpoint at `lsn`
+    /// (on a clean close), it is loaded instead and no scan runs (`None`).
+    pub fn start_id_scan(&self, expected: u64, lsn: u64) -> Result<Option<std::thread::JoinHandle<()>>> {
+        match self.load_known_ids(lsn) {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "the saved known-ids filter is unusable; scanning the store")
+            }
+        }
+        let expected = usize::try_from(expected).unwrap_or(usize::MAX / 2).saturating_mul(2);
+        self.known.reset(expected, false);
+        let store = self.clone();
+        std::thread::Builder::new()
+            .name("bookend-id-scan".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                match store.scan_ids() {
+                    Ok(Some(ids)) => {
+                        store.known.complete.store(true, std::sync::atomic::Ordering::Release);
+                        tracing::debug!(
+                            sessions = ids,
+                            ms = started.elapsed().as_millis() as u64,
+                            "known-ids filter ready: starts of new ids no longer read the checkpoint store"
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "could not list the checkpoint store's sessions; every start will look its id up there"
+                    ),
+                }
+            })
+            .map(Some)
+            .map_err(|e| Error::Io { op: "spawn the id scan for", path: self.path.clone(), source: e })
+    }
+
+    /// Saves the known-ids filter for the checkpoint at `lsn` (on a clean
+    /// close, after the last checkpoint), if every stored id is in it.
+    pub fn save_known_ids(&self, lsn: u64) -> Result<()> {
+        if !self.ids_known() {
+            return Ok(());
+        }
+        let seed = self.known.seed.load(std::sync::atomic::Ordering::Relaxed);
+        let filters = self
+            .known
+            .filters()
+            .iter()
+            .map(|(f, n)| (f.num_hashes(), *n as u64, f.as_slice().to_vec()))
+            .collect();
+        let record = KnownIdsRecord { format: KNOWN_IDS_FORMAT, lsn, seed, probe: hash_probe(seed), filters };
+        let bytes = codec::encode(&record)?;
+        guarded(&self.path, "saving the known-ids filter", || self.db.insert(KNOWN_IDS_KEY, bytes))?;
+        Ok(())
+    }
+
+    /// Loads a saved filter if it was saved at `lsn`, its hash function is
+    /// unchanged, and it holds the first stored ids; else `false`.
+    fn load_known_ids(&self, lsn: u64) -> Result<bool> {
+        let Some(bytes) = guarded(&self.path, "reading the known-ids filter", || self.db.get(KNOWN_IDS_KEY))?
+        else {
+            return Ok(false);
+        };
+        let record: KnownIdsRecord = codec::decode(&bytes).map_err(|e| self.store_err(e))?;
+        if record.format != KNOWN_IDS_FORMAT || record.lsn != lsn || record.probe != hash_probe(record.seed) {
+            return Ok(false);
+        }
+        let filters: Vec<(IdFilter, usize)> = record
+            .filters
+            .into_iter()
+            .map(|(hashes, n, bits)| {
+                let filter = fastbloom::BloomFilter::from_vec(bits)
+                    .hasher(foldhash::fast::FixedState::with_seed(record.seed))
+                    .hashes(hashes);
+                (filter, usize::try_from(n).unwrap_or(usize::MAX))
+            })
+            .collect();
+        let probes = self.keys(SESSION_PREFIX).take(KNOWN_IDS_PROBES / 2);
+        for key in probes.chain(self.keys(ACTIVE_PREFIX).take(KNOWN_IDS_PROBES / 2)) {
+            let key = key?;
+            let id = self.id_of(&key)?;
+            if !filters.iter().any(|(f, _)| f.contains(id)) {
+                return Ok(false);
+            }
+        }
+        *self.known.filters() = filters;
+        self.known.seed.store(record.seed, std::sync::atomic::Ordering::Relaxed);
+        self.known.complete.store(true, std::sync::atomic::Ordering::Release);
+        Ok(true)
+    }
+
+    /// Adds every stored session id (active and ended; both prefixes are
+    /// two bytes long) to the filter; `None` if stopped.
+    fn scan_ids(&self) -> Result<Option<u64>> {
+        let mut chunk: Vec<sled::IVec> = Vec::with_capacity(KNOWN_IDS_SCAN_CHUNK);
+        let mut count = 0u64;
+        // An id that cannot be read fails the scan (the filter then never
+        // claims completeness) rather than being left out of it.
+        let mut flush = |chunk: &mut Vec<sled::IVec>| -> Result<()> {
+            let ids = chunk.iter().map(|k| self.id_of(k)).collect::<Result<Vec<&str>>>()?;
+            self.known.insert(ids.into_iter());
+            count += chunk.len() as u64;
+            chunk.clear();
+            for _ in 0..64 {
+                crossbeam_epoch::pin().flush();
+            }
+            Ok(())
+        };
+        let active = self.keys(ACTIVE_PREFIX);
+        for key in active.chain(self.keys(SESSION_PREFIX)) {
+            if self.known.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(None);
+            }
+            chunk.push(key?);
+            if chunk.len() == KNOWN_IDS_SCAN_CHUNK {
+                flush(&mut chunk)?;
+            }
+        }
+        flush(&mut chunk)?;
+        Ok(Some(count))
+    }
+
+    /// Asks a running id scan to stop soon.
+    pub fn stop_id_scan(&self) {
+        self.known.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether every stored id is in the known-ids filter.
+    pub fn ids_known(&self) -> bool {
+        self.known.complete.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Lookups the known-ids filter answered without reading sled.
+    pub fn lookups_skipped(&self) -> u64 {
+        self.lookups_skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,399 @@
+//! The projection store: the sled-backed, rebuildable cache of folded
+//! state (`projection/` in the journal directory), never the source of
+//! truth.
+//!
+//! One sled tree holds `meta` (the folded journal-wide state and the last
+//! LSN folded), `journal-id` (the journal it belongs to), one record per
+//! session (`a/<session id>` while active, `s/<session id>` once ended),
+//! `f/<session id>` index keys for sessions awaiting finalization,
+//! `p/<name>` blobs for gateway-defined projections, and `known-ids` (the
+//! Bloom filter of stored session ids, saved on a clean close). A checkpoint
+//! writes the changed sessions and the meta record in one sled batch, so
+//! the state and its LSN never disagree. It is only written for LSNs that
+//! are already durable in the journal.
+//!
+//! sled never takes the process down: its errors and panics become
+//! `Error::Store` at this boundary (`guard`), and the owner then moves the
+//! store aside (never deleting it) and rebuilds it from the journal. A
+//! store of another journal, or of another format, is moved aside too.
+
+mod guard;
+mod known_ids;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bookend_journal::{JournalId, codec};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::state::{Meta, SessionState};
+pub(crate) use guard::move_aside;
+use guard::{Guarded, guarded, store_error, sync_tree};
+use known_ids::KnownIds;
+
+/// Bump when the stored state changes shape: older stores are rebuilt.
+pub const STORE_FORMAT: u32 = 4;
+/// Default sled page cache: the store is a cache, so keep it small.
+pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
+/// The store's directory inside the journal directory.
+pub const STORE_DIR_NAME: &str = "projection";
+
+/// How long opening waits for another owner of the store to let go.
+const LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+const META_KEY: &[u8] = b"meta";
+const JOURNAL_ID_KEY: &[u8] = b"journal-id";
+const SESSION_PREFIX: &[u8] = b"s/";
+/// `a/<id>`: an active session's record. Ended sessions are under `s/`, so
+/// a session that starts and stays active costs one key, and the active set
+/// is a prefix scan.
+const ACTIVE_PREFIX: &[u8] = b"a/";
+// `id_of` strips any of these by the same length.
+const _: () =
+    assert!(ACTIVE_PREFIX.len() == SESSION_PREFIX.len() && AWAITING_PREFIX.len() == SESSION_PREFIX.len());
+/// `f/<id>`: the session awaits finalization.
+const AWAITING_PREFIX: &[u8] = b"f/";
+const BLOB_PREFIX: &[u8] = b"p/";
+
+// Format: { format u32 | last_lsn u64 | epoch u64 | epoch_open bool | sessions_total u64
+//           | spans_total u64 | ends_by_reason map<string, u64> } (codec-encoded)
+// The active and awaiting-finalization sets are not in it: they are index
+// keys written with each session, so a checkpoint never copies them whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredMeta {
+    format: u32,
+    last_lsn: u64,
+    epoch: u64,
+    epoch_open: bool,
+    sessions_total: u64,
+    spans_total: u64,
+    ends_by_reason: BTreeMap<String, u64>,
+}
+
+impl StoredMeta {
+    /// The part of `meta` stored as the meta record.
+    pub fn of(meta: &Meta) -> StoredMeta {
+        StoredMeta {
+            format: STORE_FORMAT,
+            last_lsn: meta.last_lsn,
+            epoch: meta.epoch,
+            epoch_open: meta.epoch_open,
+            sessions_total: meta.sessions_total,
+            spans_total: meta.spans_total,
+            ends_by_reason: meta.ends_by_reason.clone(),
+        }
+    }
+}
+
+// Format: { lsn u64 | state bytes } (codec-encoded)
+#[derive(Serialize, Deserialize)]
+struct BlobRecord {
+    lsn: u64,
+    state: Vec<u8>,
+}
+
+/// The ids that have an index key in the store, once known (read by
+/// `load_meta`, or empty after `clear`). With them a checkpoint writes only
+/// the index keys that change: most sessions start and end between two
+/// checkpoints and never have one, and a remove of an absent key still costs
+/// sled a tree walk.
+#[derive(Debug, Default)]
+struct Indexed {
+    active: HashSet<String>,
+    awaiting: HashSet<String>,
+}
+
+/// Frees what sled retired while writing `sessions` sessions. sled frees
+/// replaced pages through crossbeam-epoch, which reclaims a few bags of them
+/// (8 bags of 64) each time some thread pins, and `apply_batch` pins once per
+/// batch: with no other thread reading sled (starts of new ids no longer do),
+/// retired pages piled up (RSS grew to 360 MiB in 4 s of 64-task starts).
+/// Each pin and flush here reclaims up to 512 of them (one per 4 sessions
+/// written kept RSS near where it was); a pin with nothing to
+/// reclaim costs tens of nanoseconds.
+fn reclaim_sled_garbage(sessions: usize) {
+    for _ in 0..sessions.div_ceil(4) + 16 {
+        crossbeam_epoch::pin().flush();
+    }
+}
+
+/// An open projection store.
+#[derive(Clone)]
+pub struct ProjectionStore {
+    db: sled::Db,
+    path: PathBuf,
+    /// `None` until known: then every index key is written or removed.
+    indexed: Arc<Mutex<Option<Indexed>>>,
+    known: Arc<KnownIds>,
+    /// Lookups answered without sled, for stats and tests.
+    lookups_skipped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for ProjectionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// sled 0.34 reports a held lock as `ErrorKind::Other` with this message
+/// (config.rs), not as `WouldBlock`; match both.
+fn is_lock_conflict(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock"))
+}
+
+fn prefixed(prefix: &[u8], id: &str) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn session_key(id: &str) -> Vec<u8> {
+    prefixed(SESSION_PREFIX, id)
+}
+
+impl ProjectionStore {
+    /// Opens (creating) the store at `path` with a page cache of
+    /// `cache_capacity_bytes`, and makes durable what sled left unsynced.
+    pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<ProjectionStore> {
+        // sled releases its file lock when its background threads finish,
+        // a moment after the previous owner in this process dropped it.
+        let deadline = std::time::Instant::now() + LOCK_WAIT_MAX;
+        let config = sled::Config::new().path(path).cache_capacity(cache_capacity_bytes);
+        let db = loop {
+            match guard::catch_open(path, || config.open()) {
+                Ok(Ok(db)) => break db,
+                Ok(Err(e)) if is_lock_conflict(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Ok(Err(e)) if is_lock_conflict(&e) => {
+                    return Err(Error::StoreLocked { path: path.to_path_buf() });
+                }
+                Ok(Err(e)) => return Err(store_error(path, "opening", &e.to_string())),
+                Err(panic) => return Err(panic),
+            }
+        };
+        sync_tree(path)?;
+        Ok(ProjectionStore {
+            db,
+            path: path.to_path_buf(),
+            indexed: Arc::default(),
+            known: Arc::default(),
+            lookups_skipped: Arc::default(),
+        })
+    }
+
+    /// Opens the store of journal `id` at `path`. A store that cannot be
+    /// opened or read, or that belongs to another journal, is moved aside
+    /// (never deleted) with a WARN naming the cause, and an empty one takes
+    /// its place: it is only a cache, rebuilt from the journal.
+    pub fn open_for(
+        path: &Path,
+        cache_capacity_bytes: u64,
+        id: Option<JournalId>,
+    ) -> Result<ProjectionStore> {
+        let problem = match Self::open(path, cache_capacity_bytes) {
+            Err(e @ Error::StoreLocked { .. }) => return Err(e),
+            Err(e) => ("broken", e.to_string()),
+            Ok(store) => match store.check_owner(id) {
+                Ok(()) => return Ok(store),
+                Err(why) => {
+                    drop(store);
+                    why
+                }
+            },
+        };
+        Self::replace(path, cache_capacity_bytes, problem)
+    }
+
+    /// Moves the store at `path` aside for `why` and opens an empty one.
+    pub(crate) fn replace(path: &Path, cache: u64, (why, cause): (&str, String)) -> Result<ProjectionStore> {
+        let aside = if path.exists() { Some(move_aside(path, why)?) } else { None };
+        tracing::warn!(
+            store = %path.display(),
+            moved_to = ?aside,
+            cause = %cause,
+            "the projection store cannot be trusted; it was moved aside and is rebuilt from the journal"
+        );
+        Self::open(path, cache)
+    }
+
+    /// Whether the store belongs to journal `id` (adopting it if the store
+    /// names none yet); the error says why not, for `open_for`.
+    fn check_owner(&self, id: Option<JournalId>) -> std::result::Result<(), (&'static str, String)> {
+        let stored = self.journal_id().map_err(|e| ("broken", e.to_string()))?;
+        match (stored, id) {
+            (Some(stored), Some(id)) if stored != id => {
+                Err(("foreign", format!("it belongs to journal {stored}, not to journal {id}")))
+            }
+            (Some(stored), None) => {
+                Err(("foreign", format!("it belongs to journal {stored}, and this journal has no history")))
+            }
+            (None, Some(id)) => self.adopt(id).map_err(|e| ("broken", e.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The journal this store belongs to, once it has recorded one.
+    pub fn journal_id(&self) -> Result<Option<JournalId>> {
+        let bytes = guarded(&self.path, "reading the journal id", || self.db.get(JOURNAL_ID_KEY))?;
+        Ok(bytes.and_then(|b| <[u8; 16]>::try_from(&b[..]).ok()).map(JournalId))
+    }
+
+    /// Records that this store belongs to journal `id`.
+    pub fn adopt(&self, id: JournalId) -> Result<()> {
+        guarded(&self.path, "recording the journal id", || {
+            self.db.insert(JOURNAL_ID_KEY, &id.as_bytes()[..])
+        })?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn store_err(&self, e: impl std::fmt::Display) -> Error {
+        store_error(&self.path, "decoding", &e.to_string())
+    }
+
+    /// The keys under `prefix`, every step guarded.
+    fn keys(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        Guarded::new(self.db.scan_prefix(prefix).keys(), &self.path)
+    }
+
+    /// The values under `prefix`, every step guarded.
+    fn values(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        Guarded::new(self.db.scan_prefix(prefix).values(), &self.path)
+    }
+
+    /// The stored meta state (with the active and awaiting sets read from
+    /// their index keys), or `None` if there is none of this format.
+    pub fn load_meta(&self) -> Result<Option<Meta>> {
+        let Some(bytes) = guarded(&self.path, "reading the meta record", || self.db.get(META_KEY))? else {
+            return Ok(None);
+        };
+        let Ok(stored) = codec::decode::<StoredMeta>(&bytes) else { return Ok(None) };
+        if stored.format != STORE_FORMAT {
+            return Ok(None);
+        }
+        let active = self.index(ACTIVE_PREFIX)?;
+        let awaiting_finalization = self.index(AWAITING_PREFIX)?;
+        *self.indexed() = Some(Indexed {
+            active: active.iter().cloned().collect(),
+            awaiting: awaiting_finalization.iter().cloned().collect(),
+        });
+        Ok(Some(Meta {
+            last_lsn: stored.last_lsn,
+            epoch: stored.epoch,
+            epoch_open: stored.epoch_open,
+            active,
+            awaiting_finalization,
+            sessions_total: stored.sessions_total,
+            spans_total: stored.spans_total,
+            ends_by_reason: stored.ends_by_reason,
+        }))
+    }
+
+    /// The LSN of the stored checkpoint (0 if there is none of this format).
+    pub fn checkpoint_lsn(&self) -> Result<u64> {
+        let Some(bytes) = guarded(&self.path, "reading the meta record", || self.db.get(META_KEY))? else {
+            return Ok(0);
+        };
+        Ok(codec::decode::<StoredMeta>(&bytes)
+            .ok()
+            .filter(|m| m.format == STORE_FORMAT)
+            .map_or(0, |m| m.last_lsn))
+    }
+
+    fn indexed(&self) -> MutexGuard<'_, Option<Indexed>> {
+        self.indexed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The session id of a key under one of the two-byte prefixes.
+    fn id_of<'k>(&self, key: &'k [u8]) -> Result<&'k str> {
+        std::str::from_utf8(key.get(SESSION_PREFIX.len()..).unwrap_or_default())
+            .map_err(|e| self.store_err(e))
+    }
+
+    fn index(&self, prefix: &[u8]) -> Result<BTreeSet<String>> {
+        let mut ids = BTreeSet::new();
+        for key in self.keys(prefix) {
+            ids.insert(self.id_of(&key?)?.to_string());
+        }
+        Ok(ids)
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionState>> {
+        if self.known.surely_absent(id) {
+            self.lookups_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(None);
+        }
+        // Ended sessions first: the owner keeps every active one in memory,
+        // so a lookup that reaches the store is almost always for an ended one.
+        for key in [session_key(id), prefixed(ACTIVE_PREFIX, id)] {
+            if let Some(bytes) = guarded(&self.path, "reading a session", || self.db.get(key))? {
+                return codec::decode(&bytes).map(Some).map_err(|e| self.store_err(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The stored active sessions, in id order.
+    pub fn active_sessions(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {
+        self.values(ACTIVE_PREFIX).map(move |bytes| codec::decode(&bytes?).map_err(|e| self.store_err(e)))
+    }
+
+    /// Every stored session: the active ones, then the others, each in id order.
+    pub fn sessions(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {
+        let ended = self
+            .values(SESSION_PREFIX)
+            .map(move |bytes| codec::decode(&bytes?).map_err(|e| self.store_err(e)));
+        self.active_sessions().chain(ended)
+    }
+
+    /// Removes every record, for a rebuild from LSN 1 (the journal id stays).
+    pub fn clear(&self) -> Result<()> {
+        let id = self.journal_id()?;
+        let mut indexed = self.indexed();
+        *indexed = None;
+        self.known.reset(0, false);
+        guarded(&self.path, "clearing", || self.db.clear())?;
+        if let Some(id) = id {
+            self.adopt(id)?;
+        }
+        *indexed = Some(Indexed::default());
+        self.known.reset(0, true);
+        Ok(())
+    }
+
+    /// Makes what was saved durable (on close; otherwise sled flushes on its
+    /// own, and losing a checkpoint only costs a replay), including what
+    /// sled itself leaves unsynced.
+    pub fn flush(&self) -> Result<()> {
+        guarded(&self.path, "flushing", || self.db.flush())?;
+        sync_tree(&self.path)
+    }
+
+    /// Stores a gateway projection's state and the LSN it reflects, in one write.
+    pub fn save_blob(&self, name: &str, lsn: u64, state: Vec<u8>) -> Result<()> {
+        let record = codec::encode(&BlobRecord { lsn, state })?;
+        guarded(&self.path, "saving a projection", || self.db.insert(prefixed(BLOB_PREFIX, name), record))?;
+        Ok(())
+    }
+
+    /// A gateway projection's stored state and LSN.
+    pub fn load_blob(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let key = prefixed(BLOB_PREFIX, name);
+        let Some(bytes) = guarded(&self.path, "reading a projection", || self.db.get(key))? else {
+            return Ok(None);
+        };
+        let record: BlobRecord = codec::decode(&bytes).map_err(|e| self.store_err(e))?;
+        Ok(Some((record.lsn, record.state)))
+    }
+}
+
+mod save;
+#[cfg(test)]
+mod tests;
