@@ -20,7 +20,7 @@ pub enum Error {
     /// The bytes on disk are not what the journal wrote. The journal refuses
     /// to open; `bookend repair` moves the damaged suffix aside.
     #[error(
-        "corruption in {segment} at byte offset {offset}: {reason} (run `bookend repair` to quarantine the damaged suffix)"
+        "corruption in {segment} at byte offset {offset}: {reason} (with no writer running, `bookend repair` sets damaged bytes aside and says what else to do)"
     )]
     Corruption { segment: PathBuf, offset: u64, reason: String },
 

@@ -15,7 +15,7 @@ use crate::format::{self, AcceptedGap, JournalId, LOCK_FILE_NAME, Manifest, Seal
 use crate::fs::{Fs, FsFile, LockGuard, LockMode, create_dir_durably};
 use crate::manifest::{load_manifest, store_manifest};
 use crate::options::JournalOptions;
-use crate::recovery::{self, Apply, Evidence, Loss, RecoveryReport, Tail};
+use crate::recovery::{self, AcceptedLoss, Apply, Evidence, Loss, RecoveryReport, Tail};
 use crate::segment;
 
 /// A journal directory locked for writing, not yet recovered: what a caller
@@ -147,7 +147,8 @@ pub(crate) fn prepare(
             evidence,
             "accepting the loss of acknowledged LSNs (--accept-data-loss); they will never be reused"
         );
-        report.accepted_now.push((gap.lost_from, gap.lost_to));
+        let (lost_from, lost_to) = (gap.lost_from, gap.lost_to);
+        report.accepted_now.push(AcceptedLoss { lost_from, lost_to, evidence: evidence.to_string() });
         if starts_segment {
             let prev = tail.as_ref().map(|t| seal(fs, t)).transpose()?;
             next = Some((gap.next_segment, prev));

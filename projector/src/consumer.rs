@@ -34,6 +34,15 @@ pub struct Subscription {
     ready: VecDeque<Event>,
 }
 
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("cursor", &self.cursor)
+            .field("next_lsn", &self.next_lsn())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Subscription {
     fn new(follower: Follower, cursor: Option<ConsumerCursor>) -> Subscription {
         Subscription { follower, cursor, types: None, ready: VecDeque::new() }

@@ -19,11 +19,12 @@ use crate::state::{SessionState, SessionTable};
 pub const FOLD_CHECKPOINT_EVERY_EVENTS: u64 = 5_000;
 
 /// Loads the checkpoint into `life` if there is a usable one for a journal
-/// whose last LSN is `journal_last`; otherwise empties the store so the
-/// caller folds from LSN 1. Returns whether a checkpoint was loaded.
+/// whose last LSN is `journal_last`; otherwise the caller folds from LSN 1
+/// into an empty store (a store that cannot be trusted is moved aside for a
+/// person to inspect, never deleted). Returns whether a checkpoint was loaded.
 pub fn load_checkpoint(life: &mut Lifecycle, journal_last: u64) -> Result<bool> {
     let Some(store) = life.store.as_ref() else { return Ok(false) };
-    let reason = match store.load_meta() {
+    let problem = match store.load_meta() {
         Ok(Some(meta)) if meta.last_lsn <= journal_last => {
             let mut table = SessionTable::default();
             match table.load_active(&meta, store) {
@@ -38,14 +39,18 @@ pub fn load_checkpoint(life: &mut Lifecycle, journal_last: u64) -> Result<bool> 
         Ok(Some(meta)) => {
             format!("it is at LSN {} but the journal ends at LSN {journal_last}", meta.last_lsn)
         }
-        Ok(None) if journal_last == 0 => String::new(),
-        Ok(None) => "there is none of this format".to_string(),
+        Ok(None) => {
+            if journal_last > 0 {
+                // A new, replaced (already reported) or older-format store.
+                tracing::info!(store = %store.path().display(), "the projection store holds no checkpoint; folding the journal from LSN 1");
+            }
+            store.clear()?;
+            return Ok(false);
+        }
         Err(e) => format!("it cannot be read ({e})"),
     };
-    if !reason.is_empty() {
-        tracing::warn!(store = %store.path().display(), "rebuilding the projection from LSN 1: {reason}");
-    }
-    store.clear()?;
+    let Some(store) = life.store.take() else { return Ok(false) };
+    life.store = Some(store.replace_untrusted(problem)?);
     Ok(false)
 }
 

@@ -266,6 +266,9 @@ impl SessionTable {
     }
 
     /// Loads the active sessions (and the key index) after a checkpoint load.
+    /// Every session the meta record calls active must be read back: a
+    /// store that silently lost one (sled skips records whose blob file is
+    /// gone) is an error, never a smaller active set.
     pub fn load_active(&mut self, meta: &Meta, store: &ProjectionStore) -> Result<()> {
         for s in store.active_sessions() {
             let s = s?;
@@ -276,6 +279,12 @@ impl SessionTable {
                 self.by_key.insert(key.clone(), s.session_id.clone());
             }
             self.hot.insert(s.session_id.clone(), Arc::new(s));
+        }
+        if let Some(missing) = meta.active.iter().find(|id| !self.hot.contains_key(*id)) {
+            return Err(crate::error::Error::Store {
+                path: store.path().to_path_buf(),
+                reason: format!("active session {missing:?} is in the index but its record cannot be read"),
+            });
         }
         Ok(())
     }

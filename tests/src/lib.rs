@@ -99,6 +99,32 @@ pub fn segment_files(fs: &dyn Fs, dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Where each frame of the segment `bytes` starts, up to its last frame
+/// (preallocated zeros after the data are not frames).
+pub fn frame_starts(bytes: &[u8]) -> Vec<u64> {
+    let header = bookend_journal::format::decode_segment_header(bytes).expect("a segment header");
+    let mut starts = Vec::new();
+    let mut at = header.size();
+    while at < bytes.len() && bytes[at..].iter().any(|b| *b != 0) {
+        let Ok(frame) = bookend_journal::format::decode_frame_header(&bytes[at..], header.version) else {
+            break;
+        };
+        starts.push(at as u64);
+        at += frame.frame_len();
+    }
+    starts
+}
+
+/// Where the last frame of the segment file at `path` starts and ends.
+pub fn last_frame(path: &Path) -> (u64, u64) {
+    let bytes = std::fs::read(path).expect("read segment");
+    let start = *frame_starts(&bytes).last().expect("a segment with frames");
+    let header = bookend_journal::format::decode_segment_header(&bytes).expect("a segment header");
+    let frame = bookend_journal::format::decode_frame_header(&bytes[start as usize..], header.version)
+        .expect("a frame");
+    (start, start + frame.frame_len() as u64)
+}
+
 /// Session-journal helpers for the lifecycle scenarios.
 pub mod sessions {
     use std::path::Path;

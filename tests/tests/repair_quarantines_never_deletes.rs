@@ -70,7 +70,9 @@ fn repair_moves_only_the_damaged_suffix_and_says_what_it_held() {
         Err(Error::Corruption { .. })
     ));
     let journal = Journal::open_with_fs(fs.clone(), sim_dir(), accepting()).unwrap();
-    assert_eq!(journal.recovery_report().accepted_now, vec![(lost_from, lost_to)]);
+    let accepted: Vec<(u64, u64)> =
+        journal.recovery_report().accepted_now.iter().map(|l| (l.lost_from, l.lost_to)).collect();
+    assert_eq!(accepted, vec![(lost_from, lost_to)]);
     let ack = journal.append_blocking(batch_at(last + 1, 2), Durability::Durable).unwrap();
     assert_eq!(ack.first_lsn, last + 1, "LSNs continue after the last one");
     drop(journal);

@@ -22,7 +22,8 @@ pub fn append(dir: &Path, input: &str, extra: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn bookend append");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    // A writer that refuses to open closes its stdin early: that is its answer.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     child.wait_with_output().unwrap()
 }
 
@@ -82,6 +83,12 @@ impl Server {
         body: Option<&str>,
     ) -> (u16, String) {
         http(&self.addr, method, path, headers, body)
+    }
+
+    /// GET `path`; the body as JSON (Null if it is not JSON).
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, text) = self.request("GET", path, &[], None);
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     }
 
     pub fn post_json(&self, body: &str) -> (u16, serde_json::Value) {

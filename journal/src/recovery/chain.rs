@@ -144,6 +144,12 @@ fn check_sealed(
     mode: ScanMode,
     report: &mut RecoveryReport,
 ) -> Result<(), Broken> {
+    // A full check reads (and counts) the frames first; a broken chain is
+    // still reported before damage inside the segment.
+    let full_scan = match mode {
+        ScanMode::Full => Some(tail::scan(fs, a, a.first_lsn, mode, report)?),
+        ScanMode::LastSegment => None,
+    };
     if seal.first_lsn != a.first_lsn {
         let missing = crate::format::segment_file_name(seal.first_lsn);
         let reason = format!(
@@ -170,6 +176,9 @@ fn check_sealed(
             error: Error::corruption(&a.path, size.min(seal.len), reason),
         });
     }
+    if let Some(scan) = &full_scan {
+        refuse_damage_in_sealed(a, scan)?;
+    }
     let mut cursor = SegmentCursor::open(fs, a)?;
     if seal.last_frame_offset < seal.len {
         let last = cursor.frame_at(seal.last_frame_offset)?;
@@ -185,17 +194,12 @@ fn check_sealed(
             });
         }
     }
-    if mode == ScanMode::Full {
-        let scan = tail::scan(fs, a, a.first_lsn, mode, report)?;
-        refuse_damage_in_sealed(a, &scan)?;
-        if scan.crc != seal.crc || scan.end != seal.len {
-            let reason = format!("sealed segment's checksum {:#010x} differs from its seal record", scan.crc);
-            return Err(Broken::Frame {
-                segment: a.clone(),
-                offset: 0,
-                error: Error::corruption(&a.path, 0, reason),
-            });
-        }
+    if let Some(scan) = full_scan
+        && (scan.crc != seal.crc || scan.end != seal.len)
+    {
+        let reason = format!("sealed segment's checksum {:#010x} differs from its seal record", scan.crc);
+        let error = Error::corruption(&a.path, 0, reason);
+        return Err(Broken::Frame { segment: a.clone(), offset: 0, error });
     }
     Ok(())
 }

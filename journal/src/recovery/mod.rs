@@ -81,6 +81,15 @@ impl Evidence {
     }
 }
 
+/// LSNs a loss accepted by this open took, and what said they had been
+/// durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedLoss {
+    pub lost_from: u64,
+    pub lost_to: u64,
+    pub evidence: String,
+}
+
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -102,8 +111,8 @@ pub struct RecoveryReport {
     pub evidence: Evidence,
     /// Gaps a person accepted earlier (`--accept-data-loss`).
     pub accepted_gaps: Vec<AcceptedGap>,
-    /// Losses accepted by this open: LSNs `.0..=.1` of each.
-    pub accepted_now: Vec<(u64, u64)>,
+    /// Losses accepted by this open.
+    pub accepted_now: Vec<AcceptedLoss>,
     /// Segments of format version 1.
     pub legacy_segments: usize,
 }
@@ -232,7 +241,7 @@ fn recover_into(
     let mut losses = chain.losses;
     if evidence.lsn > tail.last_lsn {
         let found = tail.last_lsn;
-        if !opts.accept_data_loss {
+        if !opts.accept_data_loss || evidence.lsn > LSN_ACCEPTABLE_MAX {
             return Err(Broken::Other(data_loss(dir, found, &evidence)));
         }
         losses.push(Loss::AtEnd { found, expected: evidence.lsn, evidence: evidence.source.clone() });
@@ -240,6 +249,12 @@ fn recover_into(
     report.evidence = evidence;
     Ok(Recovered { report: report.clone(), manifest, tail: Some(tail), losses })
 }
+
+/// The highest LSN a loss may be accepted up to: evidence beyond it (a
+/// cursor file holding `u64::MAX`, say) is no real LSN, and continuing after
+/// it would leave no LSNs to write; it is refused even with
+/// `accept_data_loss`, so that a person fixes the evidence instead.
+const LSN_ACCEPTABLE_MAX: u64 = u64::MAX - (1 << 32);
 
 fn data_loss(dir: &Path, found: u64, evidence: &Evidence) -> Error {
     Error::DataLoss {
@@ -261,7 +276,7 @@ fn no_segments(
 ) -> Result<Recovered, Broken> {
     let mut losses = Vec::new();
     if evidence.lsn > 0 {
-        if !opts.accept_data_loss {
+        if !opts.accept_data_loss || evidence.lsn > LSN_ACCEPTABLE_MAX {
             return Err(Broken::Other(data_loss(dir, 0, &evidence)));
         }
         losses.push(Loss::AtEnd { found: 0, expected: evidence.lsn, evidence: evidence.source.clone() });

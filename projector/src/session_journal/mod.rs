@@ -174,6 +174,9 @@ impl SessionJournal {
 
     fn maybe_checkpoint(&self, core: &mut Core) {
         collect_checkpoints(core, false);
+        if let Some(problem) = core.life.store.as_ref().and_then(|s| s.take_problem()) {
+            core.store_failure = Some(problem);
+        }
         if let Some(cause) = core.store_failure.take() {
             let cause = Error::Store { path: Default::default(), reason: cause };
             if let Err(e) = self.rebuild_store(core, &cause) {

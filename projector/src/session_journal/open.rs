@@ -85,7 +85,9 @@ impl SessionJournal {
             "session journal opened"
         );
         let inner = Inner { journal, core: Mutex::new(core), options, poison: Mutex::new(None), open_report };
-        Ok(SessionJournal { inner: Arc::new(inner) })
+        let journal = SessionJournal { inner: Arc::new(inner) };
+        journal.rebuild_if_store_failed()?;
+        Ok(journal)
     }
 }
 
@@ -201,10 +203,10 @@ fn begin_epoch(
     let mut bodies: Vec<EventBody> = report
         .accepted_now
         .iter()
-        .map(|&(lost_from, lost_to)| EventBody::JournalDataLoss {
-            lost_from,
-            lost_to,
-            evidence: report.evidence.source.clone(),
+        .map(|loss| EventBody::JournalDataLoss {
+            lost_from: loss.lost_from,
+            lost_to: loss.lost_to,
+            evidence: loss.evidence.clone(),
         })
         .collect();
     let version = env!("CARGO_PKG_VERSION").to_string();
@@ -233,6 +235,11 @@ fn begin_epoch(
             millis,
         }));
     }
-    checkpoint(journal, core)?;
+    match checkpoint(journal, core) {
+        // The store failed: the journal has the batch; the store is rebuilt
+        // before open returns.
+        Err(Error::Store { reason, .. }) => core.store_failure = Some(reason),
+        other => other?,
+    }
     Ok((core.life.meta.epoch, unclean, ended))
 }

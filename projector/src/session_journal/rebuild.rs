@@ -28,6 +28,15 @@ impl SessionJournal {
         }
     }
 
+    /// Rebuilds the store now if a checkpoint failed since the last look.
+    pub(super) fn rebuild_if_store_failed(&self) -> Result<()> {
+        let mut core = super::lock(&self.inner.core);
+        match core.store_failure.take() {
+            Some(reason) => self.rebuild_store(&mut core, &Error::Store { path: Default::default(), reason }),
+            None => Ok(()),
+        }
+    }
+
     /// Moves the failed store aside and folds the whole journal into a new
     /// one; `cause` is the failure, named in the WARN.
     pub(super) fn rebuild_store(&self, core: &mut Core, cause: &Error) -> Result<()> {

@@ -43,19 +43,21 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// An iterator over sled items whose every step is guarded; it stops after
 /// the first error.
-pub(crate) struct Guarded<I> {
+pub(crate) struct Guarded<'a, I> {
     inner: I,
     path: PathBuf,
     failed: bool,
+    /// Set on the first error: the database has failed.
+    broken: &'a std::sync::atomic::AtomicBool,
 }
 
-impl<I> Guarded<I> {
-    pub fn new(inner: I, path: &Path) -> Guarded<I> {
-        Guarded { inner, path: path.to_path_buf(), failed: false }
+impl<'a, I> Guarded<'a, I> {
+    pub fn new(inner: I, path: &Path, broken: &'a std::sync::atomic::AtomicBool) -> Guarded<'a, I> {
+        Guarded { inner, path: path.to_path_buf(), failed: false, broken }
     }
 }
 
-impl<I: Iterator<Item = sled::Result<T>>, T> Iterator for Guarded<I> {
+impl<I: Iterator<Item = sled::Result<T>>, T> Iterator for Guarded<'_, I> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Result<T>> {
@@ -72,6 +74,9 @@ impl<I: Iterator<Item = sled::Result<T>>, T> Iterator for Guarded<I> {
             }
         };
         self.failed = step.is_err();
+        if self.failed {
+            self.broken.store(true, std::sync::atomic::Ordering::Release);
+        }
         Some(step)
     }
 }

@@ -6,7 +6,6 @@ use std::sync::{Mutex, MutexGuard};
 use bookend_journal::codec;
 use serde::{Deserialize, Serialize};
 
-use super::guard::guarded;
 use super::{ACTIVE_PREFIX, ProjectionStore, SESSION_PREFIX};
 use crate::error::{Error, Result};
 
@@ -60,9 +59,15 @@ pub(super) struct KnownIds {
     pub(super) complete: std::sync::atomic::AtomicBool,
     /// Asks the startup scan to stop (the store is closing).
     pub(super) stop: std::sync::atomic::AtomicBool,
+    /// What the scan found wrong with the store, for its owner to act on.
+    problem: Mutex<Option<String>>,
 }
 
 impl KnownIds {
+    pub(super) fn problem(&self) -> MutexGuard<'_, Option<String>> {
+        self.problem.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(super) fn filters(&self) -> MutexGuard<'_, Vec<(IdFilter, usize)>> {
         self.filters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -123,7 +128,7 @@ impl ProjectionStore {
     ///
     /// If the previous owner saved the filter with the checkpoint at `lsn`
     /// (on a clean close), it is loaded instead and no scan runs (`None`).
-    pub fn start_id_scan(&self, expected: u64, lsn: u64) -> Result<Option<std::thread::JoinHandle<()>>> {
+    pub fn start_id_scan(&self, stored: u64, lsn: u64) -> Result<Option<std::thread::JoinHandle<()>>> {
         match self.load_known_ids(lsn) {
             Ok(true) => return Ok(None),
             Ok(false) => {}
@@ -131,7 +136,7 @@ impl ProjectionStore {
                 tracing::debug!(error = %e, "the saved known-ids filter is unusable; scanning the store")
             }
         }
-        let expected = usize::try_from(expected).unwrap_or(usize::MAX / 2).saturating_mul(2);
+        let expected = usize::try_from(stored).unwrap_or(usize::MAX / 2).saturating_mul(2);
         self.known.reset(expected, false);
         let store = self.clone();
         std::thread::Builder::new()
@@ -139,6 +144,12 @@ impl ProjectionStore {
             .spawn(move || {
                 let started = std::time::Instant::now();
                 match store.scan_ids() {
+                    Ok(Some(ids)) if ids < stored => {
+                        // Saves since open only add ids: fewer than the
+                        // checkpoint counted means sled lost records.
+                        let problem = format!("it holds {ids} sessions but its checkpoint counted {stored}");
+                        *store.known.problem() = Some(problem);
+                    }
                     Ok(Some(ids)) => {
                         store.known.complete.store(true, std::sync::atomic::Ordering::Release);
                         tracing::debug!(
@@ -173,15 +184,14 @@ impl ProjectionStore {
             .collect();
         let record = KnownIdsRecord { format: KNOWN_IDS_FORMAT, lsn, seed, probe: hash_probe(seed), filters };
         let bytes = codec::encode(&record)?;
-        guarded(&self.path, "saving the known-ids filter", || self.db.insert(KNOWN_IDS_KEY, bytes))?;
+        self.guarded("saving the known-ids filter", || self.db.insert(KNOWN_IDS_KEY, bytes))?;
         Ok(())
     }
 
     /// Loads a saved filter if it was saved at `lsn`, its hash function is
     /// unchanged, and it holds the first stored ids; else `false`.
     fn load_known_ids(&self, lsn: u64) -> Result<bool> {
-        let Some(bytes) = guarded(&self.path, "reading the known-ids filter", || self.db.get(KNOWN_IDS_KEY))?
-        else {
+        let Some(bytes) = self.guarded("reading the known-ids filter", || self.db.get(KNOWN_IDS_KEY))? else {
             return Ok(false);
         };
         let record: KnownIdsRecord = codec::decode(&bytes).map_err(|e| self.store_err(e))?;
@@ -251,6 +261,12 @@ impl ProjectionStore {
     /// Whether every stored id is in the known-ids filter.
     pub fn ids_known(&self) -> bool {
         self.known.complete.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// What the startup scan found wrong with the store (it lost records),
+    /// once: the owner then rebuilds it.
+    pub fn take_problem(&self) -> Option<String> {
+        self.known.problem().take()
     }
 
     /// Lookups the known-ids filter answered without reading sled.

@@ -58,9 +58,11 @@ const AWAITING_PREFIX: &[u8] = b"f/";
 const BLOB_PREFIX: &[u8] = b"p/";
 
 // Format: { format u32 | last_lsn u64 | epoch u64 | epoch_open bool | sessions_total u64
-//           | spans_total u64 | ends_by_reason map<string, u64> } (codec-encoded)
+//           | spans_total u64 | ends_by_reason map<string, u64> | active u64
+//           | awaiting u64 } (codec-encoded)
 // The active and awaiting-finalization sets are not in it: they are index
 // keys written with each session, so a checkpoint never copies them whole.
+// Their sizes are, so that a store that lost index keys is noticed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredMeta {
     format: u32,
@@ -70,6 +72,8 @@ pub struct StoredMeta {
     sessions_total: u64,
     spans_total: u64,
     ends_by_reason: BTreeMap<String, u64>,
+    active: u64,
+    awaiting: u64,
 }
 
 impl StoredMeta {
@@ -83,6 +87,8 @@ impl StoredMeta {
             sessions_total: meta.sessions_total,
             spans_total: meta.spans_total,
             ends_by_reason: meta.ends_by_reason.clone(),
+            active: meta.active.len() as u64,
+            awaiting: meta.awaiting_finalization.len() as u64,
         }
     }
 }
@@ -119,11 +125,39 @@ fn reclaim_sled_garbage(sessions: usize) {
     }
 }
 
+/// Whether the sled database has failed, and its last handle. sled flushes
+/// when its last handle is dropped, and after an I/O failure inside it that
+/// flush can wait forever: the last handle of a failed database is dropped
+/// on a thread of its own, so that nothing of bookend waits for it. Every
+/// store handle drops its own sled handle before its share of this guard,
+/// so the guard's is the last one.
+struct DbGuard {
+    db: Option<sled::Db>,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        let Some(db) = self.db.take() else { return };
+        if self.broken.load(std::sync::atomic::Ordering::Acquire) {
+            let spawned =
+                std::thread::Builder::new().name("bookend-drop-store".into()).spawn(move || drop(db));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not drop a failed projection store on its own thread");
+            }
+        }
+    }
+}
+
 /// An open projection store.
 #[derive(Clone)]
 pub struct ProjectionStore {
+    // Declared before `failed`, so that it is dropped first (see `DbGuard`).
     db: sled::Db,
+    /// The last handle on the database, and whether it has failed.
+    failed: Arc<DbGuard>,
     path: PathBuf,
+    cache_capacity_bytes: u64,
     /// `None` until known: then every index key is written or removed.
     indexed: Arc<Mutex<Option<Indexed>>>,
     known: Arc<KnownIds>,
@@ -177,8 +211,13 @@ impl ProjectionStore {
         };
         sync_tree(path)?;
         Ok(ProjectionStore {
+            failed: Arc::new(DbGuard {
+                db: Some(db.clone()),
+                broken: std::sync::atomic::AtomicBool::new(false),
+            }),
             db,
             path: path.to_path_buf(),
+            cache_capacity_bytes,
             indexed: Arc::default(),
             known: Arc::default(),
             lookups_skipped: Arc::default(),
@@ -220,6 +259,20 @@ impl ProjectionStore {
         Self::open(path, cache)
     }
 
+    /// Moves this store aside because `problem` makes it untrustworthy, and
+    /// opens an empty one for the same journal in its place. It must be the
+    /// last handle on the store (sled allows one per process).
+    pub(crate) fn replace_untrusted(self, problem: String) -> Result<ProjectionStore> {
+        let (path, cache, id) =
+            (self.path.clone(), self.cache_capacity_bytes, self.journal_id().ok().flatten());
+        drop(self);
+        let store = Self::replace(&path, cache, ("broken", problem))?;
+        if let Some(id) = id {
+            store.adopt(id)?;
+        }
+        Ok(store)
+    }
+
     /// Whether the store belongs to journal `id` (adopting it if the store
     /// names none yet); the error says why not, for `open_for`.
     fn check_owner(&self, id: Option<JournalId>) -> std::result::Result<(), (&'static str, String)> {
@@ -238,20 +291,28 @@ impl ProjectionStore {
 
     /// The journal this store belongs to, once it has recorded one.
     pub fn journal_id(&self) -> Result<Option<JournalId>> {
-        let bytes = guarded(&self.path, "reading the journal id", || self.db.get(JOURNAL_ID_KEY))?;
+        let bytes = self.guarded("reading the journal id", || self.db.get(JOURNAL_ID_KEY))?;
         Ok(bytes.and_then(|b| <[u8; 16]>::try_from(&b[..]).ok()).map(JournalId))
     }
 
     /// Records that this store belongs to journal `id`.
     pub fn adopt(&self, id: JournalId) -> Result<()> {
-        guarded(&self.path, "recording the journal id", || {
-            self.db.insert(JOURNAL_ID_KEY, &id.as_bytes()[..])
-        })?;
+        self.guarded("recording the journal id", || self.db.insert(JOURNAL_ID_KEY, &id.as_bytes()[..]))?;
         Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs one sled operation through the guard; a failure marks the
+    /// database as failed (see `DbHandle`).
+    fn guarded<T>(&self, what: &str, op: impl FnOnce() -> sled::Result<T>) -> Result<T> {
+        let result = guarded(&self.path, what, op);
+        if result.is_err() {
+            self.failed.broken.store(true, std::sync::atomic::Ordering::Release);
+        }
+        result
     }
 
     fn store_err(&self, e: impl std::fmt::Display) -> Error {
@@ -260,18 +321,18 @@ impl ProjectionStore {
 
     /// The keys under `prefix`, every step guarded.
     fn keys(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
-        Guarded::new(self.db.scan_prefix(prefix).keys(), &self.path)
+        Guarded::new(self.db.scan_prefix(prefix).keys(), &self.path, &self.failed.broken)
     }
 
     /// The values under `prefix`, every step guarded.
     fn values(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
-        Guarded::new(self.db.scan_prefix(prefix).values(), &self.path)
+        Guarded::new(self.db.scan_prefix(prefix).values(), &self.path, &self.failed.broken)
     }
 
     /// The stored meta state (with the active and awaiting sets read from
     /// their index keys), or `None` if there is none of this format.
     pub fn load_meta(&self) -> Result<Option<Meta>> {
-        let Some(bytes) = guarded(&self.path, "reading the meta record", || self.db.get(META_KEY))? else {
+        let Some(bytes) = self.guarded("reading the meta record", || self.db.get(META_KEY))? else {
             return Ok(None);
         };
         let Ok(stored) = codec::decode::<StoredMeta>(&bytes) else { return Ok(None) };
@@ -280,6 +341,16 @@ impl ProjectionStore {
         }
         let active = self.index(ACTIVE_PREFIX)?;
         let awaiting_finalization = self.index(AWAITING_PREFIX)?;
+        if (active.len() as u64, awaiting_finalization.len() as u64) != (stored.active, stored.awaiting) {
+            let reason = format!(
+                "the checkpoint recorded {} active and {} awaiting sessions, the index holds {} and {}",
+                stored.active,
+                stored.awaiting,
+                active.len(),
+                awaiting_finalization.len()
+            );
+            return Err(store_error(&self.path, "loading the checkpoint", &reason));
+        }
         *self.indexed() = Some(Indexed {
             active: active.iter().cloned().collect(),
             awaiting: awaiting_finalization.iter().cloned().collect(),
@@ -298,7 +369,7 @@ impl ProjectionStore {
 
     /// The LSN of the stored checkpoint (0 if there is none of this format).
     pub fn checkpoint_lsn(&self) -> Result<u64> {
-        let Some(bytes) = guarded(&self.path, "reading the meta record", || self.db.get(META_KEY))? else {
+        let Some(bytes) = self.guarded("reading the meta record", || self.db.get(META_KEY))? else {
             return Ok(0);
         };
         Ok(codec::decode::<StoredMeta>(&bytes)
@@ -333,7 +404,7 @@ impl ProjectionStore {
         // Ended sessions first: the owner keeps every active one in memory,
         // so a lookup that reaches the store is almost always for an ended one.
         for key in [session_key(id), prefixed(ACTIVE_PREFIX, id)] {
-            if let Some(bytes) = guarded(&self.path, "reading a session", || self.db.get(key))? {
+            if let Some(bytes) = self.guarded("reading a session", || self.db.get(key))? {
                 return codec::decode(&bytes).map(Some).map_err(|e| self.store_err(e));
             }
         }
@@ -359,7 +430,7 @@ impl ProjectionStore {
         let mut indexed = self.indexed();
         *indexed = None;
         self.known.reset(0, false);
-        guarded(&self.path, "clearing", || self.db.clear())?;
+        self.guarded("clearing", || self.db.clear())?;
         if let Some(id) = id {
             self.adopt(id)?;
         }
@@ -372,21 +443,21 @@ impl ProjectionStore {
     /// own, and losing a checkpoint only costs a replay), including what
     /// sled itself leaves unsynced.
     pub fn flush(&self) -> Result<()> {
-        guarded(&self.path, "flushing", || self.db.flush())?;
+        self.guarded("flushing", || self.db.flush())?;
         sync_tree(&self.path)
     }
 
     /// Stores a gateway projection's state and the LSN it reflects, in one write.
     pub fn save_blob(&self, name: &str, lsn: u64, state: Vec<u8>) -> Result<()> {
         let record = codec::encode(&BlobRecord { lsn, state })?;
-        guarded(&self.path, "saving a projection", || self.db.insert(prefixed(BLOB_PREFIX, name), record))?;
+        self.guarded("saving a projection", || self.db.insert(prefixed(BLOB_PREFIX, name), record))?;
         Ok(())
     }
 
     /// A gateway projection's stored state and LSN.
     pub fn load_blob(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>> {
         let key = prefixed(BLOB_PREFIX, name);
-        let Some(bytes) = guarded(&self.path, "reading a projection", || self.db.get(key))? else {
+        let Some(bytes) = self.guarded("reading a projection", || self.db.get(key))? else {
             return Ok(None);
         };
         let record: BlobRecord = codec::decode(&bytes).map_err(|e| self.store_err(e))?;

@@ -3,7 +3,6 @@
 
 use bookend_journal::codec;
 
-use super::guard::guarded;
 use super::{
     ACTIVE_PREFIX, AWAITING_PREFIX, META_KEY, ProjectionStore, StoredMeta, prefixed, reclaim_sled_garbage,
     session_key,
@@ -52,7 +51,7 @@ impl ProjectionStore {
             }
         }
         batch.insert(META_KEY, codec::encode(meta)?);
-        guarded(&self.path, "saving a checkpoint", || self.db.apply_batch(batch))?;
+        self.guarded("saving a checkpoint", || self.db.apply_batch(batch))?;
         let written = saved_ids.len();
         reclaim_sled_garbage(written);
         self.known.insert(saved_ids.into_iter());
