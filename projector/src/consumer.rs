@@ -64,7 +64,11 @@ impl Subscription {
     /// A named consumer of a journal another process writes. A cursor past
     /// the journal's end is refused: the journal lost what the consumer saw.
     pub fn named_in_dir(dir: &Path, name: &str) -> Result<Subscription> {
-        let fs: Arc<dyn Fs> = Arc::new(StdFs);
+        Self::named_in_dir_with_fs(Arc::new(StdFs), dir, name)
+    }
+
+    /// [`Subscription::named_in_dir`] through `fs`.
+    pub fn named_in_dir_with_fs(fs: Arc<dyn Fs>, dir: &Path, name: &str) -> Result<Subscription> {
         let id = bookend_journal::journal_id(&*fs, dir)?;
         let end = bookend_journal::last_lsn(fs.clone(), dir)?;
         let cursor = ConsumerCursor::open(fs.clone(), dir, name, id, Some(end))?;
