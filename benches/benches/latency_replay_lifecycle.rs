@@ -97,7 +97,7 @@ fn replay_and_verify(c: &mut Criterion) {
         })
     });
     group.bench_function("verify_frames_and_lifecycle", |b| {
-        b.iter(|| bookend_projector::verify::verify(Arc::new(StdFs), &dir, |_| {}).expect("verify"))
+        b.iter(|| bookend_projector::verify(Arc::new(StdFs), &dir, |_| {}).expect("verify"))
     });
     group.finish();
 }
@@ -120,11 +120,7 @@ fn lifecycle_pairs(c: &mut Criterion) {
                         for _ in 0..per_task {
                             let n = NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let id = BenchEvent::new(n).session_id;
-                            let start = Start {
-                                session_id: Some(id.clone()),
-                                key: Some(format!("k{t}")),
-                                ..Start::default()
-                            };
+                            let start = Start::new(id.clone()).key(format!("k{t}"));
                             journal.start(start).expect("start").await.expect("start acknowledged");
                             journal
                                 .end(&id, EndReason::Completed)

@@ -71,13 +71,7 @@ fn open(dir: &Path, clock: &Arc<ManualClock>) -> anyhow::Result<SessionJournal> 
 }
 
 fn user(id: &str, key: &str, platform: &str) -> Start {
-    Start {
-        session_id: Some(id.into()),
-        key: Some(key.into()),
-        platform: Some(platform.into()),
-        user_id: Some(id.split('-').next().unwrap_or(id).into()),
-        ..Start::default()
-    }
+    Start::new(id).key(key).platform(platform).user_id(id.split('-').next().unwrap_or(id))
 }
 
 fn step(n: u32, title: &str) {
@@ -143,9 +137,9 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         let pending = journal.pending_finalization()?;
         println!("   watcher tick {round}: {} sessions pending finalization", pending.len());
         for s in pending {
-            journal.mark_flushed(&s.session_id, "memory")?.wait()?;
-            journal.finalized(&s.session_id)?.wait()?;
-            println!("   flushed memory of {} and recorded session:expiry_finalized", s.session_id);
+            journal.mark_flushed(s.id(), "memory")?.wait()?;
+            journal.finalized(s.id())?.wait()?;
+            println!("   flushed memory of {} and recorded session:expiry_finalized", s.id());
         }
     }
 
@@ -195,7 +189,7 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     drop(journal);
 
     step(10, "bookend verify");
-    let audit = bookend_projector::verify::verify(Arc::new(StdFs), dir, |_| {})?;
+    let audit = bookend_projector::verify(Arc::new(StdFs), dir, |_| {})?;
     let mut out = std::io::stdout().lock();
     print_verify_report(&mut out, &audit)?;
     if audit.exit_code() == 0 && audit.open_sessions == 0 && audit.spans == audit.ends {

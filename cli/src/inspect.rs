@@ -9,10 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bookend_journal::fs::{Fs, StdFs};
-use bookend_projector::fold::{fold_dir, sessions_where};
-use bookend_projector::store::CACHE_CAPACITY_BYTES_DEFAULT;
-use bookend_projector::verify::{VerifyReport, rebuild_and_compare};
-use bookend_projector::{SessionState, consumer_statuses};
+use bookend_projector::{Inspection, SessionState, VerifyReport};
 use serde_json::{Value, json};
 
 use crate::output::{progress, require_journal_dir, time};
@@ -23,10 +20,9 @@ fn fs() -> Arc<dyn Fs> {
 
 pub fn sessions(dir: &Path, active: bool, key: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
-    let life = fold_dir(fs(), dir).context("folding the journal")?;
-    let rows: Vec<SessionState> = sessions_where(&life, |s| {
-        (!active || s.active) && key.as_ref().is_none_or(|k| s.key.as_ref() == Some(k))
-    })?;
+    let journal = Inspection::open(dir).context("folding the journal")?;
+    let rows: Vec<SessionState> = journal
+        .sessions_where(|s| (!active || s.active) && key.as_deref().is_none_or(|k| s.key() == Some(k)))?;
     let mut out = std::io::stdout().lock();
     if as_json {
         for s in &rows {
@@ -43,9 +39,9 @@ pub fn sessions(dir: &Path, active: bool, key: Option<String>, as_json: bool) ->
         writeln!(
             out,
             "{:<38} {:<20} {:<10} {:<8} {:<19} {:<19} {:<16} {:>5}",
-            s.session_id,
-            s.key.as_deref().unwrap_or("-"),
-            s.platform.as_deref().unwrap_or("-"),
+            s.id(),
+            s.key().unwrap_or("-"),
+            s.start.platform.as_deref().unwrap_or("-"),
             if s.active { "active" } else { "ended" },
             time(s.started_at),
             s.ended_at.map_or_else(|| "-".to_string(), time),
@@ -161,7 +157,7 @@ pub fn print_verify_report(out: &mut impl Write, r: &VerifyReport) -> std::io::R
 pub fn verify(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
     let bar = progress("verifying");
-    let report = bookend_projector::verify::verify(fs(), dir, |lsn| bar.set_position(lsn))?;
+    let report = bookend_projector::verify(fs(), dir, |lsn| bar.set_position(lsn))?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     if as_json {
@@ -240,19 +236,9 @@ fn print_repair_report(out: &mut impl Write, report: &bookend_journal::RepairRep
 
 pub fn replay(dir: &Path) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
-    // The comparison needs the store to itself, and a writer closing
-    // meanwhile would make it report a false difference.
-    let _locked = bookend_journal::LockedDir::lock(fs(), dir)
-        .context("replay compares the checkpoint with the journal and needs it to itself")?;
-    let store = dir.join(bookend_projector::store::STORE_DIR_NAME);
-    if !store.exists() {
-        anyhow::bail!(
-            "{} has no checkpoint store to compare with (it is written by the first writer to open the journal)",
-            dir.display()
-        );
-    }
     let bar = progress("replaying");
-    let report = rebuild_and_compare(fs(), dir, &store, CACHE_CAPACITY_BYTES_DEFAULT)?;
+    let report = bookend_projector::replay(dir)
+        .context("replay compares the checkpoint with the journal and needs it to itself")?;
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -264,30 +250,32 @@ pub fn replay(dir: &Path) -> anyhow::Result<ExitCode> {
     )?;
     if report.identical {
         writeln!(out, "OK: checkpoint + tail is byte-identical to the rebuild")?;
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for d in &report.differences {
-            writeln!(out, "DIFFERENCE: {d}")?;
-        }
-        writeln!(
-            out,
-            "FAILED: the checkpoint differs; delete {} and the next open rebuilds it",
-            store.display()
-        )?;
-        Ok(ExitCode::FAILURE)
+        return Ok(ExitCode::SUCCESS);
     }
+    for d in &report.differences {
+        writeln!(out, "DIFFERENCE: {d}")?;
+    }
+    writeln!(
+        out,
+        "FAILED: the checkpoint differs; delete {}/{} and the next open rebuilds it",
+        dir.display(),
+        bookend_projector::STORE_DIR_NAME
+    )?;
+    Ok(ExitCode::FAILURE)
 }
 
 pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
-    let segments = bookend_journal::segment_files(&StdFs, dir)?;
+    let journal = Inspection::open(dir).context("folding the journal")?;
+    let segments = journal.segments()?;
     let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
-    let life = fold_dir(fs(), dir).context("folding the journal")?;
-    let last_lsn = life.meta.last_lsn;
-    let active = life.meta.active.len() as u64;
-    let ended = life.meta.sessions_total - active;
-    let journal_id = bookend_journal::journal_id(&StdFs, dir)?;
-    let consumers: Vec<Value> = consumer_statuses(&StdFs, dir, journal_id, last_lsn)?
+    let meta = journal.meta();
+    let last_lsn = meta.last_lsn;
+    let active = meta.active.len() as u64;
+    let ended = meta.sessions_total - active;
+    let journal_id = journal.journal_id();
+    let consumers: Vec<Value> = journal
+        .consumers()?
         .into_iter()
         .map(|c| json!({"name": c.name, "acked_lsn": c.acked, "lag": c.lag, "error": c.error}))
         .collect();
@@ -296,11 +284,11 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         "segments": segments.len(),
         "bytes": bytes,
         "events": last_lsn,
-        "epoch": life.meta.epoch,
-        "epoch_open": life.meta.epoch_open,
-        "sessions": {"total": life.meta.sessions_total, "active": active, "ended": ended,
-                     "awaiting_finalization": life.meta.awaiting_finalization.len()},
-        "ends_by_reason": life.meta.ends_by_reason,
+        "epoch": meta.epoch,
+        "epoch_open": meta.epoch_open,
+        "sessions": {"total": meta.sessions_total, "active": active, "ended": ended,
+                     "awaiting_finalization": meta.awaiting_finalization.len()},
+        "ends_by_reason": meta.ends_by_reason,
         "consumers": consumers,
     });
     let mut out = std::io::stdout().lock();
@@ -315,16 +303,16 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "events: {last_lsn} (epoch {}{})",
-        life.meta.epoch,
-        if life.meta.epoch_open { ", open" } else { ", closed" }
+        meta.epoch,
+        if meta.epoch_open { ", open" } else { ", closed" }
     )?;
     writeln!(
         out,
         "sessions: {} total, {active} active, {ended} ended, {} awaiting finalization",
-        life.meta.sessions_total,
-        life.meta.awaiting_finalization.len()
+        meta.sessions_total,
+        meta.awaiting_finalization.len()
     )?;
-    for (reason, n) in &life.meta.ends_by_reason {
+    for (reason, n) in &meta.ends_by_reason {
         writeln!(out, "  ended {reason}: {n}")?;
     }
     if consumers.is_empty() {

@@ -4,13 +4,11 @@
 //! language of `bookend append` and `POST /v1/commands`; it is parsed here,
 //! once, so the CLI and the server hold no lifecycle logic.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::LifecycleError;
-use crate::event::{CloseReason, EndReason, Event};
+use crate::event::{CloseReason, EndReason, Event, StartFields};
 
 /// When sessions are due for an automatic reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -55,48 +53,85 @@ pub enum Sessions {
     Keep,
 }
 
-/// The fields of a start command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A start command: the fields of `session:start`, and what to do when its
+/// key already has an active session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Start {
-    /// Minted (UUIDv7) when absent.
-    #[serde(default)]
-    pub session_id: Option<String>,
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub platform: Option<String>,
-    #[serde(default)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    pub source: Option<String>,
-    #[serde(default)]
-    pub parent_id: Option<String>,
-    #[serde(default)]
-    pub attrs: BTreeMap<String, String>,
+    /// An empty `session_id` means "mint one" (a UUIDv7).
+    #[serde(flatten)]
+    pub fields: StartFields,
     /// Whether a start on a key with an active session supersedes it
     /// (default) or is refused with `key_busy`.
-    #[serde(default = "yes")]
     pub supersede: bool,
 }
 
 impl Default for Start {
     fn default() -> Self {
-        Start {
-            session_id: None,
-            key: None,
-            platform: None,
-            user_id: None,
-            source: None,
-            parent_id: None,
-            attrs: BTreeMap::new(),
-            supersede: true,
-        }
+        Start { fields: StartFields::default(), supersede: true }
     }
 }
 
-fn yes() -> bool {
-    true
+impl Start {
+    /// A start of the session `session_id` (empty: mint one).
+    pub fn new(session_id: impl Into<String>) -> Start {
+        Start {
+            fields: StartFields { session_id: session_id.into(), ..StartFields::default() },
+            supersede: true,
+        }
+    }
+
+    /// On `key` (a chat, a channel: at most one active session each).
+    pub fn key(mut self, key: impl Into<String>) -> Start {
+        self.fields.key = Some(key.into());
+        self
+    }
+
+    pub fn platform(mut self, platform: impl Into<String>) -> Start {
+        self.fields.platform = Some(platform.into());
+        self
+    }
+
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Start {
+        self.fields.user_id = Some(user_id.into());
+        self
+    }
+
+    pub fn parent_id(mut self, parent_id: impl Into<String>) -> Start {
+        self.fields.parent_id = Some(parent_id.into());
+        self
+    }
+
+    pub fn attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Start {
+        self.fields.attrs.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// The JSON form of a start: `session:start`'s fields (all optional but the
+/// command name; an unknown field is refused) and `supersede`.
+impl<'de> Deserialize<'de> for Start {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut map = serde_json::Map::<String, Value>::deserialize(d)?;
+        let supersede = match map.remove("supersede") {
+            None => true,
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                return Err(D::Error::custom(format!("supersede must be true or false, not {other}")));
+            }
+        };
+        match map.get("session_id") {
+            Some(Value::String(id)) if id.is_empty() => {
+                return Err(D::Error::custom("session_id is empty (leave it out to have one minted)"));
+            }
+            Some(Value::Null) => {
+                map.remove("session_id");
+            }
+            _ => {}
+        }
+        let fields = StartFields::deserialize(Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(Start { fields, supersede })
+    }
 }
 
 fn resume() -> String {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bookend_journal::fs::{Fs, StdFs};
 use bookend_journal::{Follower, Journal};
 
-pub use crate::cursor::{CONSUMERS_DIR, ConsumerCursor};
+pub use crate::cursor::ConsumerCursor;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventBody};
 use crate::event_codec::decode_event;

@@ -136,15 +136,27 @@ impl SessionsOnClose {
     }
 }
 
-/// The fields of `session:start`.
+/// The fields of `session:start`: what a start command asks for, what the
+/// event stores, and what a session keeps. One definition for all three.
+///
+/// The `default` and `deny_unknown_fields` attributes shape only the JSON
+/// form (commands); the stored form (bincode) is the fields in order.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StartFields {
+    #[serde(default)]
     pub session_id: String,
+    #[serde(default)]
     pub key: Option<String>,
+    #[serde(default)]
     pub platform: Option<String>,
+    #[serde(default)]
     pub user_id: Option<String>,
+    #[serde(default)]
     pub source: Option<String>,
+    #[serde(default)]
     pub parent_id: Option<String>,
+    #[serde(default)]
     pub attrs: BTreeMap<String, String>,
 }
 

@@ -12,8 +12,9 @@ use bookend_journal::{Reader, TornTail, codec};
 
 use crate::error::{Error, Result};
 use crate::fold;
-use crate::lifecycle::{Lifecycle, Violation};
+use crate::rules::{Lifecycle, Violation};
 use crate::store::ProjectionStore;
+use crate::table::SessionTable;
 
 /// Violations listed in a report at most (the count is always exact).
 pub const VIOLATIONS_LISTED_MAX: usize = 1000;
@@ -106,11 +107,12 @@ pub fn verify(fs: Arc<dyn Fs>, dir: &Path, mut progress: impl FnMut(u64)) -> Res
         }
         Some(e) => return Err(e.into()),
     }
-    let mut life = Lifecycle { table: crate::state::SessionTable::untracked(), ..Lifecycle::default() };
+    let mut life = Lifecycle::with_table(SessionTable::untracked());
     let reader = Reader::open_with_fs(fs, dir, 1);
-    let folded = fold::fold_journal_with_progress(
+    let folded = fold::fold_journal_with(
         &mut life,
         reader,
+        Some(fold::FOLD_CHECKPOINT_EVERY_EVENTS),
         |v| {
             report.violations_total += 1;
             if report.violations.len() < VIOLATIONS_LISTED_MAX {
@@ -165,7 +167,7 @@ fn canonical(life: &Lifecycle) -> Result<CanonicalState> {
     let meta = codec::encode(&life.meta)?;
     let mut sessions = BTreeMap::new();
     for s in fold::all_sessions(life)? {
-        sessions.insert(s.session_id.clone(), codec::encode(&s)?);
+        sessions.insert(s.id().to_string(), codec::encode(&s)?);
     }
     Ok((meta, sessions))
 }
@@ -182,13 +184,13 @@ pub fn rebuild_and_compare(
     let mut rebuilt = Lifecycle::default();
     fold::fold_journal(&mut rebuilt, Reader::open_with_fs(fs.clone(), dir, 1), |_| {})?;
     let store = ProjectionStore::open(checkpoint, cache_bytes)?;
-    let checkpoint_lsn = store.load_meta()?.map(|m| m.last_lsn);
-    let mut resumed = Lifecycle { store: Some(store), ..Lifecycle::default() };
-    let loaded = resumed.store.as_ref().map(|s| s.load_meta()).transpose()?.flatten();
-    if let (Some(meta), Some(store)) = (loaded, resumed.store.as_ref())
+    let loaded = store.load_meta()?;
+    let checkpoint_lsn = loaded.as_ref().map(|m| m.last_lsn);
+    let mut resumed = Lifecycle::with_table(SessionTable::with_store(Some(store)));
+    if let Some(meta) = loaded
         && meta.last_lsn <= rebuilt.meta.last_lsn
     {
-        resumed.table.load_active(&meta, store)?;
+        resumed.table.load_active(&meta)?;
         resumed.meta = meta;
     }
     // The tail is folded with a read-only view: nothing is saved to the store.
@@ -223,12 +225,6 @@ pub fn rebuild_and_compare(
     })
 }
 
-fn fold_without_saving(life: &mut Lifecycle, mut reader: Reader) -> Result<()> {
-    while let Some(frame) = reader.next_frame()? {
-        for (lsn, bytes) in frame.events() {
-            let event = crate::event_codec::decode_event(lsn, bytes)?;
-            life.apply(lsn, &crate::event::StoredEvent { at: event.at, body: event.body })?;
-        }
-    }
-    Ok(())
+fn fold_without_saving(life: &mut Lifecycle, reader: Reader) -> Result<()> {
+    fold::fold_journal_with(life, reader, None, |_| {}, |_| {}).map(|_| ())
 }

@@ -145,13 +145,7 @@ pub mod sessions {
     }
 
     pub fn start(id: &str, key: &str) -> Start {
-        Start {
-            session_id: Some(id.to_string()),
-            key: Some(key.to_string()),
-            platform: Some("telegram".into()),
-            user_id: Some("u1".into()),
-            ..Start::default()
-        }
+        Start::new(id).key(key).platform("telegram").user_id("u1")
     }
 
     /// Every event in the journal at `dir`, decoded (read-only, like `tail`).

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bookend_journal::fs::StdFs;
-use bookend_projector::verify::verify;
+use bookend_projector::verify;
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
 
 const TASKS: usize = 64;
@@ -27,11 +27,7 @@ fn concurrent_tasks_share_fsyncs_and_every_span_ends_once() {
                 tokio::spawn(async move {
                     for i in 0..SESSIONS_EACH {
                         let id = format!("t{t}-{i}");
-                        let start = Start {
-                            session_id: Some(id.clone()),
-                            key: Some(format!("user:{t}")),
-                            ..Start::default()
-                        };
+                        let start = Start::new(id.clone()).key(format!("user:{t}"));
                         let started = journal.start(start).unwrap().await.unwrap();
                         assert_eq!(started.session_id.as_deref(), Some(id.as_str()));
                         let ended = journal.end(&id, EndReason::Completed).unwrap().await.unwrap();

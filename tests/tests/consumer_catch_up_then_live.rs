@@ -31,11 +31,7 @@ fn catch_up_then_live_delivers_each_event_once_in_order() {
             let writer = s.spawn(move || {
                 let mut pending = Vec::new();
                 for i in 0..STARTS {
-                    let start = Start {
-                        session_id: Some(format!("s{i}")),
-                        key: Some(format!("k{}", i % 9)),
-                        ..Start::default()
-                    };
+                    let start = Start::new(format!("s{i}")).key(format!("k{}", i % 9));
                     pending.push(journal.start(start).unwrap());
                     if i == subscribe_after {
                         ready_tx.send(()).unwrap();

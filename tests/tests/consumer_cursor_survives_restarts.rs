@@ -18,7 +18,7 @@ fn open(dir: &std::path::Path) -> SessionJournal {
 
 fn start_many(journal: &SessionJournal, from: usize, n: usize) {
     for i in from..from + n {
-        let start = Start { session_id: Some(format!("s{i}")), ..Start::default() };
+        let start = Start::new(format!("s{i}"));
         journal.start(start).unwrap().wait().unwrap();
     }
 }

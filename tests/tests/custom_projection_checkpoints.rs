@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use bookend_journal::codec;
-use bookend_projector::projection::{Projection, ProjectionRunner};
-use bookend_projector::store::ProjectionStore;
+use bookend_projector::ProjectionStore;
 use bookend_projector::{Event, EventBody};
+use bookend_projector::{Projection, ProjectionRunner};
 use bookend_tests::sessions::{T0, open, start};
 
 #[derive(Default, Debug, PartialEq)]

@@ -11,7 +11,7 @@
 
 use bookend_journal::JournalOptions;
 use bookend_journal::sim::{CrashPolicy, SimFs};
-use bookend_projector::verify::verify;
+use bookend_projector::verify;
 use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions, Start, StoreLocation};
 use bookend_tests::{sim_dir, sim_fs};
 
@@ -30,7 +30,7 @@ fn with_active_sessions(sim: &SimFs) -> SessionJournal {
     // One at a time, so the file-system calls before the drain are the same
     // in every run and "call N" is a point inside the drain.
     for i in 0..SESSIONS {
-        let start = Start { session_id: Some(format!("session-{i:04}")), ..Start::default() };
+        let start = Start::new(format!("session-{i:04}"));
         journal.start(start).unwrap().wait().unwrap();
     }
     journal

@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use bookend_journal::fs::StdFs;
 use bookend_journal::{Batch, Durability, Journal, JournalOptions};
-use bookend_projector::fold::{FOLD_CHECKPOINT_EVERY_EVENTS, all_sessions, fold_dir};
-use bookend_projector::verify::verify;
+use bookend_projector::verify;
 use bookend_projector::{
     CloseReason, EndReason, EventBody, SessionJournal, SessionJournalOptions, SessionState, Sessions, Start,
     StartFields, StoreLocation, StoredEvent,
 };
+use bookend_projector::{FOLD_CHECKPOINT_EVERY_EVENTS, Inspection};
 
 /// Start+end pairs between A's end and its next mention: enough for A to be
 /// packed at least once.
@@ -91,9 +91,8 @@ fn write_journal(dir: &std::path::Path, filler: usize) {
 }
 
 fn session_a(dir: &std::path::Path) -> (SessionState, usize) {
-    let life = fold_dir(Arc::new(StdFs), dir).unwrap();
-    let all = all_sessions(&life).unwrap();
-    let a = all.iter().find(|s| s.session_id == "A").cloned().unwrap();
+    let all = Inspection::open_with_fs(Arc::new(StdFs), dir).unwrap().all_sessions().unwrap();
+    let a = all.iter().find(|s| s.id() == "A").cloned().unwrap();
     (a, all.len())
 }
 
@@ -107,7 +106,7 @@ fn verify_and_fold_see_a_packed_session_as_they_see_a_fresh_one() {
     let plain_report = verify(Arc::new(StdFs), plain.path(), |_| {}).unwrap();
     let filled_report = verify(Arc::new(StdFs), filled.path(), |_| {}).unwrap();
     let shift = 2 * FILLER_SESSIONS as u64;
-    let found = |r: &bookend_projector::verify::VerifyReport, shift: u64| -> Vec<(u64, String)> {
+    let found = |r: &bookend_projector::VerifyReport, shift: u64| -> Vec<(u64, String)> {
         r.violations.iter().map(|v| (v.lsn - shift, v.message.clone())).collect()
     };
     let expected_messages = [
@@ -152,13 +151,13 @@ fn a_journal_without_a_store_still_knows_its_ended_sessions() {
     let options =
         SessionJournalOptions { store: StoreLocation::Disabled, ..SessionJournalOptions::default() };
     let journal = SessionJournal::open(dir.path(), options).unwrap();
-    let a = Start { session_id: Some("A".into()), key: Some("kA".into()), ..Start::default() };
+    let a = Start::new("A").key("kA");
     let started = journal.start(a.clone()).unwrap().wait().unwrap();
     journal.end("A", EndReason::IdleExpiry).unwrap().wait().unwrap();
     let mut pending = Vec::new();
     for i in 0..FILLER_SESSIONS {
         let id = format!("filler-{i:05}");
-        pending.push(journal.start(Start { session_id: Some(id.clone()), ..Start::default() }).unwrap());
+        pending.push(journal.start(Start::new(id.clone())).unwrap());
         pending.push(journal.end(&id, EndReason::Completed).unwrap());
     }
     for p in pending {

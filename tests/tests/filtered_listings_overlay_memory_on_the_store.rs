@@ -18,11 +18,11 @@ use bookend_projector::{
 };
 
 fn ids(sessions: &[SessionState]) -> Vec<&str> {
-    sessions.iter().map(|s| s.session_id.as_str()).collect()
+    sessions.iter().map(|s| s.start.session_id.as_str()).collect()
 }
 
 fn start(journal: &SessionJournal, id: &str) {
-    let start = Start { session_id: Some(id.into()), key: Some(format!("key-{id}")), ..Start::default() };
+    let start = Start::new(id).key(format!("key-{id}"));
     journal.start(start).unwrap().wait().unwrap();
 }
 
@@ -129,9 +129,9 @@ fn a_listing_taken_while_commands_run_misses_nothing_that_existed_before_it() {
     for _ in 0..20 {
         let listed = journal.all_sessions().unwrap();
         let listed_ids: std::collections::HashSet<&str> =
-            listed.iter().map(|s| s.session_id.as_str()).collect();
+            listed.iter().map(|s| s.start.session_id.as_str()).collect();
         for s in &before {
-            assert!(listed_ids.contains(s.session_id.as_str()), "{} is missing", s.session_id);
+            assert!(listed_ids.contains(s.start.session_id.as_str()), "{} is missing", s.start.session_id);
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -19,11 +19,11 @@ use std::sync::Arc;
 
 use bookend_journal::Durability;
 use bookend_journal::sim::{CrashPolicy, SimFs};
-use bookend_projector::verify::{rebuild_and_compare, verify};
 use bookend_projector::{
     CloseReason, EndReason, ManualClock, OnUnclean, ResetPolicy, SessionJournal, SessionJournalOptions,
     Sessions, Start, StoreLocation,
 };
+use bookend_projector::{rebuild_and_compare, verify};
 use bookend_tests::{sim_dir, sim_fs};
 use proptest::prelude::*;
 
@@ -134,8 +134,7 @@ impl Harness {
         match op {
             Op::Start(i, k) => {
                 let (id, key) = (format!("s{i}"), format!("k{k}"));
-                let start =
-                    Start { session_id: Some(id.clone()), key: Some(key.clone()), ..Start::default() };
+                let start = Start::new(id.clone()).key(key.clone());
                 let result = self.j().start(start).and_then(|p| p.wait());
                 match self.model.sessions.get(&id) {
                     Some(existing) if existing.key != key => assert!(result.is_err()),
@@ -254,7 +253,7 @@ impl Harness {
         for (id, m) in &self.model.sessions {
             let s = self.j().get(id).unwrap().unwrap_or_else(|| panic!("{id} missing"));
             assert_eq!(s.active, m.active, "{id} active");
-            assert_eq!(s.key.as_deref(), Some(m.key.as_str()), "{id} key");
+            assert_eq!(s.start.key.as_deref(), Some(m.key.as_str()), "{id} key");
             assert_eq!(s.spans, m.spans, "{id} spans");
             assert_eq!(s.end_reason, m.end_reason, "{id} end reason");
             assert_eq!(s.flush_markers.keys().cloned().collect::<BTreeSet<_>>(), m.markers, "{id} markers");
@@ -265,7 +264,7 @@ impl Harness {
         }
         for k in 0..KEYS {
             let key = format!("k{k}");
-            let owner = self.j().active_by_key(&key).unwrap().map(|s| s.session_id);
+            let owner = self.j().active_by_key(&key).unwrap().map(|s| s.start.session_id);
             assert_eq!(owner, self.model.owner(&key), "owner of {key}");
         }
     }

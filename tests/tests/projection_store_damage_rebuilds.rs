@@ -24,9 +24,8 @@ fn build(dir: &Path) -> Vec<(String, bool)> {
     let journal = SessionJournal::open(dir, SessionJournalOptions::default()).unwrap();
     let big = "x".repeat(48 * 1024);
     for i in 0..SESSIONS {
-        let mut start =
-            Start { session_id: Some(format!("s{i:02}")), key: Some(format!("k{i}")), ..Start::default() };
-        start.attrs.insert("transcript".into(), format!("{i}{big}"));
+        let mut start = Start::new(format!("s{i:02}")).key(format!("k{i}"));
+        start.fields.attrs.insert("transcript".into(), format!("{i}{big}"));
         journal.start(start).unwrap().wait().unwrap();
         if i % 3 == 0 {
             journal.end(&format!("s{i:02}"), EndReason::Completed).unwrap().wait().unwrap();
@@ -38,7 +37,7 @@ fn build(dir: &Path) -> Vec<(String, bool)> {
 }
 
 fn state(journal: &SessionJournal) -> Vec<(String, bool)> {
-    journal.all_sessions().unwrap().into_iter().map(|s| (s.session_id, s.active)).collect()
+    journal.all_sessions().unwrap().into_iter().map(|s| (s.start.session_id, s.active)).collect()
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -102,11 +101,7 @@ fn every_file_of_the_store_damaged_every_way_still_opens_with_the_journals_state
             let journal = SessionJournal::open(copy.path(), SessionJournalOptions::default())
                 .unwrap_or_else(|e| panic!("{context}: open failed: {e}"));
             assert_eq!(state(&journal), expected, "{context}: the state is not the journal's");
-            journal
-                .start(Start { session_id: Some("new".into()), ..Start::default() })
-                .unwrap()
-                .wait()
-                .unwrap();
+            journal.start(Start::new("new")).unwrap().wait().unwrap();
             journal.close(CloseReason::Restart, Sessions::Keep).unwrap();
             drop(journal);
             let aside = std::fs::read_dir(copy.path())

@@ -56,7 +56,7 @@ fn a_lost_corrupt_or_stale_checkpoint_is_rebuilt_to_the_same_state() {
     let same_sessions = |journal: &SessionJournal| {
         let mut got = journal.all_sessions().unwrap();
         // The new epoch's journal:open touches no session.
-        got.retain(|s| s.session_id.starts_with('s'));
+        got.retain(|s| s.start.session_id.starts_with('s'));
         assert_eq!(got.len(), expected.len(), "session count");
         if let Some((a, b)) = got.iter().zip(&expected).find(|(a, b)| a != b) {
             panic!("session differs after rebuild:\n got {a:?}\nwant {b:?}");

@@ -69,7 +69,7 @@ fn path_b_auto_reset_ends_the_old_session_with_superseded_and_next_id() {
     let frame = reader.next_frame().unwrap().unwrap();
     assert_eq!((frame.first_lsn, frame.count), (end.lsn, 2));
 
-    assert_eq!(journal.active_by_key("telegram:42").unwrap().unwrap().session_id, "s-new");
+    assert_eq!(journal.active_by_key("telegram:42").unwrap().unwrap().start.session_id, "s-new");
     let old_state = journal.get("s-old").unwrap().unwrap();
     assert_eq!(old_state.next_id.as_deref(), Some("s-new"));
 }

@@ -23,9 +23,9 @@ fn watcher_tick(journal: &bookend_projector::SessionJournal, budget: usize) -> V
     let mut flushed = Vec::new();
     for s in journal.pending_finalization().unwrap().into_iter().take(budget) {
         // The expensive part (an LLM call in seed 003) happens here.
-        flushed.push(s.session_id.clone());
-        journal.mark_flushed(&s.session_id, "memory").unwrap().wait().unwrap();
-        journal.finalized(&s.session_id).unwrap().wait().unwrap();
+        flushed.push(s.start.session_id.clone());
+        journal.mark_flushed(&s.start.session_id, "memory").unwrap().wait().unwrap();
+        journal.finalized(&s.start.session_id).unwrap().wait().unwrap();
     }
     flushed
 }

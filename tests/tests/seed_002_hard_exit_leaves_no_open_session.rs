@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bookend_journal::fs::StdFs;
-use bookend_projector::verify::verify;
+use bookend_projector::verify;
 use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions};
 use bookend_tests::scale;
 

@@ -29,8 +29,7 @@ fn appends_complete_while_a_consumer_is_stalled_and_it_catches_up_later() {
 
     let mut pending = Vec::with_capacity(SESSIONS);
     for i in 0..SESSIONS {
-        let start =
-            Start { session_id: Some(format!("s{i}")), key: Some(format!("k{i}")), ..Start::default() };
+        let start = Start::new(format!("s{i}")).key(format!("k{i}"));
         pending.push(journal.start(start).unwrap());
     }
     for p in pending {

@@ -103,7 +103,7 @@ fn follow_latency(samples: usize) {
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
         std::thread::sleep(Duration::from_millis(7));
-        let start = Start { session_id: Some(format!("s{i}")), ..Start::default() };
+        let start = Start::new(format!("s{i}"));
         journal.start(start).expect("start").wait().expect("durable");
         let acked = Instant::now();
         lines.next().expect("tail line").expect("read");
@@ -138,7 +138,7 @@ fn stalled_consumer_ratio(windows: usize) -> (f64, f64) {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let start = Start { session_id: Some(format!("t{t}-{n}")), ..Start::default() };
+                    let start = Start::new(format!("t{t}-{n}"));
                     journal.start(start).expect("start").wait().expect("durable");
                     n += 1;
                 }
@@ -185,7 +185,7 @@ fn latency_with_checkpoints(seconds: u64) -> (Duration, Duration, Duration, u64)
                 let mut latencies = Vec::new();
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    let start = Start { session_id: Some(format!("t{t}-{n}")), ..Start::default() };
+                    let start = Start::new(format!("t{t}-{n}"));
                     let began = Instant::now();
                     journal.start(start).expect("start").wait().expect("durable");
                     latencies.push(began.elapsed());

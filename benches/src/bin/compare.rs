@@ -61,13 +61,10 @@ fn bookend(tasks: u64, durability: Durability) -> (u64, Duration) {
                     while !stop.load(Ordering::Relaxed) {
                         let e = BenchEvent::new(t << 32 | n);
                         let id = e.session_id.clone();
-                        let start = Start {
-                            session_id: Some(e.session_id),
-                            key: Some(format!("t{t}:{}", n % 100)),
-                            platform: Some(e.platform),
-                            user_id: Some(e.user_id),
-                            ..Start::default()
-                        };
+                        let start = Start::new(e.session_id)
+                            .key(format!("t{t}:{}", n % 100))
+                            .platform(e.platform)
+                            .user_id(e.user_id);
                         journal.start(start).expect("start").await.expect("start acknowledged");
                         journal.end(&id, EndReason::Completed).expect("end").await.expect("end acknowledged");
                         events.fetch_add(2, Ordering::Relaxed);

@@ -105,11 +105,7 @@ fn measure(dir: &Path, sessions: u64) {
             scope.spawn(move || {
                 for n in 0..(10_000 / threads) {
                     let id = format!("new-{t}-{n}");
-                    let start = Start {
-                        session_id: Some(id.clone()),
-                        key: Some(format!("new:{t}")),
-                        ..Start::default()
-                    };
+                    let start = Start::new(id.clone()).key(format!("new:{t}"));
                     journal.start(start).expect("start").wait().expect("start acknowledged");
                     journal.end(&id, EndReason::Completed).expect("end").wait().expect("end acknowledged");
                 }
@@ -132,7 +128,7 @@ fn measure(dir: &Path, sessions: u64) {
         while !listing.is_finished() {
             let id = format!("during-listing-{n}");
             let started = Instant::now();
-            let start = Start { session_id: Some(id.clone()), ..Start::default() };
+            let start = Start::new(id.clone());
             journal.start(start).expect("start").wait().expect("start acknowledged");
             worst = worst.max(started.elapsed().as_secs_f64() * 1000.0);
             let started = Instant::now();

@@ -175,7 +175,7 @@ async fn get_sessions(State(state): State<Shared>, Query(q): Query<HashMap<Strin
     let key = q.get("key");
     let reason = q.get("end_reason").map(|r| EndReason::parse(r));
     let wanted = |s: &bookend_projector::SessionState| {
-        key.is_none_or(|k| s.key.as_ref() == Some(k))
+        key.is_none_or(|k| s.key() == Some(k.as_str()))
             && reason.as_ref().is_none_or(|r| s.end_reason.as_ref() == Some(r))
     };
     let sessions = if active_only {

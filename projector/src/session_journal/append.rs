@@ -6,7 +6,7 @@ use bookend_journal::{AppendTicket, Batch, Durability, Journal, codec};
 
 use crate::error::Result;
 use crate::event::{Event, EventBody, StoredEvent};
-use crate::lifecycle::Lifecycle;
+use crate::rules::Lifecycle;
 
 /// Events appended for one command, in the order they were submitted.
 pub(super) struct Submitted {

@@ -11,7 +11,7 @@ use bookend_journal::Journal;
 use super::Core;
 use super::options::CHECKPOINT_SYNC_TIMEOUT;
 use crate::error::{Error, Result};
-use crate::state::SessionState;
+use crate::session::SessionState;
 use crate::store::{ProjectionStore, StoredMeta};
 
 /// A checkpoint handed to the background writer: state as of a durable LSN.
@@ -54,7 +54,7 @@ impl BackgroundCheckpoints {
             .name("bookend-checkpoint".into())
             .spawn(move || {
                 for job in job_rx {
-                    let ids = job.sessions.iter().map(|s| s.session_id.clone()).collect();
+                    let ids = job.sessions.iter().map(|s| s.id().to_string()).collect();
                     let result =
                         store.save(&job.meta, job.sessions.iter().map(|s| &**s)).map_err(|e| e.to_string());
                     if done_tx.send(CheckpointDone { ids, result }).is_err() {
@@ -145,7 +145,7 @@ pub(super) fn checkpoint_in_background(journal: &Journal, core: &mut Core, backl
 /// never runs ahead of the journal.
 pub(super) fn checkpoint(journal: &Journal, core: &mut Core) -> Result<()> {
     collect_checkpoints(core, true);
-    if core.life.store.is_none() {
+    if core.life.table.store().is_none() {
         // Nothing to save: ended sessions are packed in memory instead.
         core.life.save_checkpoint()?;
         core.events_since_checkpoint = 0;

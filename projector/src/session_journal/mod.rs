@@ -29,8 +29,8 @@ use crate::command::{Ack, Command, ResetPolicy, Sessions, Start};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, EndReason};
 use crate::fold;
-use crate::lifecycle::{Decision, Lifecycle};
-use crate::state::{Meta, SessionState};
+use crate::rules::{Decision, Lifecycle};
+use crate::session::{Meta, SessionState};
 use crate::store::ProjectionStore;
 use append::{apply_appended, submit};
 use checkpointer::{BackgroundCheckpoints, checkpoint, checkpoint_in_background, collect_checkpoints};
@@ -87,7 +87,7 @@ impl SessionJournal {
 
     /// The checkpoint store, if there is one (for stats and tools).
     pub fn projection_store(&self) -> Option<ProjectionStore> {
-        lock(&self.inner.core).life.store.clone()
+        lock(&self.inner.core).life.table.store().cloned()
     }
 
     /// The underlying journal (for readers, followers and stats).
@@ -119,9 +119,9 @@ impl SessionJournal {
         self.check_poison()?;
         let at = at.unwrap_or_else(|| self.now_ms());
         if let Command::Start(start) = &mut command
-            && start.session_id.is_none()
+            && start.fields.session_id.is_empty()
         {
-            start.session_id = Some(uuid::Uuid::now_v7().to_string());
+            start.fields.session_id = uuid::Uuid::now_v7().to_string();
         }
         let durability = self.durability_of(&command);
         let rules = self.inner.options.rules;
@@ -174,7 +174,7 @@ impl SessionJournal {
 
     fn maybe_checkpoint(&self, core: &mut Core) {
         collect_checkpoints(core, false);
-        if let Some(problem) = core.life.store.as_ref().and_then(|s| s.take_problem()) {
+        if let Some(problem) = core.life.table.store().and_then(|s| s.take_problem()) {
             core.store_failure = Some(problem);
         }
         if let Some(cause) = core.store_failure.take() {
@@ -273,7 +273,7 @@ impl SessionJournal {
 
     fn save_for_next_open(&self, core: &mut Core) -> Result<()> {
         checkpoint(&self.inner.journal, core)?;
-        if let Some(store) = core.life.store.as_ref() {
+        if let Some(store) = core.life.table.store() {
             // The next open loads this instead of scanning the store.
             if let Err(e) = store.save_known_ids(core.life.meta.last_lsn) {
                 tracing::warn!(error = %e, "could not save the known-ids filter; the next open scans the store");
@@ -298,9 +298,7 @@ impl SessionJournal {
 
     pub fn get(&self, session_id: &str) -> Result<Option<SessionState>> {
         let mut core = lock(&self.inner.core);
-        self.with_store_retry(&mut core, |core| {
-            Ok(core.life.table.get(session_id, core.life.store.as_ref())?.map(|c| c.into_owned()))
-        })
+        self.with_store_retry(&mut core, |core| Ok(core.life.table.get(session_id)?.map(|c| c.into_owned())))
     }
 
     /// The session active on `key`, if any (active sessions are in memory).
@@ -351,7 +349,9 @@ impl SessionJournal {
     /// the matches are held decoded.
     pub fn sessions_where(&self, keep: impl Fn(&SessionState) -> bool) -> Result<Vec<SessionState>> {
         let core = lock(&self.inner.core);
-        let Some(store) = core.life.store.clone() else { return fold::sessions_where(&core.life, keep) };
+        let Some(store) = core.life.table.store().cloned() else {
+            return fold::sessions_where(&core.life, keep);
+        };
         let hot = core.life.table.hot_snapshot();
         drop(core);
         fold::overlay(store.sessions(), hot.values().map(|s| &**s), |id| hot.contains_key(id), keep)
@@ -369,7 +369,7 @@ impl SessionJournal {
         self.with_store_retry(&mut core, |core| {
             let mut out = Vec::new();
             for id in &core.life.meta.awaiting_finalization {
-                if let Some(s) = core.life.table.get(id, core.life.store.as_ref())?
+                if let Some(s) = core.life.table.get(id)?
                     && s.finalize_attempts < max
                     && s.expiry_finalized_lsn.is_none()
                 {

@@ -18,8 +18,9 @@ use super::{Core, Inner, SessionJournal};
 use crate::error::{Error, Result};
 use crate::event::EventBody;
 use crate::fold;
-use crate::lifecycle::Lifecycle;
+use crate::rules::Lifecycle;
 use crate::store::{ProjectionStore, STORE_DIR_NAME};
+use crate::table::SessionTable;
 
 /// How long open waits for its `journal:open` batch to become durable.
 pub(crate) const OPEN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,7 +53,7 @@ impl SessionJournal {
         let evidence = gather_evidence(&*fs, dir, known_id, store.as_ref())?;
         let journal = locked.open(options.journal.clone(), evidence)?;
         let store = settle_store(store, &journal, dir, &options)?;
-        let mut life = Lifecycle { store, ..Lifecycle::default() };
+        let mut life = Lifecycle::with_table(SessionTable::with_store(store));
         let from_checkpoint = fold::load_checkpoint(&mut life, journal.next_lsn() - 1)?;
         let tail = journal.reader(life.meta.last_lsn + 1)?;
         let replayed_events = fold::fold_journal(&mut life, tail, |v| {
@@ -173,7 +174,7 @@ fn settle_store(
 /// With a checkpoint loaded, learns which ids the store holds (in the
 /// background); a rebuilt store started empty and knows them already.
 fn start_background(life: &Lifecycle, from_checkpoint: bool) -> Result<Option<BackgroundCheckpoints>> {
-    let id_scan = match life.store.as_ref() {
+    let id_scan = match life.table.store() {
         Some(store) if from_checkpoint => {
             match store.start_id_scan(life.meta.sessions_total, life.meta.last_lsn) {
                 Ok(scan) => scan,
@@ -186,7 +187,7 @@ fn start_background(life: &Lifecycle, from_checkpoint: bool) -> Result<Option<Ba
         }
         _ => None,
     };
-    life.store.clone().map(|store| BackgroundCheckpoints::start(store, id_scan)).transpose()
+    life.table.store().cloned().map(|store| BackgroundCheckpoints::start(store, id_scan)).transpose()
 }
 
 /// Appends the new epoch's batch: a record of every loss this open

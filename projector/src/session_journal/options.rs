@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bookend_journal::{Durability, JournalOptions};
 
-use crate::lifecycle::Rules;
+use crate::rules::Rules;
 use crate::store::CACHE_CAPACITY_BYTES_DEFAULT;
 
 /// Wall-clock time in milliseconds since the Unix epoch.

@@ -8,8 +8,9 @@ use super::checkpointer::BackgroundCheckpoints;
 use super::{Core, OPEN_SYNC_TIMEOUT, SessionJournal};
 use crate::error::{Error, Result};
 use crate::fold;
-use crate::lifecycle::Lifecycle;
+use crate::rules::Lifecycle;
 use crate::store::ProjectionStore;
+use crate::table::SessionTable;
 
 impl SessionJournal {
     /// Runs `op` on the state; if it fails because of the projection store,
@@ -40,7 +41,7 @@ impl SessionJournal {
     /// Moves the failed store aside and folds the whole journal into a new
     /// one; `cause` is the failure, named in the WARN.
     pub(super) fn rebuild_store(&self, core: &mut Core, cause: &Error) -> Result<()> {
-        let Some(old) = core.life.store.take() else { return Err(clone_store_error(cause)) };
+        let Some(old) = core.life.table.take_store() else { return Err(clone_store_error(cause)) };
         // The background writer and the id scan hold the old store.
         core.background = None;
         let path = old.path().to_path_buf();
@@ -57,11 +58,12 @@ impl SessionJournal {
         let cache = self.inner.options.cache_capacity_bytes;
         let store = ProjectionStore::replace(&path, cache, ("broken", cause.to_string()))?;
         store.adopt(journal.id())?;
-        let mut life = Lifecycle { store: Some(store), ..Lifecycle::default() };
+        let mut life = Lifecycle::with_table(SessionTable::with_store(Some(store)));
         fold::fold_journal(&mut life, journal.reader(1)?, |_| {})?;
         assert_eq!(life.meta.last_lsn, last, "a rebuild must fold exactly what was folded before");
         life.save_checkpoint()?;
-        core.background = life.store.clone().map(|s| BackgroundCheckpoints::start(s, None)).transpose()?;
+        core.background =
+            life.table.store().cloned().map(|s| BackgroundCheckpoints::start(s, None)).transpose()?;
         core.life = life;
         core.events_since_checkpoint = 0;
         tracing::warn!(store = %path.display(), lsn = last, "the projection store was rebuilt from the journal");

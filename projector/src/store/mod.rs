@@ -28,7 +28,7 @@ use bookend_journal::{JournalId, codec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::state::{Meta, SessionState};
+use crate::session::{Meta, SessionState};
 pub(crate) use guard::move_aside;
 use guard::{Guarded, guarded, store_error, sync_tree};
 use known_ids::KnownIds;

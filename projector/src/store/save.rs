@@ -8,7 +8,7 @@ use super::{
     session_key,
 };
 use crate::error::Result;
-use crate::state::SessionState;
+use crate::session::SessionState;
 
 impl ProjectionStore {
     /// Writes `sessions` (active ones under `a/`, the others under `s/`),
@@ -24,7 +24,7 @@ impl ProjectionStore {
         let mut changed: Vec<(&str, bool, bool)> = Vec::new();
         let mut saved_ids: Vec<&str> = Vec::new();
         for s in sessions {
-            let id = s.session_id.as_str();
+            let id = s.id();
             let record = codec::encode(s)?;
             saved_ids.push(id);
             let (active, awaiting) = (s.active, s.awaits_finalization());
@@ -47,7 +47,7 @@ impl ProjectionStore {
                 if awaiting { batch.insert(key, &[] as &[u8]) } else { batch.remove(key) }
             }
             if was.is_some_and(|w| w != (active, awaiting)) {
-                changed.push((&s.session_id, active, awaiting));
+                changed.push((s.id(), active, awaiting));
             }
         }
         batch.insert(META_KEY, codec::encode(meta)?);

@@ -15,8 +15,7 @@ fn main() {
     let pid = std::process::id();
     for n in 0u64.. {
         let id = format!("p{pid}-{n}");
-        let start =
-            Start { session_id: Some(id.clone()), key: Some(format!("chat:{}", n % 5)), ..Start::default() };
+        let start = Start::new(id.clone()).key(format!("chat:{}", n % 5));
         journal.start(start).expect("start").wait().expect("durable start");
         writeln!(out, "started {id}").expect("report");
         out.flush().expect("flush");

@@ -1,106 +1,22 @@
-//! The folded session state: one record per session, the journal-wide
-//! meta state, and the table that holds sessions in memory (active ones and
-//! those changed since the last checkpoint) with the rest in the sled cache.
+//! The session table: active sessions and every session changed since the
+//! last checkpoint in memory, the rest in the projection store (or, for a
+//! fold without a store, kept encoded in memory: `packed`). The rules ask it
+//! for sessions and never see where they come from.
+
+mod packed;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-/// A fast hasher with a random per-process seed: session ids come from
-/// gateways (often from users), so they must not be able to force collisions.
-type Hasher = foldhash::fast::RandomState;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::Result;
-use crate::event::EndReason;
-use crate::packed::Packed;
+use crate::session::{Meta, SessionState};
 use crate::store::ProjectionStore;
+use packed::Packed;
 
-/// Everything bookend knows about one session, folded from its events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionState {
-    pub session_id: String,
-    pub key: Option<String>,
-    pub platform: Option<String>,
-    pub user_id: Option<String>,
-    pub source: Option<String>,
-    pub parent_id: Option<String>,
-    pub attrs: BTreeMap<String, String>,
-    pub start_lsn: u64,
-    pub started_at: u64,
-    /// Whether the current span is open.
-    pub active: bool,
-    /// Spans opened so far (the start and every reopen).
-    pub spans: u32,
-    /// Time of the last start, reopen or recorded activity.
-    pub last_activity_at: u64,
-    /// The last end: when, at which LSN, why, and the session that replaced it.
-    pub ended_at: Option<u64>,
-    pub end_lsn: Option<u64>,
-    pub end_reason: Option<EndReason>,
-    pub next_id: Option<String>,
-    /// Flush markers recorded, with the LSN that recorded each.
-    pub flush_markers: BTreeMap<String, u64>,
-    /// LSN of `session:expiry_finalized`, once recorded.
-    pub expiry_finalized_lsn: Option<u64>,
-    pub finalize_attempts: u32,
-    pub last_finalize_error: Option<String>,
-}
-
-impl SessionState {
-    /// The JSON row consumers, `bookend sessions --json` and `GET /v1/sessions` show.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "session_id": self.session_id,
-            "key": self.key,
-            "platform": self.platform,
-            "user_id": self.user_id,
-            "source": self.source,
-            "parent_id": self.parent_id,
-            "attrs": self.attrs,
-            "active": self.active,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "end_reason": self.end_reason.as_ref().map(|r| r.as_str()),
-            "next_id": self.next_id,
-            "last_activity_at": self.last_activity_at,
-            "expiry_finalized": self.expiry_finalized_lsn.is_some(),
-            "finalize_attempts": self.finalize_attempts,
-            "flush_markers": self.flush_markers.keys().collect::<Vec<_>>(),
-            "spans": self.spans,
-            "start_lsn": self.start_lsn,
-            "end_lsn": self.end_lsn,
-        })
-    }
-
-    /// Ended by expiry (idle or daily) and not finalized: the one definition
-    /// of "awaiting finalization", used by the fold and the checkpoint index.
-    pub fn awaits_finalization(&self) -> bool {
-        !self.active
-            && matches!(self.end_reason, Some(EndReason::IdleExpiry | EndReason::DailyReset))
-            && self.expiry_finalized_lsn.is_none()
-    }
-}
-
-/// Journal-wide state folded alongside the sessions.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Meta {
-    /// The last LSN folded into this state.
-    pub last_lsn: u64,
-    /// The epoch of the last `journal:open`.
-    pub epoch: u64,
-    /// A `journal:open` with no `journal:close` after it.
-    pub epoch_open: bool,
-    /// Ids of active sessions.
-    pub active: BTreeSet<String>,
-    /// Ended by expiry (idle or daily) and not yet finalized or reopened.
-    pub awaiting_finalization: BTreeSet<String>,
-    pub sessions_total: u64,
-    pub spans_total: u64,
-    /// Ends by reason name.
-    pub ends_by_reason: BTreeMap<String, u64>,
-}
+/// A fast hash with a random per-process seed: session ids come from
+/// gateways (often from users), so they must not be able to force collisions.
+type IdHash = foldhash::fast::RandomState;
 
 /// The sessions. Active sessions and every session changed since the last
 /// checkpoint live in memory; the rest are read from the checkpoint store on
@@ -111,38 +27,61 @@ pub struct Meta {
 /// command touches these maps several times. Where order matters (active
 /// sessions), it comes from `Meta::active`.
 #[derive(Debug, Default)]
-pub struct SessionTable {
+pub(crate) struct SessionTable {
     /// Shared so a background checkpoint can hold a snapshot without a copy.
-    hot: HashMap<String, Arc<SessionState>, Hasher>,
-    dirty: HashSet<String, Hasher>,
+    hot: HashMap<String, Arc<SessionState>, IdHash>,
+    dirty: HashSet<String, IdHash>,
     /// Active session id by key.
-    by_key: HashMap<String, String, Hasher>,
+    by_key: HashMap<String, String, IdHash>,
     /// Whether changes are remembered for a checkpoint; an in-memory fold
     /// (verify, read-only tools) has no store to write them to.
     untracked: bool,
-    /// Ended sessions of a table without a checkpoint store.
+    /// Ended sessions of a table without a projection store.
     packed: Packed,
+    /// Where the sessions not in memory live (the writer's projection
+    /// store); `None` for in-memory folds.
+    store: Option<ProjectionStore>,
 }
 
 impl SessionTable {
-    /// Looks a session up in memory, then in `store`.
-    pub fn get<'a>(
-        &'a self,
-        id: &str,
-        store: Option<&ProjectionStore>,
-    ) -> Result<Option<Cow<'a, SessionState>>> {
-        if let Some(s) = self.hot.get(id) {
-            return Ok(Some(Cow::Borrowed(&**s)));
-        }
-        match store {
-            Some(store) => Ok(store.session(id)?.map(Cow::Owned)),
-            None => Ok(self.packed.get(id)?.map(Cow::Owned)),
-        }
+    /// A table whose sessions leave memory for `store` at each checkpoint
+    /// (or, without one, are kept encoded in memory).
+    pub fn with_store(store: Option<ProjectionStore>) -> SessionTable {
+        SessionTable { store, ..SessionTable::default() }
     }
 
     /// A table for an in-memory fold: nothing is tracked for checkpoints.
     pub fn untracked() -> SessionTable {
         SessionTable { untracked: true, ..SessionTable::default() }
+    }
+
+    /// The projection store behind the table, if there is one.
+    pub fn store(&self) -> Option<&ProjectionStore> {
+        self.store.as_ref()
+    }
+
+    /// Takes the store out (to replace it); the table then has none.
+    pub fn take_store(&mut self) -> Option<ProjectionStore> {
+        self.store.take()
+    }
+
+    /// Looks a session up in memory, then in the store (or the packed ones).
+    pub fn get(&self, id: &str) -> Result<Option<Cow<'_, SessionState>>> {
+        self.lookup(id, true)
+    }
+
+    /// Looks a session up in memory, then — if `stored` — in the store. A
+    /// caller that knows the id is new (a start that `decide` just looked
+    /// up) passes false and saves a store lookup.
+    pub fn lookup(&self, id: &str, stored: bool) -> Result<Option<Cow<'_, SessionState>>> {
+        if let Some(s) = self.hot.get(id) {
+            return Ok(Some(Cow::Borrowed(&**s)));
+        }
+        match (&self.store, stored) {
+            (Some(store), true) => Ok(store.session(id)?.map(Cow::Owned)),
+            (Some(_), false) => Ok(None),
+            (None, _) => Ok(self.packed.get(id)?.map(Cow::Owned)),
+        }
     }
 
     fn mark_dirty(&mut self, id: &str) {
@@ -152,13 +91,9 @@ impl SessionTable {
     }
 
     /// A session to change, brought into memory and marked dirty.
-    pub fn get_mut(
-        &mut self,
-        id: &str,
-        store: Option<&ProjectionStore>,
-    ) -> Result<Option<&mut SessionState>> {
+    pub fn get_mut(&mut self, id: &str) -> Result<Option<&mut SessionState>> {
         if !self.hot.contains_key(id) {
-            let found = match store {
+            let found = match &self.store {
                 Some(store) => store.session(id)?,
                 None => self.packed.take(id)?,
             };
@@ -170,8 +105,8 @@ impl SessionTable {
     }
 
     pub fn insert(&mut self, session: SessionState) {
-        self.mark_dirty(&session.session_id);
-        self.hot.insert(session.session_id.clone(), Arc::new(session));
+        self.mark_dirty(session.id());
+        self.hot.insert(session.id().to_string(), Arc::new(session));
     }
 
     /// The active session on `key`, if any.
@@ -196,7 +131,7 @@ impl SessionTable {
 
     /// The sessions in memory, shared: what a reader overlays on the
     /// checkpoint store once the table's lock is released.
-    pub fn hot_snapshot(&self) -> HashMap<String, Arc<SessionState>, Hasher> {
+    pub fn hot_snapshot(&self) -> HashMap<String, Arc<SessionState>, IdHash> {
         self.hot.clone()
     }
 
@@ -254,31 +189,47 @@ impl SessionTable {
         self.dirty.extend(ids.into_iter().filter(|id| self.hot.contains_key(id)));
     }
 
-    /// After a checkpoint: nothing is dirty, and ended sessions leave memory.
     /// A session that is in memory (active sessions always are).
     pub fn in_memory(&self, id: &str) -> Option<&SessionState> {
         self.hot.get(id).map(|s| &**s)
     }
 
-    pub fn checkpointed(&mut self) {
+    /// After a checkpoint: nothing is dirty, and ended sessions leave memory.
+    fn checkpointed(&mut self) {
         self.dirty.clear();
         self.hot.retain(|_, s| s.active);
+    }
+
+    /// Writes every session changed since the last checkpoint, and `meta`,
+    /// to the store in one batch; ended sessions then leave memory. The
+    /// caller makes sure every folded LSN is durable. Returns the number of
+    /// sessions written. Without a store, ended sessions are packed in
+    /// memory instead, and 0 is returned.
+    pub fn save(&mut self, meta: &Meta) -> Result<usize> {
+        let Some(store) = self.store.as_ref() else {
+            self.pack_ended();
+            return Ok(0);
+        };
+        let written = store.save(&crate::store::StoredMeta::of(meta), self.dirty())?;
+        self.checkpointed();
+        Ok(written)
     }
 
     /// Loads the active sessions (and the key index) after a checkpoint load.
     /// Every session the meta record calls active must be read back: a
     /// store that silently lost one (sled skips records whose blob file is
     /// gone) is an error, never a smaller active set.
-    pub fn load_active(&mut self, meta: &Meta, store: &ProjectionStore) -> Result<()> {
+    pub fn load_active(&mut self, meta: &Meta) -> Result<()> {
+        let Some(store) = self.store.clone() else { return Ok(()) };
         for s in store.active_sessions() {
             let s = s?;
-            if !meta.active.contains(&s.session_id) {
+            if !meta.active.contains(s.id()) {
                 continue;
             }
-            if let Some(key) = &s.key {
-                self.by_key.insert(key.clone(), s.session_id.clone());
+            if let Some(key) = s.key() {
+                self.by_key.insert(key.to_string(), s.id().to_string());
             }
-            self.hot.insert(s.session_id.clone(), Arc::new(s));
+            self.hot.insert(s.id().to_string(), Arc::new(s));
         }
         if let Some(missing) = meta.active.iter().find(|id| !self.hot.contains_key(*id)) {
             return Err(crate::error::Error::Store {
@@ -291,37 +242,9 @@ impl SessionTable {
 }
 
 #[cfg(test)]
-impl SessionState {
-    /// A minimal session for unit tests: active, or ended for `end_reason`.
-    pub(crate) fn for_tests(id: &str, end_reason: Option<EndReason>) -> SessionState {
-        SessionState {
-            session_id: id.to_string(),
-            key: None,
-            platform: None,
-            user_id: None,
-            source: None,
-            parent_id: None,
-            attrs: BTreeMap::new(),
-            start_lsn: 1,
-            started_at: 1,
-            active: end_reason.is_none(),
-            spans: 1,
-            last_activity_at: 1,
-            ended_at: end_reason.as_ref().map(|_| 2),
-            end_lsn: end_reason.as_ref().map(|_| 2),
-            end_reason,
-            next_id: None,
-            flush_markers: BTreeMap::new(),
-            expiry_finalized_lsn: None,
-            finalize_attempts: 0,
-            last_finalize_error: None,
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EndReason;
 
     fn ended(id: &str, error_len: usize) -> SessionState {
         SessionState {
@@ -339,7 +262,7 @@ mod tests {
         assert_eq!(table.pack_ended(), 1);
         assert_eq!(table.in_memory("huge"), Some(&huge));
         assert_eq!(table.in_memory("small"), None);
-        assert_eq!(table.get("small", None).unwrap().map(Cow::into_owned), Some(ended("small", 10)));
-        assert_eq!(table.get("huge", None).unwrap().map(Cow::into_owned), Some(huge));
+        assert_eq!(table.get("small").unwrap().map(Cow::into_owned), Some(ended("small", 10)));
+        assert_eq!(table.get("huge").unwrap().map(Cow::into_owned), Some(huge));
     }
 }

@@ -21,7 +21,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use crate::error::Result;
-use crate::state::SessionState;
+use crate::session::SessionState;
 
 /// Bytes per block. An entry never spans two blocks; one larger than this
 /// gets a block of its own.
@@ -92,7 +92,7 @@ impl Blocks {
         let id = &rest[HEADER_BYTES..HEADER_BYTES + id_len];
         let state = &rest[HEADER_BYTES + id_len..HEADER_BYTES + id_len + state_len];
         let mut session: SessionState = codec::decode(state)?;
-        session.session_id = String::from_utf8(id.to_vec())
+        session.start.session_id = String::from_utf8(id.to_vec())
             .map_err(|e| codec_error(format!("a kept session id is not UTF-8: {e}")))?;
         Ok(session)
     }
@@ -152,12 +152,12 @@ impl Packed {
     /// an error nothing is kept and `session` is as it was.
     pub fn insert(&mut self, session: &mut SessionState) -> Result<()> {
         // The id is stored once, in front; the state is encoded without it.
-        let id = std::mem::take(&mut session.session_id);
+        let id = std::mem::take(&mut session.start.session_id);
         self.scratch.clear();
         let encoded = codec::encode_into(&*session, &mut self.scratch);
-        session.session_id = id;
+        session.start.session_id = id;
         encoded?;
-        let id = session.session_id.as_str();
+        let id = session.start.session_id.as_str();
         let too_long = |what: &str, len: usize| {
             codec_error(format!("a session {what} of {len} bytes is too long to keep"))
         };
@@ -242,17 +242,22 @@ mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     fn ended(id: &str) -> SessionState {
-        SessionState {
+        let base = SessionState::for_tests(id, Some(crate::EndReason::IdleExpiry));
+        let start = crate::event::StartFields {
             key: Some("agent:main:telegram:dm:42".into()),
             platform: Some("telegram".into()),
             attrs: BTreeMap::from([("model".to_string(), "m".to_string())]),
+            ..base.start.clone()
+        };
+        SessionState {
+            start,
             started_at: 1_763_700_000_000,
             spans: 2,
             end_lsn: Some(99),
             flush_markers: BTreeMap::from([("compaction-1".to_string(), 50)]),
             finalize_attempts: 1,
             last_finalize_error: Some("hook timed out".into()),
-            ..SessionState::for_tests(id, Some(crate::EndReason::IdleExpiry))
+            ..base
         }
     }
 
@@ -266,7 +271,7 @@ mod tests {
         assert_eq!(packed.get("b").unwrap(), Some(ended("b")));
         assert_eq!(packed.get("é-unicode-id").unwrap(), Some(ended("é-unicode-id")));
         assert_eq!(packed.get("c").unwrap(), None);
-        let mut all: Vec<String> = packed.sessions().map(|s| s.unwrap().session_id).collect();
+        let mut all: Vec<String> = packed.sessions().map(|s| s.unwrap().start.session_id).collect();
         all.sort();
         assert_eq!(all, ["", "a", "b", "é-unicode-id"]);
     }
@@ -323,9 +328,9 @@ mod tests {
             assert_eq!(packed.get(&id).unwrap().as_ref(), model.get(&id), "step {step}");
         }
         let mut all: Vec<SessionState> = packed.sessions().map(Result::unwrap).collect();
-        all.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        all.sort_by(|a, b| a.start.session_id.cmp(&b.start.session_id));
         let mut expected: Vec<SessionState> = model.into_values().collect();
-        expected.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        expected.sort_by(|a, b| a.start.session_id.cmp(&b.start.session_id));
         assert_eq!(all, expected);
         assert!(packed.dead_bytes <= packed.live_bytes.max(1), "compaction keeps dead bytes bounded");
         // Without compaction, 5 000 writes of ~150 bytes fill over 2 000 blocks.
