@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use bookend_journal::Durability;
 use bookend_projector::{
-    Ack, CloseReason, Command, Pending, SessionJournal, SessionJournalOptions, Sessions, parse_command,
+    Ack, CloseReason, Command, OnUnclean, Pending, SessionJournal, SessionJournalOptions, Sessions,
+    parse_command,
 };
 
 use crate::output::error_ack;
-use crate::{DurabilityArg, OnUncleanArg};
 
 /// Commands in flight between reading and printing.
 const WINDOW: usize = 4096;
@@ -68,15 +69,11 @@ enum Outcome {
 
 pub fn run(
     dir: &Path,
-    durability: Option<DurabilityArg>,
-    on_unclean: OnUncleanArg,
+    durability: Option<Durability>,
+    on_unclean: OnUnclean,
     accept_data_loss: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut options = SessionJournalOptions {
-        durability: durability.map(DurabilityArg::durability),
-        on_unclean: on_unclean.policy(),
-        ..SessionJournalOptions::default()
-    };
+    let mut options = SessionJournalOptions { durability, on_unclean, ..SessionJournalOptions::default() };
     options.journal.accept_data_loss = accept_data_loss;
     let journal = SessionJournal::open(dir, options)
         .with_context(|| format!("opening the journal in {}", dir.display()))?;

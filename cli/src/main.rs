@@ -17,7 +17,7 @@ mod tail;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -45,40 +45,6 @@ struct DirArg {
     dir: PathBuf,
 }
 
-#[derive(Copy, Clone, ValueEnum)]
-enum DurabilityArg {
-    /// Acknowledge after fdatasync.
-    Durable,
-    /// Acknowledge after write; fsynced by the next durable append or a timer.
-    Buffered,
-}
-
-#[derive(Copy, Clone, ValueEnum)]
-enum OnUncleanArg {
-    /// End sessions a crash left active (`crash_recovered`).
-    End,
-    /// Keep them for the gateway to resume.
-    Keep,
-}
-
-impl DurabilityArg {
-    fn durability(self) -> bookend_journal::Durability {
-        match self {
-            DurabilityArg::Durable => bookend_journal::Durability::Durable,
-            DurabilityArg::Buffered => bookend_journal::Durability::Buffered,
-        }
-    }
-}
-
-impl OnUncleanArg {
-    fn policy(self) -> bookend_projector::OnUnclean {
-        match self {
-            OnUncleanArg::End => bookend_projector::OnUnclean::End,
-            OnUncleanArg::Keep => bookend_projector::OnUnclean::Keep,
-        }
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Read JSON commands from stdin, one a line; write one JSON ack a line, in order.
@@ -88,12 +54,14 @@ enum Command {
     Append {
         #[command(flatten)]
         dir: DirArg,
-        /// Durability of every command (default: touch buffered, the rest durable).
-        #[arg(long, value_enum)]
-        durability: Option<DurabilityArg>,
-        /// What to do with sessions an unclean shutdown left active.
-        #[arg(long, value_enum, default_value = "end")]
-        on_unclean: OnUncleanArg,
+        /// Durability of every command: durable or buffered (default: touch
+        /// buffered, the rest durable).
+        #[arg(long, value_name = "durable|buffered")]
+        durability: Option<bookend_journal::Durability>,
+        /// What to do with sessions an unclean shutdown left active: end them
+        /// crash_recovered, or keep them.
+        #[arg(long, value_name = "end|keep", default_value = "end")]
+        on_unclean: bookend_projector::OnUnclean,
         /// If acknowledged events are missing (a deleted or cut segment),
         /// record the loss in the journal and continue after it instead of
         /// refusing to open. See docs/operations.md before using it.

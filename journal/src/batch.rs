@@ -110,6 +110,23 @@ impl Batch {
         self.frame.len()
     }
 
+    /// Whether one more event of `event_len` bytes fits in this batch
+    /// within a frame limit of `record_max` bytes (and the events limit).
+    pub fn fits(&self, event_len: usize, record_max: usize) -> bool {
+        (self.count as usize) < BATCH_EVENTS_MAX
+            && self.frame.len() + EVENT_PREFIX_SIZE + event_len <= record_max
+    }
+
+    /// Whether an event of `event_len` bytes fits in a frame of its own
+    /// within `record_max` bytes; the error is the one appending it would get.
+    pub fn check_alone(event_len: usize, record_max: usize) -> Result<()> {
+        let size = FRAME_HEADER_SIZE + EVENT_PREFIX_SIZE + event_len;
+        if size > record_max {
+            return Err(Error::RecordTooLarge { size, max: record_max });
+        }
+        Ok(())
+    }
+
     /// Empties the batch, keeping its buffer.
     pub fn clear(&mut self) {
         self.frame.truncate(FRAME_HEADER_SIZE);

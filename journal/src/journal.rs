@@ -4,7 +4,7 @@ use std::future::{Future, IntoFuture};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -23,7 +23,8 @@ use crate::writer::{self, AppendAck, AppendRequest, Request, Shared, Writer};
 /// Where appends are numbered and handed to the writer, in one order.
 struct Submission {
     next_lsn: u64,
-    tx: Option<Sender<Request>>,
+    /// Bounded: a full queue makes `submit` wait (backpressure).
+    tx: Option<SyncSender<Request>>,
 }
 
 /// An open journal: the only writer of its directory.
@@ -96,7 +97,7 @@ impl Journal {
         let report = start.report;
         let last_lsn = start.segment.last_lsn;
         let shared = Arc::new(Shared::new(dir, fs, start.manifest, last_lsn)?);
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(options.submission_queue_max_requests);
         let writer = Writer::new(shared.clone(), options.clone(), rx, start.segment);
         let thread =
             writer::spawn(writer).map_err(|e| Error::io("spawn writer threads for", &shared.dir, e))?;

@@ -48,7 +48,7 @@ pub use journal::{AppendTicket, Journal, JournalStats};
 pub use open::LockedDir;
 pub use options::{
     BUFFERED_SYNC_INTERVAL_DEFAULT, Durability, FSYNCS_IN_FLIGHT_MAX_DEFAULT, GROUP_BYTES_MAX_DEFAULT,
-    JournalOptions,
+    JournalOptions, SUBMISSION_QUEUE_MAX_REQUESTS_DEFAULT,
 };
 pub use reader::{FOLLOW_POLL_INTERVAL_DEFAULT, Follower, FrameView, OwnedFrame, Reader};
 pub use recovery::{

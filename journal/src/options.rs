@@ -21,6 +21,20 @@ pub enum Durability {
     Buffered,
 }
 
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    /// `durable` or `buffered`: the one parser of the command line and the
+    /// server's config.
+    fn from_str(text: &str) -> std::result::Result<Durability, String> {
+        match text {
+            "durable" => Ok(Durability::Durable),
+            "buffered" => Ok(Durability::Buffered),
+            other => Err(format!("{other:?} is not a durability (durable or buffered)")),
+        }
+    }
+}
+
 /// Default bound on how long buffered data may stay unsynced.
 pub const BUFFERED_SYNC_INTERVAL_DEFAULT: Duration = Duration::from_millis(50);
 
@@ -29,6 +43,9 @@ pub const GROUP_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 
 /// Default size of the zero-filled space kept ahead of the writer.
 pub const PREALLOCATE_BYTES_DEFAULT: u64 = 1024 * 1024;
+
+/// Default bound on appends waiting for the writer thread.
+pub const SUBMISSION_QUEUE_MAX_REQUESTS_DEFAULT: usize = 4096;
 
 /// Default number of fdatasyncs that may run at once.
 pub const FSYNCS_IN_FLIGHT_MAX_DEFAULT: usize = 1;
@@ -69,6 +86,10 @@ pub struct JournalOptions {
     /// instead of refusing with `Error::DataLoss`. For a person to set,
     /// knowingly (`--accept-data-loss`); never a default.
     pub accept_data_loss: bool,
+    /// The most appends (and sync requests) waiting for the writer thread.
+    /// Past it, `submit` waits for room: backpressure, instead of a queue
+    /// that grows without bound when the disk falls behind.
+    pub submission_queue_max_requests: usize,
 }
 
 impl Default for JournalOptions {
@@ -82,6 +103,7 @@ impl Default for JournalOptions {
             fsyncs_in_flight_max: FSYNCS_IN_FLIGHT_MAX_DEFAULT,
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
             accept_data_loss: false,
+            submission_queue_max_requests: SUBMISSION_QUEUE_MAX_REQUESTS_DEFAULT,
         }
     }
 }
@@ -109,6 +131,9 @@ impl JournalOptions {
                 "fsyncs_in_flight_max {} must be between 1 and 16",
                 self.fsyncs_in_flight_max
             ));
+        }
+        if self.submission_queue_max_requests == 0 {
+            return invalid("submission_queue_max_requests must be positive".to_string());
         }
         if self.group_bytes_max == 0 {
             return invalid("group_bytes_max must be positive".to_string());

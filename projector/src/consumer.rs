@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bookend_journal::fs::{Fs, StdFs};
@@ -26,10 +26,18 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventBody};
 use crate::event_codec::decode_event;
 
+/// A consumer's cursor, shared between its subscription and whoever else
+/// in the process acknowledges for it (the server's ack endpoint).
+pub(crate) type SharedCursor = Arc<Mutex<ConsumerCursor>>;
+
+fn locked(cursor: &SharedCursor) -> MutexGuard<'_, ConsumerCursor> {
+    cursor.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Events after a position, in LSN order, from disk and then live.
 pub struct Subscription {
     follower: Follower,
-    cursor: Option<ConsumerCursor>,
+    cursor: Option<SharedCursor>,
     types: Option<BTreeSet<String>>,
     ready: VecDeque<Event>,
 }
@@ -37,7 +45,7 @@ pub struct Subscription {
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")
-            .field("cursor", &self.cursor)
+            .field("acked", &self.acked())
             .field("next_lsn", &self.next_lsn())
             .finish_non_exhaustive()
     }
@@ -45,7 +53,12 @@ impl std::fmt::Debug for Subscription {
 
 impl Subscription {
     fn new(follower: Follower, cursor: Option<ConsumerCursor>) -> Subscription {
-        Subscription { follower, cursor, types: None, ready: VecDeque::new() }
+        Subscription {
+            follower,
+            cursor: cursor.map(|c| Arc::new(Mutex::new(c))),
+            types: None,
+            ready: VecDeque::new(),
+        }
     }
 
     /// A named consumer of an in-process journal: starts after its cursor.
@@ -54,6 +67,17 @@ impl Subscription {
         let cursor =
             ConsumerCursor::open(journal.fs().clone(), journal.dir(), name, Some(journal.id()), Some(end))?;
         Ok(Self::new(journal.follow(cursor.acked() + 1)?, Some(cursor)))
+    }
+
+    /// A named consumer of an in-process journal whose cursor is shared.
+    pub(crate) fn with_cursor(journal: &Journal, cursor: SharedCursor) -> Result<Subscription> {
+        let from = locked(&cursor).acked() + 1;
+        Ok(Subscription {
+            follower: journal.follow(from)?,
+            cursor: Some(cursor),
+            types: None,
+            ready: VecDeque::new(),
+        })
     }
 
     /// An anonymous reader of an in-process journal from `from_lsn`.
@@ -152,15 +176,15 @@ impl Subscription {
     /// Acknowledges every event up to `lsn`: a restarted consumer resumes
     /// after it. Does nothing for anonymous subscriptions.
     pub fn ack(&mut self, lsn: u64) -> Result<()> {
-        match &mut self.cursor {
-            Some(cursor) => cursor.ack(lsn),
+        match &self.cursor {
+            Some(cursor) => locked(cursor).ack(lsn),
             None => Ok(()),
         }
     }
 
     /// The last acknowledged LSN of a named consumer.
     pub fn acked(&self) -> Option<u64> {
-        self.cursor.as_ref().map(ConsumerCursor::acked)
+        self.cursor.as_ref().map(|c| locked(c).acked())
     }
 
     /// The LSN of the next event that will be read from the journal.

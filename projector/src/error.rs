@@ -84,6 +84,10 @@ pub enum Error {
         "consumer {name:?} acknowledged LSN {acked} but the journal ends at LSN {end}: the journal lost events the consumer had seen (see `bookend verify`)"
     )]
     CursorAhead { name: String, acked: u64, end: u64 },
+    /// An acknowledgement past what the journal has made durable (and so
+    /// could have delivered).
+    #[error("consumer {name:?} cannot acknowledge LSN {lsn}: the journal's durable end is LSN {durable}")]
+    AckAhead { name: String, lsn: u64, durable: u64 },
     /// An event type name bookend does not know.
     #[error("unknown event type {name:?}; known types: {known}")]
     UnknownEventType { name: String, known: String },
@@ -121,6 +125,7 @@ impl Error {
             Error::ConsumerBusy { .. } => "consumer_busy",
             Error::InvalidCursor { .. } => "invalid_cursor",
             Error::CursorAhead { .. } => "cursor_ahead",
+            Error::AckAhead { .. } => "invalid_ack",
             Error::UnknownEventType { .. } => "unknown_event_type",
             Error::Io { .. } => "io",
         }

@@ -6,7 +6,6 @@ use bookend_journal::Journal;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::event_codec::decode_event;
 use crate::store::ProjectionStore;
 
 /// A view folded from the journal.
@@ -56,16 +55,14 @@ impl<P: Projection> ProjectionRunner<P> {
                 ),
             });
         }
-        let mut reader = journal.reader(self.lsn + 1)?;
-        let mut folded = 0;
-        while let Some(frame) = reader.next_frame()? {
-            for (lsn, bytes) in frame.events() {
-                self.projection.apply(&decode_event(lsn, bytes)?);
-                self.lsn = lsn;
-                folded += 1;
-            }
-        }
-        Ok(folded)
+        let reader = journal.reader(self.lsn + 1)?;
+        let (projection, lsn) = (&mut self.projection, &mut self.lsn);
+        let each = |event: Event, _gap| {
+            *lsn = event.lsn;
+            projection.apply(&event);
+            Ok(())
+        };
+        crate::fold::for_each_event(reader, each, || Ok(()))
     }
 
     /// Saves the state and its LSN in one write.

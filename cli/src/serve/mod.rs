@@ -9,6 +9,7 @@ mod routes;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -141,10 +142,6 @@ pub struct AppState {
     /// Becomes true when the server is stopping: event streams end.
     pub stopping: watch::Receiver<bool>,
     pub requests: [AtomicU64; 5],
-    /// Cursors of named consumers, opened on first use.
-    pub consumers: std::sync::Mutex<
-        std::collections::HashMap<String, Arc<std::sync::Mutex<bookend_projector::ConsumerCursor>>>,
-    >,
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
@@ -157,20 +154,28 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn journal_options(args: &ServeArgs) -> SessionJournalOptions {
+fn journal_options(args: &ServeArgs) -> anyhow::Result<SessionJournalOptions> {
     let mut options = SessionJournalOptions {
         durability: args
             .durability
             .as_deref()
-            .map(|d| if d == "buffered" { Durability::Buffered } else { Durability::Durable }),
-        on_unclean: if args.on_unclean.as_deref() == Some("keep") { OnUnclean::Keep } else { OnUnclean::End },
+            .map(Durability::from_str)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        on_unclean: args
+            .on_unclean
+            .as_deref()
+            .map(OnUnclean::from_str)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or_default(),
         ..SessionJournalOptions::default()
     };
     if let Some(ms) = args.activity_coalesce_ms {
         options.rules.activity_coalesce_ms = ms;
     }
     options.journal.accept_data_loss = args.accept_data_loss;
-    options
+    Ok(options)
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -193,7 +198,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let journal = SessionJournal::open(&dir, journal_options(&args))
+    let journal = SessionJournal::open(&dir, journal_options(&args)?)
         .with_context(|| format!("opening the journal in {}", dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(serve(journal.clone(), addr, token, &args));
@@ -220,7 +225,6 @@ async fn serve(
         body_limit: args.body_limit_bytes.unwrap_or(BODY_LIMIT_BYTES_DEFAULT),
         stopping: stopping.clone(),
         requests: Default::default(),
-        consumers: Default::default(),
     });
     let app = routes::router(state, args.max_concurrent.unwrap_or(CONCURRENCY_MAX_DEFAULT));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;

@@ -15,7 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bookend_projector::{Ack, Command, ConsumerCursor, EndReason, Subscription, parse_command};
+use bookend_projector::{Ack, Command, EndReason, Subscription, parse_command};
 use futures_util::Stream;
 use serde_json::{Value, json};
 
@@ -205,28 +205,6 @@ struct EventStream {
     stopping: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The cursor of a named consumer, opened once per server (it holds the
-/// cursor's lock for the server's life, so `tail --consumer NAME` in
-/// another process is refused while the server serves NAME).
-fn consumer_cursor(
-    state: &AppState,
-    name: &str,
-) -> bookend_projector::Result<Arc<std::sync::Mutex<ConsumerCursor>>> {
-    let mut consumers = state.consumers.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(cursor) = consumers.get(name) {
-        return Ok(cursor.clone());
-    }
-    let cursor = Arc::new(std::sync::Mutex::new(state.journal.consumer_cursor(name)?));
-    consumers.insert(name.to_string(), cursor.clone());
-    Ok(cursor)
-}
-
-fn ack_cursor(cursor: &std::sync::Mutex<ConsumerCursor>, lsn: u64) -> bookend_projector::Result<u64> {
-    let mut cursor = cursor.lock().unwrap_or_else(|p| p.into_inner());
-    cursor.ack(lsn)?;
-    Ok(cursor.acked())
-}
-
 async fn get_events(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -248,16 +226,14 @@ async fn get_events(
         Some(Err(why)) => return error(StatusCode::BAD_REQUEST, "invalid_query", &format!("from {why}")),
         None => 1,
     };
-    let start = match q.get("consumer") {
-        // A named consumer resumes after its cursor; Last-Event-ID says the
-        // client has everything up to it, which acknowledges it.
-        Some(name) => consumer_cursor(&state, name).and_then(|cursor| match last_event_id {
-            Some(id) => ack_cursor(&cursor, id).map(|acked| acked + 1),
-            None => Ok(cursor.lock().unwrap_or_else(|p| p.into_inner()).acked() + 1),
-        }),
-        None => Ok(last_event_id.map_or(from, |id| id + 1)),
+    // A named consumer resumes after its cursor (Last-Event-ID says the
+    // client has everything up to it, which acknowledges it) and holds the
+    // cursor while the stream lasts; an anonymous stream starts at `from`
+    // or after Last-Event-ID.
+    let subscription = match q.get("consumer") {
+        Some(name) => tokio::task::block_in_place(|| state.journal.subscribe_after(name, last_event_id)),
+        None => state.journal.subscribe_from(last_event_id.map_or(from, |id| id + 1)),
     };
-    let subscription = start.and_then(|from| state.journal.subscribe_from(from));
     let subscription = match subscription {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
@@ -302,16 +278,7 @@ async fn post_ack(
     let Some(lsn) = lsn else {
         return error(StatusCode::BAD_REQUEST, "malformed_json", "send {\"lsn\": N}");
     };
-    let durable = state.journal.journal().durable_lsn();
-    if lsn > durable {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_ack",
-            &format!("LSN {lsn} is past the journal's durable LSN {durable}"),
-        );
-    }
-    let acked =
-        tokio::task::block_in_place(|| consumer_cursor(&state, &name).and_then(|c| ack_cursor(&c, lsn)));
+    let acked = tokio::task::block_in_place(|| state.journal.ack_consumer(&name, lsn));
     match acked {
         Ok(acked) => axum::Json(json!({"ok": true, "consumer": name, "acked_lsn": acked})).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),

@@ -38,6 +38,35 @@ pub(super) struct Scan {
     pub damage: Option<Damage>,
 }
 
+impl Scan {
+    /// Counts one more valid frame, which must continue the LSNs.
+    fn take(
+        &mut self,
+        seg: &SegmentInfo,
+        offset: u64,
+        h: &crate::format::FrameHeader,
+        report: &mut RecoveryReport,
+    ) -> Result<(), Broken> {
+        if h.first_lsn != self.last_lsn + 1 {
+            let reason = format!(
+                "LSN gap: expected a frame starting at LSN {}, found {}",
+                self.last_lsn + 1,
+                h.first_lsn
+            );
+            let error = Error::corruption(&seg.path, offset, reason);
+            return Err(Broken::Frame { segment: seg.clone(), offset, error });
+        }
+        self.last_lsn = h.last_lsn();
+        self.last_frame_offset = offset;
+        self.end = offset + h.frame_len() as u64;
+        self.max_watermark = self.max_watermark.max(h.durable_lsn);
+        report.frames_checked += 1;
+        report.events_checked += u64::from(h.count);
+        report.bytes_checked += u64::from(h.payload_len);
+        Ok(())
+    }
+}
+
 /// Reads every frame of `seg`, which must start at `expected_first`.
 pub(super) fn scan(
     fs: &dyn Fs,
@@ -76,24 +105,7 @@ pub(super) fn scan(
     };
     let (offset, reason) = loop {
         match cursor.next_frame()? {
-            FrameRead::Frame { offset, header: h } => {
-                if h.first_lsn != out.last_lsn + 1 {
-                    let reason = format!(
-                        "LSN gap: expected a frame starting at LSN {}, found {}",
-                        out.last_lsn + 1,
-                        h.first_lsn
-                    );
-                    let error = Error::corruption(&seg.path, offset, reason);
-                    return Err(Broken::Frame { segment: seg.clone(), offset, error });
-                }
-                out.last_lsn = h.last_lsn();
-                out.last_frame_offset = offset;
-                out.end = offset + h.frame_len() as u64;
-                out.max_watermark = out.max_watermark.max(h.durable_lsn);
-                report.frames_checked += 1;
-                report.events_checked += u64::from(h.count);
-                report.bytes_checked += u64::from(h.payload_len);
-            }
+            FrameRead::Frame { offset, header } => out.take(seg, offset, &header, report)?,
             FrameRead::End { .. } => break (None, String::new()),
             FrameRead::Unwritten { offset } if cursor.zeros_from(offset)? => break (None, String::new()),
             FrameRead::Unwritten { offset } => {

@@ -2,10 +2,15 @@
 //! atomic batch (or, for a drain larger than one frame, consecutive
 //! batches), then folded into the state.
 
-use bookend_journal::{AppendTicket, Batch, Durability, Journal, codec};
+use bookend_journal::{AppendTicket, Batch, Durability, Journal};
 
 use crate::error::Result;
 use crate::event::{Event, EventBody, StoredEvent};
+use crate::event_codec::encode_event;
+
+/// The most a batch buffer reserves up front: a drain larger than this
+/// grows its buffers as it fills them.
+const BATCH_BUFFER_MAX_BYTES: usize = 1 << 20;
 use crate::rules::Lifecycle;
 
 /// Events appended for one command, in the order they were submitted.
@@ -30,23 +35,16 @@ pub(super) fn submit(
 ) -> Result<Submitted> {
     let mut encoded = Vec::with_capacity(bodies.len());
     for body in bodies {
-        let bytes = codec::encode(&StoredEvent { at, body: body.clone() })?;
-        let frame_len = bookend_journal::format::FRAME_HEADER_SIZE
-            + bookend_journal::format::EVENT_PREFIX_SIZE
-            + bytes.len();
-        if frame_len > record_max {
-            return Err(bookend_journal::Error::RecordTooLarge { size: frame_len, max: record_max }.into());
-        }
+        let bytes = encode_event(&StoredEvent { at, body: body.clone() })?;
+        Batch::check_alone(bytes.len(), record_max)?;
         encoded.push(bytes);
     }
     let mut submitted = Submitted { tickets: Vec::new(), batches: Vec::new() };
-    let mut batch = Batch::with_capacity(encoded.iter().map(|e| e.len() + 4).sum::<usize>().min(record_max));
+    let total: usize = encoded.iter().map(Vec::len).sum();
+    let mut batch = Batch::with_capacity((total + 4 * encoded.len()).min(BATCH_BUFFER_MAX_BYTES));
     for bytes in &encoded {
-        let would_be = batch.frame_len() + bookend_journal::format::EVENT_PREFIX_SIZE + bytes.len();
-        if !batch.is_empty()
-            && (would_be > record_max || batch.len() >= bookend_journal::format::BATCH_EVENTS_MAX)
-        {
-            let full = std::mem::replace(&mut batch, Batch::with_capacity(record_max.min(1 << 20)));
+        if !batch.is_empty() && !batch.fits(bytes.len(), record_max) {
+            let full = std::mem::replace(&mut batch, Batch::with_capacity(BATCH_BUFFER_MAX_BYTES));
             submit_one(journal, full, durability, &mut submitted)?;
         }
         batch.push_encoded(bytes)?;

@@ -12,7 +12,7 @@ use super::Core;
 use super::options::CHECKPOINT_SYNC_TIMEOUT;
 use crate::error::{Error, Result};
 use crate::session::SessionState;
-use crate::store::{ProjectionStore, StoredMeta};
+use crate::store::{IdScan, ProjectionStore, StoredMeta};
 
 /// A checkpoint handed to the background writer: state as of a durable LSN.
 struct CheckpointJob {
@@ -37,18 +37,14 @@ pub(super) struct BackgroundCheckpoints {
     in_flight: usize,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The scan that fills the store's known-ids filter after open.
-    id_scan: Option<(ProjectionStore, std::thread::JoinHandle<()>)>,
+    id_scan: Option<IdScan>,
 }
 
 impl BackgroundCheckpoints {
-    pub(super) fn start(
-        store: ProjectionStore,
-        id_scan: Option<std::thread::JoinHandle<()>>,
-    ) -> Result<BackgroundCheckpoints> {
+    pub(super) fn start(store: ProjectionStore, id_scan: Option<IdScan>) -> Result<BackgroundCheckpoints> {
         let (jobs, job_rx) = std::sync::mpsc::channel::<CheckpointJob>();
         let (done_tx, done) = std::sync::mpsc::channel();
         // Built first, so a failure below still stops the scan (on drop).
-        let id_scan = id_scan.map(|scan| (store.clone(), scan));
         let mut background = BackgroundCheckpoints { jobs: None, done, in_flight: 0, thread: None, id_scan };
         let thread = std::thread::Builder::new()
             .name("bookend-checkpoint".into())
@@ -75,10 +71,8 @@ impl Drop for BackgroundCheckpoints {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        if let Some((store, scan)) = self.id_scan.take() {
-            store.stop_id_scan();
-            let _ = scan.join();
-        }
+        // Stops the scan (and waits for it) on drop.
+        self.id_scan = None;
     }
 }
 

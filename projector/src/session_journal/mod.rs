@@ -15,6 +15,7 @@
 
 mod append;
 mod checkpointer;
+mod consumers;
 mod open;
 mod options;
 mod pending;
@@ -61,6 +62,8 @@ struct Inner {
     options: SessionJournalOptions,
     poison: Mutex<Option<String>>,
     open_report: OpenReport,
+    /// Cursors held by live subscriptions, for acknowledgements by name.
+    consumers: consumers::LiveConsumers,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -256,7 +259,11 @@ impl SessionJournal {
         let pending = self.execute(Command::Close { reason, sessions }, None)?;
         let last = pending.value.lsn.unwrap_or(0);
         if !self.inner.journal.wait_durable_blocking(last, OPEN_SYNC_TIMEOUT)? {
-            return Err(Error::Journal(bookend_journal::Error::Closed));
+            let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
+            return Err(Error::Journal(bookend_journal::Error::Timeout {
+                what: "the close batch's fsync",
+                millis,
+            }));
         }
         let ack = pending.value;
         {
@@ -281,12 +288,6 @@ impl SessionJournal {
             store.flush()?;
         }
         Ok(())
-    }
-
-    /// Subscribes as the named consumer: events after its cursor, from
-    /// disk then live, durable only.
-    pub fn subscribe(&self, name: &str) -> Result<crate::consumer::Subscription> {
-        crate::consumer::Subscription::named(&self.inner.journal, name)
     }
 
     /// Subscribes anonymously from `from_lsn` (nothing is remembered).
@@ -318,19 +319,6 @@ impl SessionJournal {
     pub fn consumers(&self) -> Result<Vec<crate::cursor::ConsumerStatus>> {
         let j = &self.inner.journal;
         crate::cursor::consumer_statuses(&**j.fs(), j.dir(), Some(j.id()), j.durable_lsn())
-    }
-
-    /// Opens the cursor of the named consumer `name` (held exclusively until
-    /// dropped): what a server uses to resume and acknowledge for a client.
-    pub fn consumer_cursor(&self, name: &str) -> Result<crate::consumer::ConsumerCursor> {
-        let j = &self.inner.journal;
-        crate::consumer::ConsumerCursor::open(
-            j.fs().clone(),
-            j.dir(),
-            name,
-            Some(j.id()),
-            Some(j.durable_lsn()),
-        )
     }
 
     pub fn active(&self) -> Vec<SessionState> {

@@ -85,7 +85,14 @@ impl SessionJournal {
             open_ms = open_report.open_millis,
             "session journal opened"
         );
-        let inner = Inner { journal, core: Mutex::new(core), options, poison: Mutex::new(None), open_report };
+        let inner = Inner {
+            journal,
+            core: Mutex::new(core),
+            options,
+            poison: Mutex::new(None),
+            open_report,
+            consumers: Default::default(),
+        };
         let journal = SessionJournal { inner: Arc::new(inner) };
         journal.rebuild_if_store_failed()?;
         Ok(journal)

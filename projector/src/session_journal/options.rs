@@ -66,6 +66,19 @@ pub enum OnUnclean {
     Keep,
 }
 
+impl std::str::FromStr for OnUnclean {
+    type Err = String;
+
+    /// `end` or `keep`.
+    fn from_str(text: &str) -> std::result::Result<OnUnclean, String> {
+        match text {
+            "end" => Ok(OnUnclean::End),
+            "keep" => Ok(OnUnclean::Keep),
+            other => Err(format!("{other:?} is not an unclean-shutdown policy (end or keep)")),
+        }
+    }
+}
+
 /// Where the projection store lives.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum StoreLocation {

@@ -45,7 +45,9 @@ impl<T> Pending<T> {
             }
             Wait::Durable(lsn) => {
                 if !self.owner.inner.journal.wait_durable_blocking(lsn, OPEN_SYNC_TIMEOUT)? {
-                    return Err(Error::Journal(bookend_journal::Error::Closed));
+                    let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
+                    let what = "the fsync of an earlier answer";
+                    return Err(Error::Journal(bookend_journal::Error::Timeout { what, millis }));
                 }
             }
         }

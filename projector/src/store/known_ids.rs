@@ -120,6 +120,25 @@ impl KnownIds {
     }
 }
 
+/// The running scan that fills the known-ids filter; dropping it stops the
+/// scan and waits for its thread, so the store is never left scanned by a
+/// thread nobody owns.
+pub struct IdScan {
+    store: ProjectionStore,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for IdScan {
+    fn drop(&mut self) {
+        self.store.known.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(handle) = self.handle.take()
+            && handle.join().is_err()
+        {
+            tracing::warn!(store = %self.store.path().display(), "the known-ids scan panicked");
+        }
+    }
+}
+
 impl ProjectionStore {
     /// Starts the scan that fills the known-ids filter with every session id
     /// already in the store (`expected` of them), on its own thread; until it
@@ -128,7 +147,7 @@ impl ProjectionStore {
     ///
     /// If the previous owner saved the filter with the checkpoint at `lsn`
     /// (on a clean close), it is loaded instead and no scan runs (`None`).
-    pub fn start_id_scan(&self, stored: u64, lsn: u64) -> Result<Option<std::thread::JoinHandle<()>>> {
+    pub fn start_id_scan(&self, stored: u64, lsn: u64) -> Result<Option<IdScan>> {
         match self.load_known_ids(lsn) {
             Ok(true) => return Ok(None),
             Ok(false) => {}
@@ -165,7 +184,7 @@ impl ProjectionStore {
                     ),
                 }
             })
-            .map(Some)
+            .map(|handle| Some(IdScan { store: self.clone(), handle: Some(handle) }))
             .map_err(|e| Error::Io { op: "spawn the id scan for", path: self.path.clone(), source: e })
     }
 
@@ -251,11 +270,6 @@ impl ProjectionStore {
         }
         flush(&mut chunk)?;
         Ok(Some(count))
-    }
-
-    /// Asks a running id scan to stop soon.
-    pub fn stop_id_scan(&self) {
-        self.known.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether every stored id is in the known-ids filter.

@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::session::{Meta, SessionState};
 pub(crate) use guard::move_aside;
 use guard::{Guarded, guarded, store_error, sync_tree};
+pub use known_ids::IdScan;
 use known_ids::KnownIds;
 
 /// Bump when the stored state changes shape: older stores are rebuilt.
