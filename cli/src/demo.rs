@@ -84,7 +84,15 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     let clock = ManualClock::new(bookend_projector::Clock::now_ms(&SystemClock));
     let journal = open(dir, &clock)?;
     mark(dir, &journal)?;
+    users_start_chatting(&journal)?;
+    resets(&journal, &clock)?;
+    idle_expiry(&journal, &clock)?;
+    let journal = restart_and_crash(dir, journal, &clock)?;
+    consumer_catches_up(&journal)?;
+    shutdown_and_verify(dir, journal)
+}
 
+fn users_start_chatting(journal: &SessionJournal) -> anyhow::Result<()> {
     step(1, "Five users start chatting");
     for (id, key, platform) in [
         ("alice-1", "telegram:alice", "telegram"),
@@ -103,8 +111,10 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         seen += 1;
     }
     println!("   the memory-hooks consumer reads {seen} events, acknowledges them, then stops reading");
-    drop(hooks);
+    Ok(())
+}
 
+fn resets(journal: &SessionJournal, clock: &ManualClock) -> anyhow::Result<()> {
     step(2, "Alice types /new");
     clock.advance(2 * MINUTE);
     let end = journal.end("alice-1", EndReason::ManualReset)?.wait()?;
@@ -119,7 +129,10 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         println!("   {}", e.to_json());
     }
     println!("   (end and start are one atomic batch: no consumer ever sees one without the other)");
+    Ok(())
+}
 
+fn idle_expiry(journal: &SessionJournal, clock: &ManualClock) -> anyhow::Result<()> {
     step(4, "Carol and Dave keep chatting; Erin goes quiet; 35 minutes later the expiry watcher runs");
     for _ in 0..3 {
         clock.advance(10 * MINUTE);
@@ -142,21 +155,29 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
             println!("   flushed memory of {} and recorded session:expiry_finalized", s.id());
         }
     }
+    Ok(())
+}
 
+/// Closes for a restart, lets a child process resume and be killed -9,
+/// and returns the journal the next process opens.
+fn restart_and_crash(
+    dir: &Path,
+    journal: SessionJournal,
+    clock: &Arc<ManualClock>,
+) -> anyhow::Result<SessionJournal> {
     step(6, "The gateway restarts, keeping its sessions — and the new process is killed with SIGKILL");
     journal.close(CloseReason::Restart, Sessions::Keep)?;
     drop(journal);
     clock.advance(MINUTE);
-    let killed = run_child_and_kill(dir, clock.now())?;
+    let (pid, started) = run_child_and_kill(dir, clock.now())?;
     println!(
-        "   a gateway process (pid {}) resumed the kept sessions, started {}, and was killed -9",
-        killed.0,
-        killed.1.join(" and ")
+        "   a gateway process (pid {pid}) resumed the kept sessions, started {}, and was killed -9",
+        started.join(" and ")
     );
 
     step(7, "The next process opens the journal and recovers");
     clock.advance(MINUTE);
-    let journal = open(dir, &clock)?;
+    let journal = open(dir, clock)?;
     let report = journal.open_report().clone();
     println!(
         "   unclean shutdown found: {}; ended as crash_recovered in the journal:open batch:",
@@ -169,7 +190,10 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         journal.start(user(id, key, platform))?.wait()?;
         println!("   session:start {id} (the user comes back)");
     }
+    Ok(journal)
+}
 
+fn consumer_catches_up(journal: &SessionJournal) -> anyhow::Result<()> {
     step(8, "The memory-hooks consumer comes back and catches up from disk");
     let mut hooks = journal.subscribe("memory-hooks")?;
     let behind = journal.journal().durable_lsn().saturating_sub(hooks.acked().unwrap_or(0));
@@ -181,8 +205,10 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     println!(
         "   it was {behind} events behind; it read them in order, {ends} of them session:end, and is now caught up"
     );
-    drop(hooks);
+    Ok(())
+}
 
+fn shutdown_and_verify(dir: &Path, journal: SessionJournal) -> anyhow::Result<ExitCode> {
     step(9, "Graceful shutdown");
     let closed = journal.close(CloseReason::Shutdown, Sessions::End)?;
     println!("   one batch: {} session:end (shutdown) and journal:close", closed.events.len() - 1);

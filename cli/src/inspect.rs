@@ -12,7 +12,7 @@ use bookend_journal::fs::{Fs, StdFs};
 use bookend_projector::{Inspection, SessionState, VerifyReport};
 use serde_json::{Value, json};
 
-use crate::output::{progress, require_journal_dir, time};
+use crate::output::{progress, require_journal_dir, safe, time};
 
 fn fs() -> Arc<dyn Fs> {
     Arc::new(StdFs)
@@ -79,6 +79,21 @@ pub fn verify_report_json(r: &VerifyReport) -> Value {
 
 /// The human report of `verify`.
 pub fn print_verify_report(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
+    print_verify_counts(out, r)?;
+    print_verify_findings(out, r)?;
+    print_verify_damage(out, r)?;
+    match r.exit_code() {
+        0 => writeln!(out, "OK: every frame checks out and every lifecycle invariant holds"),
+        1 => writeln!(out, "FAILED: {} lifecycle violation(s)", r.violations_total),
+        _ if r.data_loss.is_some() && r.corruption.is_none() => {
+            writeln!(out, "FAILED: acknowledged data is missing")
+        }
+        _ => writeln!(out, "FAILED: the journal is corrupt"),
+    }
+}
+
+/// What the journal holds: segments, events, sessions and their ends.
+fn print_verify_counts(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
     if let Some(id) = &r.journal_id {
         writeln!(out, "journal id: {id}")?;
     }
@@ -97,16 +112,18 @@ pub fn print_verify_report(out: &mut impl Write, r: &VerifyReport) -> std::io::R
         r.sessions, r.spans, r.ends, r.open_sessions
     )?;
     for (reason, n) in &r.ends_by_reason {
-        writeln!(out, "  ended {reason}: {n}")?;
+        writeln!(out, "  ended {}: {n}", safe(reason))?;
     }
     if r.open_sessions > 0 {
-        let shown = r.open_session_ids.join(", ");
-        writeln!(
-            out,
-            "  open sessions: {shown}{}",
-            if r.open_sessions as usize > r.open_session_ids.len() { ", …" } else { "" }
-        )?;
+        let shown: Vec<_> = r.open_session_ids.iter().map(|id| safe(id)).collect();
+        let more = if r.open_sessions as usize > r.open_session_ids.len() { ", …" } else { "" };
+        writeln!(out, "  open sessions: {}{more}", shown.join(", "))?;
     }
+    Ok(())
+}
+
+/// What is worth knowing but harmless: a torn tail, violations, accepted losses.
+fn print_verify_findings(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
     if let Some(t) = &r.torn_tail {
         writeln!(
             out,
@@ -118,17 +135,17 @@ pub fn print_verify_report(out: &mut impl Write, r: &VerifyReport) -> std::io::R
         )?;
     }
     for v in &r.violations {
-        writeln!(
-            out,
-            "VIOLATION at LSN {}{}: {}",
-            v.lsn,
-            v.session_id.as_ref().map(|s| format!(" (session {s})")).unwrap_or_default(),
-            v.message
-        )?;
+        let session = v.session_id.as_ref().map(|s| format!(" (session {})", safe(s))).unwrap_or_default();
+        writeln!(out, "VIOLATION at LSN {}{session}: {}", v.lsn, safe(&v.message))?;
     }
     for (from, to) in &r.accepted_losses {
         writeln!(out, "accepted loss: LSNs {from}..={to} were lost and accepted with --accept-data-loss")?;
     }
+    Ok(())
+}
+
+/// Damage that stops a writer: corruption and missing acknowledged data.
+fn print_verify_damage(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
     if let Some(c) = &r.corruption {
         writeln!(out, "CORRUPTION in {} at byte offset {}: {}", c.segment.display(), c.offset, c.reason)?;
         writeln!(
@@ -144,14 +161,7 @@ pub fn print_verify_report(out: &mut impl Write, r: &VerifyReport) -> std::io::R
         )?;
         writeln!(out, "  restore the missing segment files from a backup, or open with --accept-data-loss")?;
     }
-    match r.exit_code() {
-        0 => writeln!(out, "OK: every frame checks out and every lifecycle invariant holds"),
-        1 => writeln!(out, "FAILED: {} lifecycle violation(s)", r.violations_total),
-        _ if r.data_loss.is_some() && r.corruption.is_none() => {
-            writeln!(out, "FAILED: acknowledged data is missing")
-        }
-        _ => writeln!(out, "FAILED: the journal is corrupt"),
-    }
+    Ok(())
 }
 
 pub fn verify(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
@@ -253,7 +263,7 @@ pub fn replay(dir: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for d in &report.differences {
-        writeln!(out, "DIFFERENCE: {d}")?;
+        writeln!(out, "DIFFERENCE: {}", safe(d))?;
     }
     writeln!(
         out,
@@ -313,13 +323,13 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         meta.awaiting_finalization.len()
     )?;
     for (reason, n) in &meta.ends_by_reason {
-        writeln!(out, "  ended {reason}: {n}")?;
+        writeln!(out, "  ended {}: {n}", safe(reason))?;
     }
     if consumers.is_empty() {
         writeln!(out, "consumers: none")?;
     }
     for c in &consumers {
-        let name = c["name"].as_str().unwrap_or("?");
+        let name = safe(c["name"].as_str().unwrap_or("?"));
         match c["error"].as_str() {
             Some(error) => writeln!(out, "consumer {name}: ERROR {error}")?,
             None => writeln!(out, "consumer {name}: acked LSN {}, lag {} events", c["acked_lsn"], c["lag"])?,

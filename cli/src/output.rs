@@ -1,6 +1,7 @@
 //! Printing: error messages people can act on, JSON lines, progress bars
 //! only when stderr is a terminal.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -54,6 +55,30 @@ pub fn progress(message: &'static str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Text from the journal made safe for a terminal: control characters
+/// (ESC, CR, …) and bidirectional overrides are shown escaped (`\x1b`,
+/// `\u{202e}`) and backslashes doubled, so a session id or reason cannot
+/// move the cursor, recolour the screen or forge a line of output.
+pub fn safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c == '\\' || needs_escape(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if needs_escape(c) && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Milliseconds since the epoch as an RFC 3339-ish UTC time for tables.
 pub fn time(ms: u64) -> String {
     let secs = ms / 1000;
@@ -82,5 +107,15 @@ mod tests {
     fn formats_utc_times() {
         assert_eq!(super::time(0), "1970-01-01 00:00:00");
         assert_eq!(super::time(1_763_719_200_000), "2025-11-21 10:00:00");
+    }
+
+    #[test]
+    fn escapes_what_could_drive_a_terminal() {
+        assert_eq!(super::safe("alice-1"), "alice-1");
+        assert_eq!(super::safe("x\x1b[2K\rOK"), "x\\x1b[2K\\x0dOK");
+        assert_eq!(super::safe("a\u{202e}b"), "a\\u{202e}b");
+        // Backslashes are doubled, so an escape cannot be faked by text.
+        assert_eq!(super::safe("a\\x1b"), "a\\\\x1b");
+        assert_eq!(super::safe("a\\b\n"), "a\\\\b\\x0a");
     }
 }

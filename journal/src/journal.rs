@@ -47,6 +47,7 @@ pub struct Journal {
 pub struct JournalStats {
     pub appends: u64,
     pub events: u64,
+    /// Group commits that wrote events (sync-only groups are not counted).
     pub groups: u64,
     pub fsyncs: u64,
     pub fsync_nanos_total: u64,

@@ -222,7 +222,10 @@ impl SegmentCursor {
         }
         while self.buf.len() < want {
             let have = self.buf.len();
-            let chunk = (want - have).max(self.read_size);
+            // Fill to the read size (or to `want`, for a frame bigger than
+            // it), growing the buffer exactly rather than by doubling.
+            let chunk = want.max(self.read_size) - have;
+            self.buf.reserve_exact(chunk);
             self.buf.resize(have + chunk, 0);
             let n = self
                 .file
@@ -327,35 +330,61 @@ impl SegmentCursor {
 
     /// Whether a valid frame starts anywhere after `from` in this file. Used
     /// to tell a torn tail (nothing valid after the damage) from corruption
-    /// in the middle (valid frames follow the damage).
+    /// in the middle (valid frames follow the damage). Reads the file in
+    /// windows, so memory stays bounded whatever the segment's size.
     pub fn valid_frame_after(&mut self, from: u64) -> Result<Option<u64>> {
+        // Preallocated space is zeros: no frame can start in it (though a
+        // frame may end in zeros, so it may extend up to the file's length).
+        let end = end_of_nonzero(&*self.file, &self.path, from)?;
         let len = self.file.size().ctx("stat", &self.path)?;
-        let mut tail = vec![0u8; len.saturating_sub(from) as usize];
-        let mut read = 0;
-        while read < tail.len() {
-            let n = self.file.read_at(&mut tail[read..], from + read as u64).ctx("read", &self.path)?;
-            if n == 0 {
+        let mut window = vec![0u8; SCAN_READ_SIZE_BYTES + format::FRAME_HEADER_SIZE];
+        let mut at = from + 1;
+        while at < end {
+            let n = read_full(&*self.file, &self.path, &mut window, at)?;
+            let starts = n.min(SCAN_READ_SIZE_BYTES).min((end - at) as usize);
+            if starts == 0 {
                 break;
             }
-            read += n;
-        }
-        tail.truncate(read);
-        // Preallocated space is zeros: no frame can start in it.
-        let end = tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-        let version = self.header.version;
-        for start in 1..end {
-            let rest = &tail[start..];
-            let Ok(header) = format::decode_frame_header(rest, version) else { continue };
-            if rest.len() < header.frame_len() {
-                continue;
+            for i in 0..starts {
+                if self.frame_checks_out(&window[i..n], at + i as u64, len)? {
+                    return Ok(Some(at + i as u64));
+                }
             }
-            let payload = &rest[header.header_len()..header.frame_len()];
-            if format::check_frame_payload(&header, payload).is_ok() {
-                return Ok(Some(from + start as u64));
-            }
+            at += starts as u64;
         }
         Ok(None)
     }
+
+    /// Whether a whole valid frame starts at `offset`, whose first bytes are
+    /// `bytes`; reads the rest of a frame longer than `bytes` from the file.
+    fn frame_checks_out(&self, bytes: &[u8], offset: u64, len: u64) -> Result<bool> {
+        let Ok(header) = format::decode_frame_header(bytes, self.header.version) else { return Ok(false) };
+        if offset + header.frame_len() as u64 > len {
+            return Ok(false);
+        }
+        if bytes.len() >= header.frame_len() {
+            let payload = &bytes[header.header_len()..header.frame_len()];
+            return Ok(format::check_frame_payload(&header, payload).is_ok());
+        }
+        // Bounded by the frame size limit decode_frame_header enforces.
+        let mut frame = vec![0u8; header.frame_len()];
+        let n = read_full(&*self.file, &self.path, &mut frame, offset)?;
+        Ok(n == frame.len() && format::check_frame_payload(&header, &frame[header.header_len()..]).is_ok())
+    }
+}
+
+/// Reads into `buf` from `at` until it is full or the file ends; returns
+/// how many bytes were read.
+fn read_full(file: &dyn FsFile, path: &Path, buf: &mut [u8], at: u64) -> Result<usize> {
+    let mut read = 0;
+    while read < buf.len() {
+        let n = file.read_at(&mut buf[read..], at + read as u64).ctx("read", path)?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    Ok(read)
 }
 
 /// The offset just past the last non-zero byte at or after `from` (`from`

@@ -58,6 +58,12 @@ impl EndReason {
         }
     }
 
+    /// The metrics label for this reason: its name if bookend knows it,
+    /// `other` if not (so clients cannot grow the label set).
+    pub fn name(&self) -> &'static str {
+        END_REASONS.iter().find(|(r, _)| r == self).map_or("other", |(_, name)| name)
+    }
+
     /// Parses a reason; names bookend does not know become `Other`.
     pub fn parse(name: &str) -> EndReason {
         END_REASONS

@@ -210,7 +210,6 @@ impl Writer {
     /// Writes one group; acknowledges its buffered appends and queues the
     /// rest to be completed by the fsync that covers them.
     fn commit(&mut self, mut group: Vec<Request>) -> Next {
-        self.shared.counters.groups.fetch_add(1, Ordering::Relaxed);
         if let Some(cause) = self.shared.poisoned() {
             for req in group {
                 Done::from(req).fail(Error::Poisoned { cause: cause.clone() });
@@ -225,6 +224,8 @@ impl Writer {
             })
             .sum();
         if group_events > 0 {
+            // Counted with the histogram: a group is a write of events.
+            self.shared.counters.groups.fetch_add(1, Ordering::Relaxed);
             self.shared.counters.group_events.observe(&GROUP_BUCKETS_EVENTS, group_events);
         }
         let mut result = Ok(());
