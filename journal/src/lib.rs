@@ -9,19 +9,20 @@
 //! The journal knows nothing about sessions: events are opaque values that
 //! the [`codec`] turns into bytes.
 //!
-//! ```no_run
+//! ```
 //! use bookend_journal::{Batch, Durability, Journal, JournalOptions};
 //! # fn main() -> bookend_journal::Result<()> {
-//! let journal = Journal::open("/var/lib/gateway/journal", JournalOptions::default())?;
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let dir = tmp.path().join("journal");
+//! let journal = Journal::open(&dir, JournalOptions::default())?;
 //! let ack = journal.append_blocking(Batch::of(&("session:start", "s1"))?, Durability::Durable)?;
 //! let mut reader = journal.reader(1)?;
 //! while let Some(frame) = reader.next_frame()? {
 //!     for (lsn, bytes) in frame.events() {
 //!         let event: (String, String) = bookend_journal::codec::decode(bytes)?;
-//!         println!("{lsn}: {event:?}");
+//!         assert_eq!((lsn, event), (ack.first_lsn, ("session:start".into(), "s1".into())));
 //!     }
 //! }
-//! # let _ = ack;
 //! journal.close()
 //! # }
 //! ```

@@ -55,6 +55,14 @@ pub enum Sessions {
 
 /// A start command: the fields of `session:start`, and what to do when its
 /// key already has an active session.
+///
+/// ```
+/// use bookend_projector::Start;
+///
+/// let start = Start::new("s1").key("slack:T01:C02").platform("slack").user_id("U03").attr("model", "m1");
+/// assert_eq!(start.fields.key.as_deref(), Some("slack:T01:C02"));
+/// assert!(start.supersede, "a new start on a busy key ends the old session first");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Start {
     /// An empty `session_id` means "mint one" (a UUIDv7).
@@ -210,7 +218,25 @@ pub struct CommandLine {
     pub at: Option<u64>,
 }
 
-/// Parses one JSON command object.
+/// Parses one JSON command object: the language of `bookend append` and
+/// `POST /v1/commands`, for a gateway that receives commands as JSON.
+///
+/// ```
+/// use bookend_projector::{Command, SessionJournal, SessionJournalOptions, parse_command};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let tmp = tempfile::tempdir()?;
+/// let journal = SessionJournal::open(tmp.path().join("journal"), SessionJournalOptions::default())?;
+/// let line = parse_command(serde_json::json!({"cmd": "start", "session_id": "s1", "key": "cli:me"}))?;
+/// assert!(matches!(line.command, Command::Start(_)));
+/// let ack = journal.execute(line.command, line.at)?.wait()?;
+/// assert_eq!(ack.to_json()["session_id"], "s1");
+///
+/// let bad = parse_command(serde_json::json!({"cmd": "touch"})).unwrap_err();
+/// assert_eq!(bad.kind(), "invalid_command");
+/// # Ok(())
+/// # }
+/// ```
 pub fn parse_command(value: Value) -> Result<CommandLine, LifecycleError> {
     let Value::Object(mut map) = value else {
         return Err(LifecycleError::Invalid { reason: "a command must be a JSON object".into() });
@@ -280,24 +306,68 @@ impl Ack {
 mod tests {
     use super::*;
 
+    fn parsed(line: &str) -> CommandLine {
+        parse_command(serde_json::from_str(line).unwrap()).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    fn command(line: &str) -> Command {
+        let parsed = parsed(line);
+        assert_eq!(parsed.at, None, "{line}");
+        parsed.command
+    }
+
     #[test]
     fn parses_the_documented_shapes() {
-        let lines = [
-            r#"{"cmd":"start","session_id":"s1","key":"telegram:42","platform":"telegram","user_id":"u1"}"#,
-            r#"{"cmd":"touch","session_id":"s1"}"#,
-            r#"{"cmd":"flush","session_id":"s1","marker":"memory"}"#,
-            r#"{"cmd":"end","session_id":"s1","reason":"manual_reset"}"#,
-            r#"{"cmd":"reopen","session_id":"s1","reason":"resume"}"#,
-            r#"{"cmd":"expire","idle_minutes":30}"#,
-            r#"{"cmd":"finalized","session_id":"s1"}"#,
-            r#"{"cmd":"finalize_failed","session_id":"s1","error":"..."}"#,
-            r#"{"cmd":"reap","ttl_ms":90000}"#,
-            r#"{"cmd":"close","reason":"shutdown","sessions":"end","at":5}"#,
-        ];
-        for line in lines {
-            let parsed = parse_command(serde_json::from_str(line).unwrap());
-            assert!(parsed.is_ok(), "{line}: {parsed:?}");
-        }
+        let start = command(
+            r#"{"cmd":"start","session_id":"s1","key":"telegram:42","platform":"telegram","user_id":"u1","attrs":{"model":"m"}}"#,
+        );
+        let expected =
+            Start::new("s1").key("telegram:42").platform("telegram").user_id("u1").attr("model", "m");
+        assert_eq!(start, Command::Start(expected));
+        let touch = command(r#"{"cmd":"touch","session_id":"s1"}"#);
+        assert_eq!(touch, Command::Touch { session_id: "s1".into() });
+        let flush = command(r#"{"cmd":"flush","session_id":"s1","marker":"memory"}"#);
+        assert_eq!(flush, Command::Flush { session_id: "s1".into(), marker: "memory".into() });
+        let end = command(r#"{"cmd":"end","session_id":"s1","reason":"manual_reset"}"#);
+        assert_eq!(end, Command::End { session_id: "s1".into(), reason: EndReason::ManualReset });
+        let reopen = command(r#"{"cmd":"reopen","session_id":"s1","reason":"resume"}"#);
+        assert_eq!(reopen, Command::Reopen { session_id: "s1".into(), reason: "resume".into() });
+        let expire = command(r#"{"cmd":"expire","idle_minutes":30}"#);
+        let policy =
+            Command::Expire { idle_minutes: Some(30), daily_at_hour: None, utc_offset_minutes: None };
+        assert_eq!(expire, policy);
+        assert_eq!(
+            command(r#"{"cmd":"finalized","session_id":"s1"}"#),
+            Command::Finalized { session_id: "s1".into() }
+        );
+        let failed = command(r#"{"cmd":"finalize_failed","session_id":"s1","error":"disk full"}"#);
+        assert_eq!(failed, Command::FinalizeFailed { session_id: "s1".into(), error: "disk full".into() });
+        assert_eq!(command(r#"{"cmd":"reap","ttl_ms":90000}"#), Command::Reap { ttl_ms: 90_000 });
+        let close = parsed(r#"{"cmd":"close","reason":"shutdown","sessions":"end","at":5}"#);
+        assert_eq!(close.command, Command::Close { reason: CloseReason::Shutdown, sessions: Sessions::End });
+        assert_eq!(close.at, Some(5));
+    }
+
+    #[test]
+    fn fills_in_the_documented_defaults() {
+        let Command::Start(start) = command(r#"{"cmd":"start"}"#) else { panic!("not a start") };
+        assert_eq!(start.fields.session_id, "", "an absent id is minted on append");
+        assert!(start.supersede, "a start supersedes by default");
+        let Command::Start(start) = command(r#"{"cmd":"start","session_id":null,"supersede":false}"#) else {
+            panic!("not a start")
+        };
+        assert!(!start.supersede);
+        let reopen = command(r#"{"cmd":"reopen","session_id":"s1"}"#);
+        assert_eq!(reopen, Command::Reopen { session_id: "s1".into(), reason: "resume".into() });
+        let end = command(r#"{"cmd":"end","session_id":"s1","reason":"gone_fishing"}"#);
+        assert_eq!(
+            end,
+            Command::End { session_id: "s1".into(), reason: EndReason::Other("gone_fishing".into()) }
+        );
+        assert_eq!(
+            Command::reset_policy(Some(30), Some(4), Some(60)),
+            ResetPolicy { mode: ResetMode::Both, idle_minutes: 30, daily_at_hour: 4, utc_offset_minutes: 60 }
+        );
     }
 
     #[test]

@@ -51,6 +51,22 @@ impl std::fmt::Debug for Subscription {
     }
 }
 
+/// ```
+/// use bookend_projector::{SessionJournal, SessionJournalOptions, Start};
+///
+/// # fn main() -> Result<(), bookend_projector::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let journal = SessionJournal::open(tmp.path().join("journal"), SessionJournalOptions::default())?;
+/// journal.start(Start::new("s1"))?.wait()?;
+///
+/// // Everything from LSN 1, only the session events a dashboard draws.
+/// let mut feed = journal.subscribe_from(1)?.with_types(&["session:start", "session:end"])?;
+/// let first = feed.try_next()?.expect("the start is durable");
+/// assert_eq!(first.body.session_id(), Some("s1"));
+/// assert!(feed.try_next()?.is_none(), "caught up; next_blocking would wait");
+/// # Ok(())
+/// # }
+/// ```
 impl Subscription {
     fn new(follower: Follower, cursor: Option<ConsumerCursor>) -> Subscription {
         Subscription {

@@ -35,6 +35,22 @@ impl std::fmt::Debug for Inspection {
     }
 }
 
+/// ```
+/// use bookend_projector::{CloseReason, Inspection, SessionJournal, SessionJournalOptions, Sessions, Start};
+///
+/// # fn main() -> Result<(), bookend_projector::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// # let dir = tmp.path().join("journal");
+/// # let journal = SessionJournal::open(&dir, SessionJournalOptions::default())?;
+/// # journal.start(Start::new("s1"))?.wait()?;
+/// # journal.close(CloseReason::Shutdown, Sessions::Keep)?;
+/// // Read-only, safe beside a running writer: what `bookend sessions` shows.
+/// let view = Inspection::open(&dir)?;
+/// let active = view.sessions_where(|s| s.active)?;
+/// assert_eq!(active[0].id(), "s1");
+/// # Ok(())
+/// # }
+/// ```
 impl Inspection {
     /// Reads and folds the journal in `dir` on the real file system.
     pub fn open(dir: &Path) -> Result<Inspection> {

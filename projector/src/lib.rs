@@ -2,6 +2,61 @@
 //! keep every span closed by exactly one `session:end`, the projections
 //! folded from the journal (with sled checkpoints), and [`SessionJournal`],
 //! the one type a gateway holds.
+//!
+//! # A gateway, whole
+//!
+//! Open the journal once per process, tell it about every lifecycle change
+//! before acting on it, let a watcher expire idle sessions, let consumers
+//! read through durable cursors, and close it on the way out. Every command
+//! answers with a [`Pending`]: `.wait()` it from sync code or `.await` it.
+//!
+//! ```
+//! use bookend_projector::{
+//!     CloseReason, EndReason, ManualClock, ResetPolicy, SessionJournal, SessionJournalOptions, Sessions, Start,
+//! };
+//!
+//! # fn main() -> Result<(), bookend_projector::Error> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let dir = tmp.path().join("journal");
+//! // A clock the example drives; a gateway uses the default system clock.
+//! let clock = ManualClock::new(1_700_000_000_000);
+//! let options = SessionJournalOptions { clock: clock.clone(), ..SessionJournalOptions::default() };
+//! let journal = SessionJournal::open(&dir, options)?;
+//!
+//! // A message arrives on a chat: start its session (durable when `wait` returns).
+//! let ack = journal.start(Start::new("alice-1").key("telegram:alice").platform("telegram"))?.wait()?;
+//! assert_eq!(ack.session_id.as_deref(), Some("alice-1"));
+//! journal.touch("alice-1")?.wait()?;
+//!
+//! // Forty idle minutes later the expiry watcher ends it, exactly once.
+//! clock.advance(40 * 60_000);
+//! let expired = journal.expire(clock.now(), ResetPolicy::idle(30))?.wait()?;
+//! assert_eq!(expired.events.len(), 1);
+//!
+//! // The memory provider reads through its own durable cursor: it sees the
+//! // end, flushes, records that it is done, and acknowledges.
+//! let mut memory = journal.subscribe("memory")?;
+//! while let Some(event) = memory.try_next()? {
+//!     if event.body.type_name() == "session:end" {
+//!         let id = event.body.session_id().unwrap_or_default().to_string();
+//!         journal.mark_flushed(&id, "memory")?.wait()?;
+//!         journal.finalized(&id)?.wait()?;
+//!     }
+//!     memory.ack(event.lsn)?;
+//! }
+//! assert!(journal.pending_finalization()?.is_empty());
+//! drop(memory);
+//!
+//! // The user is back: a new session on the same key.
+//! journal.start(Start::new("alice-2").key("telegram:alice"))?.wait()?;
+//!
+//! // Shutdown ends what is still open, in one batch with `journal:close`.
+//! let closed = journal.close(CloseReason::Shutdown, Sessions::End)?;
+//! assert_eq!(closed.events.len(), 2);
+//! assert_eq!(journal.get("alice-2")?.and_then(|s| s.end_reason), Some(EndReason::Shutdown));
+//! # Ok(())
+//! # }
+//! ```
 
 mod command;
 mod consumer;

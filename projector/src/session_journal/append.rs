@@ -7,11 +7,11 @@ use bookend_journal::{AppendTicket, Batch, Durability, Journal};
 use crate::error::Result;
 use crate::event::{Event, EventBody, StoredEvent};
 use crate::event_codec::encode_event;
+use crate::rules::Lifecycle;
 
 /// The most a batch buffer reserves up front: a drain larger than this
 /// grows its buffers as it fills them.
 const BATCH_BUFFER_MAX_BYTES: usize = 1 << 20;
-use crate::rules::Lifecycle;
 
 /// Events appended for one command, in the order they were submitted.
 pub(super) struct Submitted {
