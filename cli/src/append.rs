@@ -22,7 +22,7 @@ use anyhow::Context;
 use bookend_journal::Durability;
 use bookend_projector::{
     Ack, CloseReason, Command, OnUnclean, Pending, SessionJournal, SessionJournalOptions, Sessions,
-    parse_command,
+    parse_command_text,
 };
 
 use crate::output::error_ack;
@@ -176,11 +176,7 @@ fn read_until_end(journal: &SessionJournal, input: &Input, tx: &SyncSender<Item>
 
 /// Validates one line and hands it to the journal.
 fn submit(journal: &SessionJournal, bytes: &[u8], line: u64, closed: &mut bool) -> Item {
-    let value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
-        Err(e) => return Item::Refused { line, kind: "malformed_json", message: e.to_string() },
-    };
-    let parsed = match parse_command(value) {
+    let parsed = match parse_command_text(bytes) {
         Ok(p) => p,
         Err(e) => return Item::Refused { line, kind: e.kind(), message: e.to_string() },
     };

@@ -18,39 +18,77 @@ fn fs() -> Arc<dyn Fs> {
     Arc::new(StdFs)
 }
 
-pub fn sessions(dir: &Path, active: bool, key: Option<String>, as_json: bool) -> anyhow::Result<ExitCode> {
+/// Which sessions `bookend sessions` lists.
+pub struct SessionFilter {
+    pub active: bool,
+    pub key: Option<String>,
+    pub limit: Option<usize>,
+}
+
+pub fn sessions(dir: &Path, filter: SessionFilter, as_json: bool) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
-    let journal = Inspection::open(dir).context("folding the journal")?;
-    let rows: Vec<SessionState> = journal
-        .sessions_where(|s| (!active || s.active) && key.as_deref().is_none_or(|k| s.key() == Some(k)))?;
-    let mut out = std::io::stdout().lock();
-    if as_json {
-        for s in &rows {
-            writeln!(out, "{}", s.to_json())?;
-        }
-        return Ok(ExitCode::SUCCESS);
+    let bar = progress("reading the journal");
+    let journal = Inspection::open_with_progress(fs(), dir, |lsn| bar.set_position(lsn))
+        .context("folding the journal")?;
+    bar.finish_and_clear();
+    let keep = |s: &SessionState| {
+        (!filter.active || s.active) && filter.key.as_deref().is_none_or(|k| s.key() == Some(k))
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut shown, mut active) = (0u64, 0u64);
+    if !as_json {
+        write_session_header(&mut out)?;
     }
+    journal.for_each_in_start_order(keep, filter.limit, |s| {
+        shown += 1;
+        active += u64::from(s.active);
+        let written = if as_json { writeln!(out, "{}", s.to_json()) } else { write_session_row(&mut out, s) };
+        written.map_err(|e| bookend_projector::Error::Io { op: "write", path: "stdout".into(), source: e })
+    })?;
+    if !as_json {
+        let more = if filter.limit.is_some_and(|l| shown as usize == l) { " (--limit reached)" } else { "" };
+        writeln!(out, "{shown} sessions shown ({active} active){more}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+const SESSION_COLUMNS: [&str; 9] = [
+    "SESSION",
+    "KEY",
+    "PLATFORM",
+    "STATE",
+    "STARTED (UTC)",
+    "LAST ACTIVITY (UTC)",
+    "ENDED (UTC)",
+    "END REASON",
+    "SPANS",
+];
+
+fn write_session_header(out: &mut impl Write) -> std::io::Result<()> {
+    let c = SESSION_COLUMNS;
     writeln!(
         out,
-        "{:<38} {:<20} {:<10} {:<8} {:<19} {:<19} {:<16} {:>5}",
-        "SESSION", "KEY", "PLATFORM", "STATE", "STARTED (UTC)", "ENDED (UTC)", "END REASON", "SPANS"
-    )?;
-    for s in &rows {
-        writeln!(
-            out,
-            "{:<38} {:<20} {:<10} {:<8} {:<19} {:<19} {:<16} {:>5}",
-            s.id(),
-            s.key().unwrap_or("-"),
-            s.start.platform.as_deref().unwrap_or("-"),
-            if s.active { "active" } else { "ended" },
-            time(s.started_at),
-            s.ended_at.map_or_else(|| "-".to_string(), time),
-            s.end_reason.as_ref().map_or("-", |r| r.as_str()),
-            s.spans
-        )?;
-    }
-    writeln!(out, "{} sessions ({} active)", rows.len(), rows.iter().filter(|s| s.active).count())?;
-    Ok(ExitCode::SUCCESS)
+        "{:<38} {:<24} {:<10} {:<6} {:<19} {:<19} {:<19} {:<16} {:>5}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+    )
+}
+
+/// One row, in start order; every text from the journal escaped.
+fn write_session_row(out: &mut impl Write, s: &SessionState) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<38} {:<24} {:<10} {:<6} {:<19} {:<19} {:<19} {:<16} {:>5}",
+        safe(s.id()),
+        safe(s.key().unwrap_or("-")),
+        safe(s.start.platform.as_deref().unwrap_or("-")),
+        if s.active { "active" } else { "ended" },
+        time(s.started_at),
+        time(s.last_activity_at),
+        s.ended_at.map_or_else(|| "-".to_string(), time),
+        safe(s.end_reason.as_ref().map_or("-", |r| r.as_str())),
+        s.spans
+    )
 }
 
 pub fn verify_report_json(r: &VerifyReport) -> Value {

@@ -88,9 +88,9 @@ enum Command {
         #[arg(long = "type", value_delimiter = ',')]
         types: Vec<String>,
     },
-    /// Show the session table folded from the journal.
+    /// Show the session table folded from the journal, in start order.
     #[command(
-        after_help = "Examples:\n  bookend sessions --dir ./j --active\n  bookend sessions --dir ./j --key telegram:42 --json"
+        after_help = "Examples:\n  bookend sessions --dir ./j --active\n  bookend sessions --dir ./j --limit 20\n  bookend sessions --dir ./j --key telegram:42 --json"
     )]
     Sessions {
         #[command(flatten)]
@@ -101,6 +101,9 @@ enum Command {
         /// Only sessions on this key.
         #[arg(long)]
         key: Option<String>,
+        /// At most this many sessions (the first ones, in start order).
+        #[arg(long)]
+        limit: Option<usize>,
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
@@ -146,7 +149,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  bookend serve --dir ./j --listen 127.0.0.1:7311\n  bookend serve --dir ./j --idle-minutes 30 --reap-ttl-ms 90000 --on-shutdown end\n  bookend serve --config serve.json"
     )]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// (internal) The gateway process the demo kills.
     #[command(hide = true)]
     DemoChild {
@@ -161,7 +164,14 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BOOKEND_LOG")
+    // sled's own debug output is its internals, not bookend's: quiet unless
+    // BOOKEND_LOG names it (for example BOOKEND_LOG=debug,sled=debug).
+    let directives = match std::env::var("BOOKEND_LOG") {
+        Ok(v) if v.contains("sled") => v,
+        Ok(v) => format!("{v},sled=warn"),
+        Err(_) => format!("{level},sled=warn"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
@@ -182,13 +192,15 @@ fn main() -> ExitCode {
         Command::Tail { dir, from, follow, consumer, types } => {
             tail::run(&dir.dir, from, follow, consumer, types)
         }
-        Command::Sessions { dir, active, key, json } => inspect::sessions(&dir.dir, active, key, json),
+        Command::Sessions { dir, active, key, limit, json } => {
+            inspect::sessions(&dir.dir, inspect::SessionFilter { active, key, limit }, json)
+        }
         Command::Verify { dir, json } => inspect::verify(&dir.dir, json),
         Command::Repair { dir } => inspect::repair(&dir.dir),
         Command::Replay { dir } => inspect::replay(&dir.dir),
         Command::Stats { dir, json } => inspect::stats(&dir.dir, json),
         Command::Demo { dir } => demo::run(&dir),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::DemoChild { dir } => demo::child(&dir.dir),
     };
     match result {

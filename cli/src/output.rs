@@ -12,7 +12,16 @@ use serde_json::{Value, json};
 pub const EXIT_CORRUPTION: u8 = 2;
 
 /// Prints `error: …` with the cause chain; corruption and lost data exit 2.
+/// A closed stdout (`bookend sessions | head`) is not an error: the reader
+/// had enough, and the command exits 0 quietly.
 pub fn report_error(e: &anyhow::Error) -> ExitCode {
+    let broken_pipe = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(c.downcast_ref::<bookend_projector::Error>(), Some(bookend_projector::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
     eprintln!("error: {e:#}");
     let damaged = |j: &bookend_journal::Error| {
         matches!(j, bookend_journal::Error::Corruption { .. } | bookend_journal::Error::DataLoss { .. })

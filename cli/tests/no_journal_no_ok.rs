@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{append, run};
+use common::run;
 
 #[test]
 fn read_only_commands_refuse_a_directory_without_a_journal() {
@@ -34,11 +34,19 @@ fn read_only_commands_refuse_a_directory_without_a_journal() {
 #[test]
 fn verify_of_a_corrupt_journal_reports_what_it_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let big = "x".repeat(900_000);
-    let lines: String = (0..200)
-        .map(|i| format!("{{\"cmd\":\"start\",\"session_id\":\"s{i}\",\"attrs\":{{\"a\":\"{big}\"}}}}\n"))
-        .collect();
-    assert!(append(dir.path(), &lines, &[]).status.success());
+    // Small segments, so the journal has several to lose one of.
+    let mut options = bookend_projector::SessionJournalOptions::default();
+    options.journal.segment_size_max_bytes = 64 * 1024;
+    let journal = bookend_projector::SessionJournal::open(dir.path(), options).unwrap();
+    let big = "x".repeat(8 * 1024);
+    for i in 0..40 {
+        journal
+            .start(bookend_projector::Start::new(format!("s{i}")).attr("a", big.as_str()))
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    drop(journal);
     let mut segments: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())

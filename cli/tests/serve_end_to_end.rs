@@ -41,7 +41,7 @@ fn commands_sessions_events_metrics_and_clean_stop() {
     assert_eq!(status, 400);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["kind"], "malformed_json");
     let (status, _) = server.request("POST", "/v1/commands", &[("Content-Type", "text/plain")], Some("{}"));
-    assert_eq!(status, 400);
+    assert_eq!(status, 415);
     let huge = format!(r#"{{"cmd":"start","session_id":"{}"}}"#, "x".repeat(8000));
     let (status, body) =
         server.request("POST", "/v1/commands", &[("Content-Type", "application/json")], Some(&huge));
@@ -50,9 +50,9 @@ fn commands_sessions_events_metrics_and_clean_stop() {
 
     let (status, body) = server.request("GET", "/v1/sessions?active=true", &[], None);
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(), 0);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["sessions"].as_array().unwrap().len(), 0);
     let (_, body) = server.request("GET", "/v1/sessions?end_reason=superseded", &[], None);
-    let rows: Value = serde_json::from_str(&body).unwrap();
+    let rows: Value = serde_json::from_str::<Value>(&body).unwrap()["sessions"].clone();
     assert_eq!(rows[0]["session_id"], "s1");
     assert_eq!(rows[0]["next_id"], "s2");
     let (status, _) = server.request("GET", "/v1/sessions/nobody", &[], None);
@@ -82,7 +82,12 @@ fn commands_sessions_events_metrics_and_clean_stop() {
         assert_eq!(lsn_of(&hooks.next_event().unwrap()), expected);
     }
     drop(hooks);
-    let (status, body) = server.request("POST", "/v1/consumers/memory-hooks/ack", &[], Some(r#"{"lsn":3}"#));
+    let (status, body) = server.request(
+        "POST",
+        "/v1/consumers/memory-hooks/ack",
+        &[("Content-Type", "application/json")],
+        Some(r#"{"lsn":3}"#),
+    );
     assert_eq!(status, 200, "{body}");
     let mut hooks = SseClient::connect(&server.addr, "/v1/events?consumer=memory-hooks", &[]);
     assert_eq!(lsn_of(&hooks.next_event().unwrap()), 4, "unacknowledged events are delivered again");

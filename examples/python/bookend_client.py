@@ -110,10 +110,23 @@ class BookendClient:
 
     # ---- queries ----
 
-    def sessions(self, active=None, key=None, end_reason=None):
-        query = {k: v for k, v in {"active": "true" if active else None, "key": key, "end_reason": end_reason}.items() if v}
+    def sessions_page(self, active=None, key=None, end_reason=None, limit=None, after=None):
+        """One page: {"sessions": [...], "next": LSN or None}, in start order."""
+        query = {"active": None if active is None else ("true" if active else "false"),
+                 "key": key, "end_reason": end_reason, "limit": limit, "after": after}
+        query = {k: v for k, v in query.items() if v is not None}
         suffix = "?" + urllib.parse.urlencode(query) if query else ""
         return self._request("GET", "/v1/sessions" + suffix)
+
+    def sessions(self, active=None, key=None, end_reason=None):
+        """Every matching session, page by page, in start order."""
+        out, after = [], None
+        while True:
+            page = self.sessions_page(active, key, end_reason, limit=1000, after=after)
+            out.extend(page["sessions"])
+            after = page["next"]
+            if after is None:
+                return out
 
     def session(self, session_id):
         try:

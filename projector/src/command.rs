@@ -162,6 +162,15 @@ pub enum Command {
         session_id: String,
         reason: EndReason,
     },
+    /// `{"cmd":"end","key":K,"reason":R}`: ends whatever session is active
+    /// on `key`; a no-op (an ack naming no session) if none is. For
+    /// gateways whose end events carry only the key (hermes's `session:end`
+    /// and `session:reset`).
+    #[serde(rename = "end", skip_deserializing)]
+    EndKey {
+        key: String,
+        reason: EndReason,
+    },
     Reopen {
         session_id: String,
         #[serde(default = "resume")]
@@ -192,6 +201,23 @@ pub enum Command {
 }
 
 impl Command {
+    /// The session a command is about, if it names one.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            Command::Start(start) => Some(&start.fields.session_id),
+            Command::Touch { session_id }
+            | Command::Flush { session_id, .. }
+            | Command::End { session_id, .. }
+            | Command::Reopen { session_id, .. }
+            | Command::Finalized { session_id }
+            | Command::FinalizeFailed { session_id, .. } => Some(session_id),
+            Command::EndKey { .. }
+            | Command::Expire { .. }
+            | Command::Reap { .. }
+            | Command::Close { .. } => None,
+        }
+    }
+
     /// The reset policy of an `expire` command: idle if only `idle_minutes`
     /// is given, daily if only `daily_at_hour`, both if both.
     pub fn reset_policy(idle: Option<u64>, daily: Option<u8>, offset: Option<i32>) -> ResetPolicy {
@@ -251,6 +277,9 @@ pub fn parse_command(value: Value) -> Result<CommandLine, LifecycleError> {
         }
     };
     let cmd = map.get("cmd").and_then(Value::as_str).map(str::to_string);
+    if cmd.as_deref() == Some("end") && map.contains_key("key") {
+        return parse_keyed_end(map).map(|command| CommandLine { command, at });
+    }
     let command = serde_json::from_value::<Command>(Value::Object(map)).map_err(|e| {
         let reason = match cmd {
             None => "missing \"cmd\" (start, touch, flush, end, reopen, expire, finalized, finalize_failed, reap, close)".to_string(),
@@ -259,6 +288,37 @@ pub fn parse_command(value: Value) -> Result<CommandLine, LifecycleError> {
         LifecycleError::Invalid { reason }
     })?;
     Ok(CommandLine { command, at })
+}
+
+/// `{"cmd":"end","key":K,"reason":R}`; a session id as well is refused
+/// (which one would be meant?).
+fn parse_keyed_end(mut map: serde_json::Map<String, Value>) -> Result<Command, LifecycleError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct KeyedEnd {
+        key: String,
+        reason: EndReason,
+    }
+    map.remove("cmd");
+    if map.contains_key("session_id") {
+        let reason = "end: give session_id or key, not both".to_string();
+        return Err(LifecycleError::Invalid { reason });
+    }
+    let end: KeyedEnd = serde_json::from_value(Value::Object(map))
+        .map_err(|e| LifecycleError::Invalid { reason: format!("end: {e}") })?;
+    Ok(Command::EndKey { key: end.key, reason: end.reason })
+}
+
+/// Parses one command from JSON text, refusing what `serde_json` would let
+/// through silently: a key given twice (which value was meant?).
+pub fn parse_command_text(text: &[u8]) -> Result<CommandLine, LifecycleError> {
+    parse_command(parse_json(text)?)
+}
+
+/// JSON text as a value, refusing a key given twice in any object
+/// (`malformed_json`): for a request that holds several commands.
+pub fn parse_json(text: &[u8]) -> Result<Value, LifecycleError> {
+    crate::json::parse_strict(text).map_err(|reason| LifecycleError::Malformed { reason })
 }
 
 /// What a command did. `lsn` is the LSN that answers it: the session's
@@ -291,16 +351,32 @@ impl Ack {
             v["reason"] = json!(reason.as_str());
         }
         if self.events.len() > 1 || (self.session_id.is_none() && !self.events.is_empty()) {
-            v["events"] = Value::Array(
-                self.events
-                    .iter()
-                    .map(|e| json!({"lsn": e.lsn, "type": e.body.type_name(), "session_id": e.body.session_id()}))
-                    .collect(),
-            );
+            self.describe_events(&mut v);
         }
         v
     }
+
+    /// Counts, and the first [`ACK_EVENTS_SHOWN_MAX`] events: an expire of
+    /// 400 000 sessions answers in a few kilobytes, not megabytes.
+    fn describe_events(&self, v: &mut Value) {
+        let ended = self.events.iter().filter(|e| e.body.type_name() == "session:end").count();
+        v["ended"] = json!(ended);
+        v["events_total"] = json!(self.events.len());
+        v["events"] = Value::Array(
+            self.events
+                .iter()
+                .take(ACK_EVENTS_SHOWN_MAX)
+                .map(|e| json!({"lsn": e.lsn, "type": e.body.type_name(), "session_id": e.body.session_id()}))
+                .collect(),
+        );
+        if self.events.len() > ACK_EVENTS_SHOWN_MAX {
+            v["events_truncated"] = json!(true);
+        }
+    }
 }
+
+/// The most events a JSON ack lists (the counts cover them all).
+pub const ACK_EVENTS_SHOWN_MAX: usize = 100;
 
 #[cfg(test)]
 mod tests {

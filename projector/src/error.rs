@@ -14,6 +14,12 @@ pub enum LifecycleError {
     Empty { field: &'static str },
     #[error("{field} is {len} bytes, over the limit of {max} bytes")]
     TooLong { field: &'static str, len: usize, max: usize },
+    #[error("{field} has {count} entries, over the limit of {max}")]
+    TooMany { field: &'static str, count: usize, max: usize },
+    #[error("{field} may hold only {allowed}")]
+    Charset { field: &'static str, allowed: &'static str },
+    #[error("invalid time: {reason}")]
+    InvalidTime { reason: String },
     #[error("session {session_id:?} was started with key {existing:?}, not {requested:?}")]
     KeyMismatch { session_id: String, existing: Option<String>, requested: Option<String> },
     #[error("key {key:?} already has an active session {active_id:?}")]
@@ -28,6 +34,8 @@ pub enum LifecycleError {
     AttemptsExhausted { session_id: String, max: u32 },
     #[error("invalid command: {reason}")]
     Invalid { reason: String },
+    #[error("malformed JSON: {reason}")]
+    Malformed { reason: String },
 }
 
 impl LifecycleError {
@@ -36,7 +44,9 @@ impl LifecycleError {
         match self {
             LifecycleError::UnknownSession { .. } => "unknown_session",
             LifecycleError::Empty { .. } => "empty_field",
-            LifecycleError::TooLong { .. } => "too_long",
+            LifecycleError::TooLong { .. } | LifecycleError::TooMany { .. } => "too_long",
+            LifecycleError::Charset { .. } => "invalid_chars",
+            LifecycleError::InvalidTime { .. } => "invalid_time",
             LifecycleError::KeyMismatch { .. } => "key_mismatch",
             LifecycleError::KeyBusy { .. } => "key_busy",
             LifecycleError::SessionEnded { .. } => "session_ended",
@@ -44,6 +54,7 @@ impl LifecycleError {
             LifecycleError::AlreadyFinalized { .. } => "already_finalized",
             LifecycleError::AttemptsExhausted { .. } => "attempts_exhausted",
             LifecycleError::Invalid { .. } => "invalid_command",
+            LifecycleError::Malformed { .. } => "malformed_json",
         }
     }
 }

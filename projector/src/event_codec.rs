@@ -12,6 +12,13 @@ pub fn encode_event(stored: &StoredEvent) -> Result<Vec<u8>> {
     Ok(codec::encode(stored)?)
 }
 
+/// Encodes a stored event into `out` (cleared first), reusing its buffer.
+pub(crate) fn encode_event_into(stored: &StoredEvent, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    codec::encode_into(stored, out)?;
+    Ok(())
+}
+
 /// Decodes one stored event read at `lsn`.
 pub fn decode_event(lsn: u64, bytes: &[u8]) -> Result<Event> {
     let stored: StoredEvent =

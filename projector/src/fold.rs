@@ -169,8 +169,14 @@ pub(crate) fn overlay<'a>(
 
 /// Folds the whole journal in `dir` in memory (no projection store): what
 /// read-only tools use, safe while a writer appends.
-pub fn fold_dir(fs: std::sync::Arc<dyn bookend_journal::fs::Fs>, dir: &std::path::Path) -> Result<Lifecycle> {
+/// `progress` gets the last LSN folded after each frame.
+pub fn fold_dir(
+    fs: std::sync::Arc<dyn bookend_journal::fs::Fs>,
+    dir: &std::path::Path,
+    progress: impl FnMut(u64),
+) -> Result<Lifecycle> {
     let mut life = Lifecycle::with_table(SessionTable::untracked());
-    fold_journal(&mut life, Reader::open_with_fs(fs, dir, 1), |_| {})?;
+    let reader = Reader::open_with_fs(fs, dir, 1);
+    fold_journal_with(&mut life, reader, Some(FOLD_CHECKPOINT_EVERY_EVENTS), |_| {}, progress)?;
     Ok(life)
 }

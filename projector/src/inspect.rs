@@ -13,6 +13,7 @@ use bookend_journal::{JournalId, LockedDir, SegmentFile};
 use crate::cursor::{ConsumerStatus, consumer_statuses};
 use crate::error::Result;
 use crate::fold;
+use crate::page::{self, SessionPage};
 use crate::rules::Lifecycle;
 use crate::session::{Meta, SessionState};
 use crate::store::{CACHE_CAPACITY_BYTES_DEFAULT, STORE_DIR_NAME};
@@ -59,11 +60,17 @@ impl Inspection {
 
     /// Reads and folds the journal in `dir`; `NoJournal` if it holds none.
     pub fn open_with_fs(fs: Arc<dyn Fs>, dir: &Path) -> Result<Inspection> {
+        Self::open_with_progress(fs, dir, |_| {})
+    }
+
+    /// [`Inspection::open_with_fs`], telling `progress` the last LSN folded
+    /// after each frame (for a progress bar over a long history).
+    pub fn open_with_progress(fs: Arc<dyn Fs>, dir: &Path, progress: impl FnMut(u64)) -> Result<Inspection> {
         if !bookend_journal::has_journal(&*fs, dir)? {
             return Err(bookend_journal::Error::NoJournal { dir: dir.to_path_buf() }.into());
         }
         let journal_id = bookend_journal::journal_id(&*fs, dir)?;
-        let life = fold::fold_dir(fs.clone(), dir)?;
+        let life = fold::fold_dir(fs.clone(), dir, progress)?;
         Ok(Inspection { fs, dir: dir.to_path_buf(), life, journal_id })
     }
 
@@ -80,6 +87,46 @@ impl Inspection {
     /// The sessions `keep` accepts, in id order.
     pub fn sessions_where(&self, keep: impl Fn(&SessionState) -> bool) -> Result<Vec<SessionState>> {
         fold::sessions_where(&self.life, keep)
+    }
+
+    /// One page of the sessions `keep` accepts, in start order, after the
+    /// start LSN `after`; at most `limit`.
+    pub fn sessions_page(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&SessionState) -> bool,
+    ) -> Result<SessionPage> {
+        let table = &self.life.table;
+        page::select(table.packed(), table.hot(), |id| table.in_memory(id).is_some(), after, limit, keep)
+    }
+
+    /// Calls `each` with the first `limit` sessions `keep` accepts, in start
+    /// order. Holds only each match's start LSN and id besides the fold, so
+    /// printing a long history does not decode it all into memory at once.
+    pub fn for_each_in_start_order(
+        &self,
+        keep: impl Fn(&SessionState) -> bool,
+        limit: Option<usize>,
+        mut each: impl FnMut(&SessionState) -> Result<()>,
+    ) -> Result<()> {
+        let table = &self.life.table;
+        let mut order: Vec<(u64, String)> = Vec::new();
+        for s in table.packed() {
+            let s = s?;
+            if table.in_memory(s.id()).is_none() && keep(&s) {
+                order.push((s.start_lsn, s.id().to_string()));
+            }
+        }
+        order.extend(table.hot().filter(|s| keep(s)).map(|s| (s.start_lsn, s.id().to_string())));
+        order.sort_unstable();
+        order.truncate(limit.unwrap_or(usize::MAX));
+        for (_, id) in order {
+            if let Some(s) = table.get(&id)? {
+                each(&s)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every session, in id order.

@@ -66,6 +66,9 @@ mod event;
 mod event_codec;
 mod fold;
 mod inspect;
+mod json;
+mod limits;
+mod page;
 mod projection;
 mod rules;
 mod session;
@@ -74,7 +77,10 @@ mod store;
 mod table;
 mod verify;
 
-pub use command::{Ack, Command, CommandLine, ResetMode, ResetPolicy, Sessions, Start, parse_command};
+pub use command::{
+    ACK_EVENTS_SHOWN_MAX, Ack, Command, CommandLine, ResetMode, ResetPolicy, Sessions, Start, parse_command,
+    parse_command_text, parse_json,
+};
 pub use consumer::{ConsumerCursor, Subscription};
 pub use cursor::{
     CONSUMER_NAME_LEN_MAX, CONSUMERS_DIR, ConsumerStatus, CursorInfo, consumer_statuses, list_consumers,
@@ -85,11 +91,14 @@ pub use event::{CloseReason, EndReason, Event, EventBody, SessionsOnClose, Start
 pub use event_codec::{decode_event, encode_event};
 pub use fold::FOLD_CHECKPOINT_EVERY_EVENTS;
 pub use inspect::{Inspection, replay};
-pub use projection::{Projection, ProjectionRunner};
-pub use rules::{
-    ACTIVITY_COALESCE_MS_DEFAULT, ERROR_LEN_MAX_BYTES, FINALIZE_ATTEMPTS_MAX_DEFAULT, ID_LEN_MAX_BYTES,
-    Rules, Violation,
+pub use limits::{
+    ATTR_NAME_LEN_MAX_BYTES, ATTRS_COUNT_MAX, ATTRS_TOTAL_MAX_BYTES, CLOCK_SKEW_MAX_MS_DEFAULT,
+    ERROR_LEN_MAX_BYTES, KEY_LEN_MAX_BYTES, LABEL_LEN_MAX_BYTES, MARKER_LEN_MAX_BYTES, NAME_CHARSET,
+    REASON_LEN_MAX_BYTES, SESSION_ID_LEN_MAX_BYTES,
 };
+pub use page::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SessionPage};
+pub use projection::{Projection, ProjectionRunner};
+pub use rules::{ACTIVITY_COALESCE_MS_DEFAULT, FINALIZE_ATTEMPTS_MAX_DEFAULT, Rules, Violation};
 pub use session::{Meta, SessionState};
 pub use session_journal::{
     CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, Clock, ManualClock, OnUnclean, OpenReport,

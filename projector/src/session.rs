@@ -90,6 +90,12 @@ impl SessionState {
         })
     }
 
+    /// The time of the session's last start, reopen, activity or end:
+    /// a later command about it may not be dated before this.
+    pub fn last_event_at(&self) -> u64 {
+        self.last_activity_at.max(self.ended_at.unwrap_or(0))
+    }
+
     /// Ended by expiry (idle or daily) and not finalized: the one definition
     /// of "awaiting finalization", used by the fold and the checkpoint index.
     pub fn awaits_finalization(&self) -> bool {

@@ -173,7 +173,7 @@ fn a_journal_without_a_store_still_knows_its_ended_sessions() {
     assert_eq!(journal.pending_finalization().unwrap().len(), 1);
     journal.finalized("A").unwrap().wait().unwrap();
     assert!(journal.finalized("A").unwrap().wait().unwrap().duplicate);
-    journal.reopen("A", "user came back").unwrap().wait().unwrap();
+    journal.reopen("A", "user_came_back").unwrap().wait().unwrap();
     let a = journal.get("A").unwrap().unwrap();
     assert!(a.active);
     assert_eq!(a.spans, 2);

@@ -134,6 +134,20 @@ fn write_http(out: &mut String, state: &AppState) {
         let n = state.requests[i].load(Ordering::Relaxed);
         let _ = writeln!(out, "bookend_http_requests_total{{code=\"{class}\"}} {n}");
     }
+    let refused = state.refused.load(Ordering::Relaxed);
+    counter(
+        out,
+        "bookend_http_connections_refused_total",
+        "Connections this process closed at once: --max-connections were open.",
+        refused,
+    );
+    let open = state.settings.max_streams.saturating_sub(state.streams.available_permits()) as u64;
+    gauge(
+        out,
+        "bookend_event_streams_open",
+        "Event streams open in this process (at most --max-streams).",
+        open,
+    );
 }
 
 pub async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -1,55 +1,57 @@
-//! The routes of `bookend serve`. Every error body is JSON:
-//! `{"ok":false,"error":{"kind":"…","message":"…"}}`.
+//! The routes of `bookend serve` and the layers around them. Every error
+//! body is JSON (`reply.rs`); see docs/http.md.
+//!
+//! Layers, outermost first: counting and logging each request; JSON bodies
+//! for the errors the layers below answer with an empty one (405, 408,
+//! 413); a time limit on the whole request, body included (408); the body
+//! limit (413); reading the whole body before a request takes one of the
+//! `--max-concurrent` places, so a client that sends its body slowly holds
+//! a connection, never a place; then the token check and the routes.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bookend_projector::{Ack, Command, EndReason, Subscription, parse_command};
-use futures_util::Stream;
+use bookend_projector::{Ack, Command, parse_command, parse_json};
 use serde_json::{Value, json};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use super::AppState;
+use super::reply::{Refusal, error, refuse};
+use super::{events, sessions};
 
-/// Comment lines sent on idle event streams so proxies keep them open.
-const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
+pub type Shared = Arc<AppState>;
 
-type Shared = Arc<AppState>;
-
-pub fn router(state: Shared, max_concurrent: usize) -> Router {
+pub fn router(state: Shared) -> Router {
+    let s = &state.settings;
     let api = Router::new()
         .route("/v1/commands", post(post_commands))
-        .route("/v1/sessions", get(get_sessions))
-        .route("/v1/sessions/{id}", get(get_session))
-        .route("/v1/events", get(get_events))
-        .route("/v1/consumers", get(get_consumers))
-        .route("/v1/consumers/{name}/ack", post(post_ack))
+        .route("/v1/sessions", get(sessions::get_sessions))
+        .route("/v1/sessions/{id}", get(sessions::get_session))
+        .route("/v1/events", get(events::get_events))
+        .route("/v1/consumers", get(events::get_consumers))
+        .route("/v1/consumers/{name}/ack", post(events::post_ack))
         .route("/metrics", get(super::metrics::get_metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/v1/health", get(get_health))
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route; see docs/http.md") })
+        .layer(tower::limit::ConcurrencyLimitLayer::new(s.max_concurrent))
+        .layer(middleware::from_fn(read_whole_body))
+        .layer(RequestBodyLimitLayer::new(s.body_limit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, s.body_timeout))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(max_concurrent))
-        // The body limit is enforced by `post_commands` itself, so the 413
-        // can carry a JSON body.
-        .layer(DefaultBodyLimit::disable())
         .with_state(state)
-}
-
-pub fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"ok": false, "error": {"kind": kind, "message": message}}))).into_response()
 }
 
 async fn log_request(State(state): State<Shared>, request: Request, next: Next) -> Response {
@@ -63,31 +65,82 @@ async fn log_request(State(state): State<Shared>, request: Request, next: Next) 
     response
 }
 
-async fn require_token(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.token else { return next.run(request).await };
-    let given = request
+/// Gives a JSON body to the errors layers answer without one.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
         .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        next.run(request).await
-    } else {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the bearer token: Authorization: Bearer <token>",
-        )
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
     }
+    let (kind, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "this route does not take that method; see docs/http.md")
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            ("request_timeout", "the request did not arrive in time (see --body-timeout-ms)")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("oversize", "the body is over the limit (see --body-limit-bytes)"),
+        _ => ("http", status.canonical_reason().unwrap_or("error")),
+    };
+    let mut answer = error(status, kind, message);
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        answer.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    answer
+}
+
+/// Reads the whole body (within the limit and the time limit outside)
+/// before the request takes one of the `--max-concurrent` places.
+async fn read_whole_body(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(_) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "oversize",
+            "the body is over the limit (see --body-limit-bytes)",
+        ),
+    }
+}
+
+/// Whether the request carries the bearer token (always, without one).
+/// The scheme is case-insensitive (RFC 9110); the token is compared in
+/// constant time.
+pub fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.settings.token else { return true };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+}
+
+async fn require_token(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    if authorized(&state, request.headers()) {
+        return next.run(request).await;
+    }
+    error(StatusCode::UNAUTHORIZED, "unauthorized", "send the bearer token: Authorization: Bearer <token>")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn get_health(State(state): State<Shared>) -> Response {
+/// `GET /v1/health`: open to all, but a client without the token (when
+/// one is required) learns only whether the journal is up: no ids, no
+/// counts, no failure text (which can name paths).
+async fn get_health(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let journal = &state.journal;
     let poisoned = journal.poisoned();
+    let status = if poisoned.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if !authorized(&state, &headers) {
+        return (status, axum::Json(json!({"ok": poisoned.is_none(), "journal_open": poisoned.is_none()})))
+            .into_response();
+    }
     let summary = journal.summary();
     let body = json!({
         "ok": poisoned.is_none(),
@@ -99,7 +152,6 @@ async fn get_health(State(state): State<Shared>) -> Response {
         "active_sessions": summary.active,
         "poisoned": poisoned,
     });
-    let status = if body["ok"] == true { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }
 
@@ -129,28 +181,37 @@ fn submit(
         .map_err(|e| error_ack(index, e.kind(), &e.to_string()))
 }
 
-async fn post_commands(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Response {
-    let json_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+/// Whether the request says its body is JSON. Required (also by the ack
+/// route): a browser page cannot send `application/json` to another
+/// origin without a preflight this server never answers, so no web page
+/// can post commands to a journal on localhost.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-    });
-    if !json_type {
-        return error(StatusCode::BAD_REQUEST, "content_type", "send Content-Type: application/json");
-    }
-    let limit = state.body_limit;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let message = format!("the body is over the limit of {limit} bytes");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "oversize", &message);
-        }
-    };
-    let value: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "malformed_json", &e.to_string()),
-    };
-    let (values, batch) = match value {
+    })
+}
+
+pub fn not_json() -> Response {
+    error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type", "send Content-Type: application/json")
+}
+
+/// The commands of one request: one object, or an array of them, parsed
+/// strictly (a key given twice is refused).
+fn parse_body(bytes: &[u8]) -> Result<(Vec<Value>, bool), Refusal> {
+    let value = parse_json(bytes).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.kind(), e.to_string()))?;
+    Ok(match value {
         Value::Array(values) => (values, true),
         single => (vec![single], false),
+    })
+}
+
+async fn post_commands(State(state): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !is_json(&headers) {
+        return not_json();
+    }
+    let (values, batch) = match parse_body(&body) {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.into_response(),
     };
     // Submit everything first, then wait: the commands of one request (and
     // of concurrent requests) share fsyncs.
@@ -168,156 +229,4 @@ async fn post_commands(State(state): State<Shared>, headers: HeaderMap, body: Bo
     }
     let body = if batch { Value::Array(acks) } else { acks.pop().unwrap_or(Value::Null) };
     (StatusCode::OK, axum::Json(body)).into_response()
-}
-
-async fn get_sessions(State(state): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let active_only = q.get("active").is_some_and(|v| v == "true" || v == "1");
-    let key = q.get("key");
-    let reason = q.get("end_reason").map(|r| EndReason::parse(r));
-    let wanted = |s: &bookend_projector::SessionState| {
-        key.is_none_or(|k| s.key() == Some(k.as_str()))
-            && reason.as_ref().is_none_or(|r| s.end_reason.as_ref() == Some(r))
-    };
-    let sessions = if active_only {
-        Ok(state.journal.active().into_iter().filter(|s| wanted(s)).collect())
-    } else {
-        tokio::task::block_in_place(|| state.journal.sessions_where(wanted))
-    };
-    let sessions = match sessions {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), &e.to_string()),
-    };
-    let rows: Vec<Value> = sessions.iter().map(|s| s.to_json()).collect();
-    axum::Json(Value::Array(rows)).into_response()
-}
-
-async fn get_session(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    match state.journal.get(&id) {
-        Ok(Some(s)) => axum::Json(s.to_json()).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "unknown_session", &format!("unknown session {id:?}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), &e.to_string()),
-    }
-}
-
-/// An event stream's state.
-struct EventStream {
-    sub: Subscription,
-    stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-async fn get_events(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let durable = state.journal.journal().durable_lsn();
-    let last_event_id = match headers
-        .get("last-event-id")
-        .map(|v| parse_lsn(v.to_str().unwrap_or(""), durable))
-    {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(why)) => {
-            return error(StatusCode::BAD_REQUEST, "invalid_last_event_id", &format!("Last-Event-ID {why}"));
-        }
-    };
-    let from = match q.get("from").map(|f| parse_lsn(f, durable + 1)) {
-        Some(Ok(f)) => f,
-        Some(Err(why)) => return error(StatusCode::BAD_REQUEST, "invalid_query", &format!("from {why}")),
-        None => 1,
-    };
-    // A named consumer resumes after its cursor (Last-Event-ID says the
-    // client has everything up to it, which acknowledges it) and holds the
-    // cursor while the stream lasts; an anonymous stream starts at `from`
-    // or after Last-Event-ID.
-    let subscription = match q.get("consumer") {
-        Some(name) => tokio::task::block_in_place(|| state.journal.subscribe_after(name, last_event_id)),
-        None => state.journal.subscribe_from(last_event_id.map_or(from, |id| id + 1)),
-    };
-    let subscription = match subscription {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
-    };
-    let types: Vec<String> =
-        q.get("type").map(|t| t.split(',').map(str::to_string).collect()).unwrap_or_default();
-    let subscription = if types.is_empty() {
-        subscription
-    } else {
-        match subscription.with_types(&types.iter().map(String::as_str).collect::<Vec<_>>()) {
-            Ok(s) => s,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
-        }
-    };
-    let stream = EventStream { sub: subscription, stopping: state.stopping.clone() };
-    Sse::new(event_stream(stream)).keep_alive(KeepAlive::new().interval(SSE_HEARTBEAT)).into_response()
-}
-
-/// An LSN a client sent: digits only, at most `max` (the journal's durable
-/// end). The error completes "Last-Event-ID …" or "from …".
-fn parse_lsn(text: &str, max: u64) -> Result<u64, String> {
-    let text = text.trim();
-    let lsn = text
-        .parse::<u64>()
-        .ok()
-        .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| format!("{text:?} is not an LSN (a decimal number)"))?;
-    if lsn > max {
-        return Err(format!("{lsn} is past the journal's durable end at LSN {max}"));
-    }
-    Ok(lsn)
-}
-
-/// `POST /v1/consumers/{name}/ack` with `{"lsn": N}`: the consumer has
-/// processed everything up to N; its next stream starts after N.
-async fn post_ack(
-    State(state): State<Shared>,
-    Path(name): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    let lsn = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["lsn"].as_u64());
-    let Some(lsn) = lsn else {
-        return error(StatusCode::BAD_REQUEST, "malformed_json", "send {\"lsn\": N}");
-    };
-    let acked = tokio::task::block_in_place(|| state.journal.ack_consumer(&name, lsn));
-    match acked {
-        Ok(acked) => axum::Json(json!({"ok": true, "consumer": name, "acked_lsn": acked})).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.kind(), &e.to_string()),
-    }
-}
-
-/// `GET /v1/consumers`: every consumer, its acknowledged LSN and lag.
-async fn get_consumers(State(state): State<Shared>) -> Response {
-    match state.journal.consumers() {
-        Ok(list) => axum::Json(Value::Array(
-            list.into_iter()
-                .map(|c| json!({"name": c.name, "acked_lsn": c.acked, "lag": c.lag, "error": c.error}))
-                .collect(),
-        ))
-        .into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), &e.to_string()),
-    }
-}
-
-fn event_stream(state: EventStream) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    futures_util::stream::unfold(state, |mut s| async move {
-        if *s.stopping.borrow() {
-            return None;
-        }
-        let event = tokio::select! {
-            event = s.sub.next() => event,
-            _ = s.stopping.wait_for(|stop| *stop) => return None,
-        };
-        match event {
-            Ok(event) => {
-                let data = event.to_json().to_string();
-                let sse =
-                    SseEvent::default().id(event.lsn.to_string()).event(event.body.type_name()).data(data);
-                Some((Ok(sse), s))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "event stream stopped");
-                None
-            }
-        }
-    })
 }

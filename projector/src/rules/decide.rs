@@ -3,10 +3,14 @@
 
 use std::borrow::Cow;
 
-use super::{Decision, ERROR_LEN_MAX_BYTES, Lifecycle, Rules, check_id, end_of};
+use super::{Decision, Lifecycle, Rules, check_id, end_of};
 use crate::command::{Ack, Command, ResetMode, ResetPolicy, Sessions, Start};
 use crate::error::{LifecycleError, Result};
-use crate::event::{CloseReason, EndReason, EventBody, SessionsOnClose};
+use crate::event::{CloseReason, EndReason, EventBody, SessionsOnClose, StartFields};
+use crate::limits::{
+    ERROR_LEN_MAX_BYTES, KEY_LEN_MAX_BYTES, LABEL_LEN_MAX_BYTES, MARKER_LEN_MAX_BYTES, REASON_LEN_MAX_BYTES,
+    check_attrs, check_name, check_text,
+};
 use crate::session::SessionState;
 
 const MINUTE_MS: u64 = 60_000;
@@ -47,11 +51,13 @@ impl Lifecycle {
     /// Decides what `command` appends at time `at`. `start` must carry a
     /// session id by now (the caller mints one when it was empty).
     pub fn decide(&self, command: &Command, at: u64, rules: &Rules) -> Result<Decision> {
+        self.check_time(command, at)?;
         match command {
             Command::Start(start) => self.decide_start(start),
             Command::Touch { session_id } => self.decide_touch(session_id, at, rules),
             Command::Flush { session_id, marker } => self.decide_flush(session_id, marker),
             Command::End { session_id, reason } => self.decide_end(session_id, reason),
+            Command::EndKey { key, reason } => self.decide_end_key(key, reason),
             Command::Reopen { session_id, reason } => self.decide_reopen(session_id, reason),
             Command::Expire { idle_minutes, daily_at_hour, utc_offset_minutes } => {
                 if daily_at_hour.is_some_and(|h| h > 23) {
@@ -70,20 +76,31 @@ impl Lifecycle {
         }
     }
 
+    /// A command about a session may not be dated before that session's
+    /// last event: time runs forward within a session.
+    fn check_time(&self, command: &Command, at: u64) -> Result<()> {
+        let session = match command {
+            Command::EndKey { key, .. } => self.table.active_on_key(key).map(str::to_string),
+            Command::Start(_) | Command::Expire { .. } | Command::Reap { .. } | Command::Close { .. } => None,
+            other => other.session_id().map(str::to_string),
+        };
+        let Some(s) = session.filter(|id| check_id("session_id", id).is_ok()).map(|id| self.table.get(&id))
+        else {
+            return Ok(());
+        };
+        let Some(s) = s? else { return Ok(()) };
+        let last = s.last_event_at();
+        if at < last {
+            let reason = format!("at {at} is before session {:?}'s last event at {last}", s.id());
+            return Err(LifecycleError::InvalidTime { reason }.into());
+        }
+        Ok(())
+    }
+
     fn decide_start(&self, start: &Start) -> Result<Decision> {
         let fields = &start.fields;
         let id = fields.session_id.as_str();
-        check_id("session_id", id)?;
-        for (field, value) in [
-            ("key", &fields.key),
-            ("platform", &fields.platform),
-            ("user_id", &fields.user_id),
-            ("source", &fields.source),
-        ] {
-            if let Some(v) = value {
-                check_id(field, v)?;
-            }
-        }
+        check_start_fields(fields)?;
         if let Some(s) = self.table.get(id)? {
             if s.start.key != fields.key {
                 let (existing, requested) = (s.start.key.clone(), fields.key.clone());
@@ -120,7 +137,7 @@ impl Lifecycle {
 
     fn decide_flush(&self, id: &str, marker: &str) -> Result<Decision> {
         let s = self.existing(id)?;
-        check_id("marker", marker)?;
+        check_name("marker", marker, MARKER_LEN_MAX_BYTES)?;
         if let Some(lsn) = s.flush_markers.get(marker) {
             return Ok(done(Some(*lsn), id));
         }
@@ -134,6 +151,7 @@ impl Lifecycle {
 
     fn decide_end(&self, id: &str, reason: &EndReason) -> Result<Decision> {
         let s = self.existing(id)?;
+        check_name("reason", reason.as_str(), REASON_LEN_MAX_BYTES)?;
         if !s.active {
             // The first end stands; a repeat answers with it.
             let ack = Ack {
@@ -153,8 +171,20 @@ impl Lifecycle {
         })
     }
 
+    /// Ends whatever is active on `key`; nothing to do (an ack naming no
+    /// session) if nothing is.
+    fn decide_end_key(&self, key: &str, reason: &EndReason) -> Result<Decision> {
+        check_text("key", key, KEY_LEN_MAX_BYTES)?;
+        check_name("reason", reason.as_str(), REASON_LEN_MAX_BYTES)?;
+        match self.table.active_on_key(key) {
+            Some(id) => self.decide_end(id, reason),
+            None => Ok(Decision::Done(Ack::default())),
+        }
+    }
+
     fn decide_reopen(&self, id: &str, reason: &str) -> Result<Decision> {
         let s = self.existing(id)?;
+        check_name("reason", reason, REASON_LEN_MAX_BYTES)?;
         if s.active {
             return Err(LifecycleError::AlreadyActive { session_id: id.to_string() }.into());
         }
@@ -182,6 +212,9 @@ impl Lifecycle {
 
     fn decide_finalize_failed(&self, id: &str, error: &str, rules: &Rules) -> Result<Decision> {
         let s = self.existing(id)?;
+        if error.is_empty() {
+            return Err(LifecycleError::Empty { field: "error" }.into());
+        }
         if s.expiry_finalized_lsn.is_some() {
             return Err(LifecycleError::AlreadyFinalized { session_id: id.to_string() }.into());
         }
@@ -247,6 +280,25 @@ impl Lifecycle {
         }
         events
     }
+}
+
+/// Every field of a start within its limits (docs/format.md lists them).
+fn check_start_fields(fields: &StartFields) -> Result<(), LifecycleError> {
+    check_id("session_id", &fields.session_id)?;
+    if let Some(key) = &fields.key {
+        check_text("key", key, KEY_LEN_MAX_BYTES)?;
+    }
+    if let Some(parent) = &fields.parent_id {
+        check_id("parent_id", parent)?;
+    }
+    for (field, value) in
+        [("platform", &fields.platform), ("user_id", &fields.user_id), ("source", &fields.source)]
+    {
+        if let Some(v) = value {
+            check_text(field, v, LABEL_LEN_MAX_BYTES)?;
+        }
+    }
+    check_attrs(&fields.attrs)
 }
 
 /// The most recent daily reset time at or before `now`, in UTC ms.

@@ -18,10 +18,6 @@ use crate::event::{EndReason, EventBody};
 use crate::session::{Meta, SessionState};
 use crate::table::SessionTable;
 
-/// Longest session id, key or marker, in bytes.
-pub const ID_LEN_MAX_BYTES: usize = 128;
-/// Longest error text recorded by `finalize_failed`.
-pub const ERROR_LEN_MAX_BYTES: usize = 4096;
 /// Default number of finalize attempts before a session stops being pending.
 pub const FINALIZE_ATTEMPTS_MAX_DEFAULT: u32 = 3;
 /// Default window within which repeated touches of a session are coalesced.
@@ -105,13 +101,7 @@ impl Lifecycle {
 }
 
 fn check_id(field: &'static str, value: &str) -> Result<(), LifecycleError> {
-    if value.is_empty() {
-        return Err(LifecycleError::Empty { field });
-    }
-    if value.len() > ID_LEN_MAX_BYTES {
-        return Err(LifecycleError::TooLong { field, len: value.len(), max: ID_LEN_MAX_BYTES });
-    }
-    Ok(())
+    crate::limits::check_text(field, value, crate::limits::SESSION_ID_LEN_MAX_BYTES)
 }
 
 fn end_of(s: &SessionState, reason: EndReason, next_id: Option<String>) -> EventBody {

@@ -6,7 +6,7 @@ use bookend_journal::{AppendTicket, Batch, Durability, Journal};
 
 use crate::error::Result;
 use crate::event::{Event, EventBody, StoredEvent};
-use crate::event_codec::encode_event;
+use crate::event_codec::encode_event_into;
 use crate::rules::Lifecycle;
 
 /// The most a batch buffer reserves up front: a drain larger than this
@@ -24,8 +24,9 @@ pub(super) struct Submitted {
 
 /// Encodes `bodies` (all at time `at`) and submits them: as one atomic batch
 /// when they fit in one frame, else as consecutive batches that each fit.
-/// Every event is encoded and checked before anything is submitted, so a
-/// command is never half appended because one of its events is too large.
+/// Every event is encoded into its batch and checked before anything is
+/// submitted, so a command is never half appended because one of its events
+/// is too large; the frames are the only copy of the encoded events.
 pub(super) fn submit(
     journal: &Journal,
     bodies: &[EventBody],
@@ -33,23 +34,22 @@ pub(super) fn submit(
     durability: Durability,
     record_max: usize,
 ) -> Result<Submitted> {
-    let mut encoded = Vec::with_capacity(bodies.len());
+    let mut batches = Vec::new();
+    let mut batch = Batch::with_capacity((bodies.len() * 64).min(BATCH_BUFFER_MAX_BYTES));
+    let mut scratch = Vec::new();
     for body in bodies {
-        let bytes = encode_event(&StoredEvent { at, body: body.clone() })?;
-        Batch::check_alone(bytes.len(), record_max)?;
-        encoded.push(bytes);
-    }
-    let mut submitted = Submitted { tickets: Vec::new(), batches: Vec::new() };
-    let total: usize = encoded.iter().map(Vec::len).sum();
-    let mut batch = Batch::with_capacity((total + 4 * encoded.len()).min(BATCH_BUFFER_MAX_BYTES));
-    for bytes in &encoded {
-        if !batch.is_empty() && !batch.fits(bytes.len(), record_max) {
-            let full = std::mem::replace(&mut batch, Batch::with_capacity(BATCH_BUFFER_MAX_BYTES));
-            submit_one(journal, full, durability, &mut submitted)?;
+        encode_event_into(&StoredEvent { at, body: body.clone() }, &mut scratch)?;
+        Batch::check_alone(scratch.len(), record_max)?;
+        if !batch.is_empty() && !batch.fits(scratch.len(), record_max) {
+            batches.push(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_BUFFER_MAX_BYTES)));
         }
-        batch.push_encoded(bytes)?;
+        batch.push_encoded(&scratch)?;
     }
-    submit_one(journal, batch, durability, &mut submitted)?;
+    batches.push(batch);
+    let mut submitted = Submitted { tickets: Vec::new(), batches: Vec::new() };
+    for batch in batches {
+        submit_one(journal, batch, durability, &mut submitted)?;
+    }
     Ok(submitted)
 }
 

@@ -44,6 +44,10 @@ pub use options::{
 pub use pending::Pending;
 use pending::Wait;
 
+/// The most changed sessions `close` writes to the store; a larger drain
+/// leaves them to the next open (see `save_for_next_open`).
+pub const CLOSE_CHECKPOINT_SESSIONS_MAX: usize = 20_000;
+
 /// The state commands change, under one lock.
 struct Core {
     life: Lifecycle,
@@ -120,13 +124,14 @@ impl SessionJournal {
     /// The returned [`Pending`] completes once the command is durable.
     pub fn execute(&self, mut command: Command, at: Option<u64>) -> Result<Pending<Ack>> {
         self.check_poison()?;
-        let at = at.unwrap_or_else(|| self.now_ms());
+        let at = self.check_at(at)?;
         if let Command::Start(start) = &mut command
             && start.fields.session_id.is_empty()
         {
             start.fields.session_id = uuid::Uuid::now_v7().to_string();
         }
         let durability = self.durability_of(&command);
+        let is_close = matches!(command, Command::Close { .. });
         let rules = self.inner.options.rules;
         let mut core = lock(&self.inner.core);
         let decision = self.with_store_retry(&mut core, |core| {
@@ -153,11 +158,27 @@ impl SessionJournal {
         let appended = apply_appended(&mut core.life, &submitted, events, at)?;
         let lsn = answer.and_then(|i| appended.get(i)).or(appended.last()).map(|e| e.lsn);
         core.events_since_checkpoint += appended.len() as u64;
-        self.maybe_checkpoint(&mut core);
+        if !is_close {
+            // A close checkpoints (or not) on its own terms: save_for_next_open.
+            self.maybe_checkpoint(&mut core);
+        }
         drop(core);
         let ack = Ack { lsn, duplicate: false, session_id, reason, events: appended };
         let last = submitted.tickets.pop().ok_or(Error::Journal(bookend_journal::Error::EmptyBatch))?;
         Ok(Pending { value: ack, wait: Wait::Ticket(last), owner: self.clone() })
+    }
+
+    /// The time a command happens: `at` if given (and not further ahead of
+    /// the clock than the skew allows), else now.
+    fn check_at(&self, at: Option<u64>) -> Result<u64> {
+        let now = self.now_ms();
+        let Some(at) = at else { return Ok(now) };
+        let skew = self.inner.options.clock_skew_max_ms;
+        if at > now.saturating_add(skew) {
+            let reason = format!("at {at} is more than {skew} ms ahead of the clock ({now})");
+            return Err(crate::error::LifecycleError::InvalidTime { reason }.into());
+        }
+        Ok(at)
     }
 
     /// Journal failures leave accepted state that may not be on disk:
@@ -219,6 +240,12 @@ impl SessionJournal {
         self.execute(Command::End { session_id: session_id.to_string(), reason }, None)
     }
 
+    /// Ends whatever session is active on `key` (an ack naming no session
+    /// if none is): for gateways whose end events carry only the key.
+    pub fn end_key(&self, key: &str, reason: EndReason) -> Result<Pending<Ack>> {
+        self.execute(Command::EndKey { key: key.to_string(), reason }, None)
+    }
+
     pub fn reopen(&self, session_id: &str, reason: &str) -> Result<Pending<Ack>> {
         self.execute(Command::Reopen { session_id: session_id.to_string(), reason: reason.to_string() }, None)
     }
@@ -278,7 +305,26 @@ impl SessionJournal {
         Ok(ack)
     }
 
+    /// The final checkpoint, so the next open replays little. Skipped with
+    /// no store (nothing would read it) and when a drain changed more than
+    /// [`CLOSE_CHECKPOINT_SESSIONS_MAX`] sessions: sled needs seconds and
+    /// gigabytes for that many, and a shutdown must be quick and small. The
+    /// journal has every event, so the next open folds them instead (saving
+    /// as it goes, every `FOLD_CHECKPOINT_EVERY_EVENTS`).
     fn save_for_next_open(&self, core: &mut Core) -> Result<()> {
+        checkpointer::collect_checkpoints(core, true);
+        if core.life.table.store().is_none() {
+            return Ok(());
+        }
+        let changed = core.life.table.dirty_count();
+        if changed > CLOSE_CHECKPOINT_SESSIONS_MAX {
+            tracing::info!(
+                changed,
+                from_lsn = core.life.meta.last_lsn,
+                "not checkpointing this many changed sessions on close; the next open folds them from the journal"
+            );
+            return Ok(());
+        }
         checkpoint(&self.inner.journal, core)?;
         if let Some(store) = core.life.table.store() {
             // The next open loads this instead of scanning the store.
@@ -343,6 +389,35 @@ impl SessionJournal {
         let hot = core.life.table.hot_snapshot();
         drop(core);
         fold::overlay(store.sessions(), hot.values().map(|s| &**s), |id| hot.contains_key(id), keep)
+    }
+
+    /// One page of the sessions `keep` accepts, in start order, after the
+    /// start LSN `after` (0 for the first page); at most `limit`. Like
+    /// [`SessionJournal::sessions_where`], it reads the store without
+    /// holding up commands, and holds at most `limit + 1` sessions decoded.
+    pub fn sessions_page(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&SessionState) -> bool,
+    ) -> Result<crate::page::SessionPage> {
+        let core = lock(&self.inner.core);
+        let table = &core.life.table;
+        let Some(store) = table.store().cloned() else {
+            let stored = table.packed();
+            return crate::page::select(
+                stored,
+                table.hot(),
+                |id| table.in_memory(id).is_some(),
+                after,
+                limit,
+                keep,
+            );
+        };
+        let hot = table.hot_snapshot();
+        drop(core);
+        let memory = hot.values().map(|s| &**s);
+        crate::page::select(store.sessions(), memory, |id| hot.contains_key(id), after, limit, keep)
     }
 
     pub fn ended_by_reason(&self, reason: &EndReason) -> Result<Vec<SessionState>> {

@@ -55,11 +55,14 @@ impl SessionJournal {
         let store = settle_store(store, &journal, dir, &options)?;
         let mut life = Lifecycle::with_table(SessionTable::with_store(store));
         let from_checkpoint = fold::load_checkpoint(&mut life, journal.next_lsn() - 1)?;
+        // The checkpoint's session count and LSN: the store holds at least
+        // these sessions (the replay below may add more, in memory or saved).
+        let checkpoint = from_checkpoint.then_some((life.meta.sessions_total, life.meta.last_lsn));
         let tail = journal.reader(life.meta.last_lsn + 1)?;
         let replayed_events = fold::fold_journal(&mut life, tail, |v| {
             tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in the journal: {}", v.message);
         })?;
-        let background = start_background(&life, from_checkpoint)?;
+        let background = start_background(&life, checkpoint)?;
         let mut core = Core {
             life,
             events_since_checkpoint: replayed_events,
@@ -178,12 +181,16 @@ fn settle_store(
     }
 }
 
-/// With a checkpoint loaded, learns which ids the store holds (in the
-/// background); a rebuilt store started empty and knows them already.
-fn start_background(life: &Lifecycle, from_checkpoint: bool) -> Result<Option<BackgroundCheckpoints>> {
-    let id_scan = match life.table.store() {
-        Some(store) if from_checkpoint => {
-            match store.start_id_scan(life.meta.sessions_total, life.meta.last_lsn) {
+/// With a checkpoint loaded (`(sessions, lsn)`), learns which ids the store
+/// holds (in the background); a rebuilt store started empty and knows them
+/// already.
+fn start_background(
+    life: &Lifecycle,
+    checkpoint: Option<(u64, u64)>,
+) -> Result<Option<BackgroundCheckpoints>> {
+    let id_scan = match (life.table.store(), checkpoint) {
+        (Some(store), Some((stored, lsn))) => {
+            match store.start_id_scan(stored, lsn) {
                 Ok(scan) => scan,
                 Err(e) => {
                     // Only an optimisation: starts keep asking the store.

@@ -113,6 +113,10 @@ pub struct SessionJournalOptions {
     pub checkpoint_every_events: u64,
     pub checkpoint_interval: Duration,
     pub clock: Arc<dyn Clock>,
+    /// How far ahead of `clock` a command's explicit `at` may be; further is
+    /// refused with `invalid_time` (a session dated in the far future would
+    /// never be expired or reaped).
+    pub clock_skew_max_ms: u64,
 }
 
 impl Default for SessionJournalOptions {
@@ -127,6 +131,7 @@ impl Default for SessionJournalOptions {
             checkpoint_every_events: CHECKPOINT_EVERY_EVENTS_DEFAULT,
             checkpoint_interval: CHECKPOINT_INTERVAL_DEFAULT,
             clock: Arc::new(SystemClock),
+            clock_skew_max_ms: crate::limits::CLOCK_SKEW_MAX_MS_DEFAULT,
         }
     }
 }

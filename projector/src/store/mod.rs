@@ -45,6 +45,9 @@ pub const STORE_DIR_NAME: &str = "projection";
 const LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 const META_KEY: &[u8] = b"meta";
+/// Present while a checkpoint larger than one batch is being written (its
+/// value is the LSN it saves); see `save.rs`.
+const CHECKPOINT_IN_PROGRESS_KEY: &[u8] = b"checkpoint-in-progress";
 const JOURNAL_ID_KEY: &[u8] = b"journal-id";
 const SESSION_PREFIX: &[u8] = b"s/";
 /// `a/<id>`: an active session's record. Ended sessions are under `s/`, so
@@ -333,6 +336,13 @@ impl ProjectionStore {
     /// The stored meta state (with the active and awaiting sets read from
     /// their index keys), or `None` if there is none of this format.
     pub fn load_meta(&self) -> Result<Option<Meta>> {
+        if let Some(torn) =
+            self.guarded("reading the meta record", || self.db.get(CHECKPOINT_IN_PROGRESS_KEY))?
+        {
+            let lsn = torn.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+            let reason = format!("a checkpoint to LSN {lsn} was cut short and left the store half-written");
+            return Err(store_error(&self.path, "loading the checkpoint", &reason));
+        }
         let Some(bytes) = self.guarded("reading the meta record", || self.db.get(META_KEY))? else {
             return Ok(None);
         };

@@ -1,71 +1,121 @@
 //! Saving a checkpoint: changed sessions, their index keys and the meta
-//! record in one sled batch.
+//! record.
+//!
+//! A checkpoint of up to [`SAVE_CHUNK_SESSIONS`] sessions is one sled
+//! batch. A larger one (an expiry or a drain of many sessions) is written in
+//! batches of that many: sled holds every page a batch replaces until the
+//! batch ends, so one batch of 400 000 sessions took 6 GB and 50 s, while
+//! batches of a thousand stay near 100 MB. Such a checkpoint first records
+//! that it is in progress and removes that record in its last batch, with
+//! the meta record: sled recovers a prefix of its writes, so a store that
+//! still says "in progress" was cut short, contradicts itself, and is
+//! rebuilt from the journal (`load_meta` refuses it).
 
 use bookend_journal::codec;
 
 use super::{
-    ACTIVE_PREFIX, AWAITING_PREFIX, META_KEY, ProjectionStore, StoredMeta, prefixed, reclaim_sled_garbage,
-    session_key,
+    ACTIVE_PREFIX, AWAITING_PREFIX, CHECKPOINT_IN_PROGRESS_KEY, Indexed, META_KEY, ProjectionStore,
+    StoredMeta, prefixed, reclaim_sled_garbage, session_key,
 };
 use crate::error::Result;
 use crate::session::SessionState;
 
+/// The most sessions one sled batch of a checkpoint holds.
+pub const SAVE_CHUNK_SESSIONS: usize = 1000;
+
+/// Index keys that change for one session: (id, now active, now awaiting).
+type IndexChange<'a> = (&'a str, bool, bool);
+
 impl ProjectionStore {
     /// Writes `sessions` (active ones under `a/`, the others under `s/`),
-    /// the awaiting index keys and `meta` in one atomic batch.
+    /// the awaiting index keys and `meta`: one atomic batch, or, for more
+    /// than [`SAVE_CHUNK_SESSIONS`], batches bracketed by the in-progress
+    /// record (see the module's comment).
     pub fn save<'a>(
         &self,
         meta: &StoredMeta,
         sessions: impl Iterator<Item = &'a SessionState>,
     ) -> Result<usize> {
+        let sessions: Vec<&SessionState> = sessions.collect();
+        let chunked = sessions.len() > SAVE_CHUNK_SESSIONS;
+        if chunked {
+            let mut start = sled::Batch::default();
+            start.insert(CHECKPOINT_IN_PROGRESS_KEY, &meta.last_lsn.to_le_bytes());
+            self.guarded("starting a checkpoint", || self.db.apply_batch(start))?;
+        }
         let mut indexed = self.indexed();
-        let mut batch = sled::Batch::default();
-        // (id, now active, now awaiting) for the index keys that change.
-        let mut changed: Vec<(&str, bool, bool)> = Vec::new();
-        let mut saved_ids: Vec<&str> = Vec::new();
-        for s in sessions {
-            let id = s.id();
-            let record = codec::encode(s)?;
-            saved_ids.push(id);
-            let (active, awaiting) = (s.active, s.awaits_finalization());
-            let was = indexed.as_ref().map(|ix| (ix.active.contains(id), ix.awaiting.contains(id)));
-            if active {
-                batch.insert(prefixed(ACTIVE_PREFIX, id), record);
-                // Only a session that has ended before (a reopen) can have
-                // a record under `s/`.
-                if s.spans > 1 {
-                    batch.remove(session_key(id));
-                }
-            } else {
-                batch.insert(session_key(id), record);
-                if was.is_none_or(|w| w.0) {
-                    batch.remove(prefixed(ACTIVE_PREFIX, id));
+        // At least one batch: the meta record is saved even with no session.
+        let chunks: Vec<&[&SessionState]> =
+            if sessions.is_empty() { vec![&[]] } else { sessions.chunks(SAVE_CHUNK_SESSIONS).collect() };
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut batch = sled::Batch::default();
+            let changed = stage_sessions(&mut batch, chunk, indexed.as_ref())?;
+            if i + 1 == chunks.len() {
+                batch.insert(META_KEY, codec::encode(meta)?);
+                if chunked {
+                    batch.remove(CHECKPOINT_IN_PROGRESS_KEY);
                 }
             }
-            if was.is_none_or(|w| w.1 != awaiting) {
-                let key = prefixed(AWAITING_PREFIX, id);
-                if awaiting { batch.insert(key, &[] as &[u8]) } else { batch.remove(key) }
-            }
-            if was.is_some_and(|w| w != (active, awaiting)) {
-                changed.push((s.id(), active, awaiting));
+            self.guarded("saving a checkpoint", || self.db.apply_batch(batch))?;
+            reclaim_sled_garbage(chunk.len());
+            if let Some(ix) = indexed.as_mut() {
+                ix.update(changed);
             }
         }
-        batch.insert(META_KEY, codec::encode(meta)?);
-        self.guarded("saving a checkpoint", || self.db.apply_batch(batch))?;
-        let written = saved_ids.len();
-        reclaim_sled_garbage(written);
-        self.known.insert(saved_ids.into_iter());
-        if let Some(ix) = indexed.as_mut() {
-            for (id, active, awaiting) in changed {
-                for (set, on) in [(&mut ix.active, active), (&mut ix.awaiting, awaiting)] {
-                    if !on {
-                        set.remove(id);
-                    } else if !set.contains(id) {
-                        set.insert(id.to_string());
-                    }
+        drop(indexed);
+        self.known.insert(sessions.iter().map(|s| s.id()));
+        Ok(sessions.len())
+    }
+}
+
+/// Adds the records and index keys of `sessions` to `batch`; returns the
+/// index changes to mirror in memory once the batch is applied.
+fn stage_sessions<'a>(
+    batch: &mut sled::Batch,
+    sessions: &[&'a SessionState],
+    indexed: Option<&Indexed>,
+) -> Result<Vec<IndexChange<'a>>> {
+    let mut changed = Vec::new();
+    for s in sessions {
+        let id = s.id();
+        let record = codec::encode(*s)?;
+        let (active, awaiting) = (s.active, s.awaits_finalization());
+        let was = indexed.map(|ix| (ix.active.contains(id), ix.awaiting.contains(id)));
+        if active {
+            batch.insert(prefixed(ACTIVE_PREFIX, id), record);
+            // Only a session that has ended before (a reopen) can have
+            // a record under `s/`.
+            if s.spans > 1 {
+                batch.remove(session_key(id));
+            }
+        } else {
+            batch.insert(session_key(id), record);
+            if was.is_none_or(|w| w.0) {
+                batch.remove(prefixed(ACTIVE_PREFIX, id));
+            }
+        }
+        if was.is_none_or(|w| w.1 != awaiting) {
+            let key = prefixed(AWAITING_PREFIX, id);
+            if awaiting { batch.insert(key, &[] as &[u8]) } else { batch.remove(key) }
+        }
+        if was.is_some_and(|w| w != (active, awaiting)) {
+            changed.push((id, active, awaiting));
+        }
+    }
+    Ok(changed)
+}
+
+impl Indexed {
+    /// Mirrors index keys a checkpoint batch changed.
+    fn update(&mut self, changed: Vec<IndexChange<'_>>) {
+        for (id, active, awaiting) in changed {
+            for (set, on) in [(&mut self.active, active), (&mut self.awaiting, awaiting)] {
+                if !on {
+                    set.remove(id);
+                } else if !set.contains(id) {
+                    set.insert(id.to_string());
                 }
             }
         }
-        Ok(written)
     }
 }

@@ -167,6 +167,11 @@ impl SessionTable {
         self.dirty.iter().filter_map(|id| self.hot.get(id).map(|s| &**s))
     }
 
+    /// How many sessions changed since the last checkpoint.
+    pub fn dirty_count(&self) -> usize {
+        self.dirty.len()
+    }
+
     /// Copies of the sessions changed since the last checkpoint; from now on
     /// they count as unchanged until they change again.
     pub fn take_dirty(&mut self) -> Vec<Arc<SessionState>> {
