@@ -146,7 +146,8 @@ impl SegmentCursor {
             header: SegmentHeader { version: 0, first_lsn: 0, journal_id: None, prev: None },
             crc: None,
             buf_start: 0,
-            buf: Vec::with_capacity(SCAN_READ_SIZE_BYTES),
+            // Allocated on the first read, exactly as large as it needs.
+            buf: Vec::new(),
             offset: 0,
             payload_at: 0..0,
             read_size: SCAN_READ_SIZE_BYTES,
@@ -195,6 +196,15 @@ impl SegmentCursor {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Gives back the read buffer of a cursor that has caught up with the
+    /// writer and will wait, and reads in small chunks from now on: an idle
+    /// follower (an open event stream) then holds kilobytes, not a megabyte.
+    pub fn idle(&mut self) {
+        self.buf = Vec::new();
+        self.buf_start = self.offset;
+        self.read_size = HEAD_READ_SIZE_BYTES;
     }
 
     /// Moves to `offset`, which must be a frame boundary found earlier.

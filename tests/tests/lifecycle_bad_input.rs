@@ -2,8 +2,8 @@
 //! nothing; repeats of done work are answered with the original LSN.
 //!
 //! Unknown sessions, events after an end, a busy key without supersede
-//! permission, a retried start with another key, ids and keys over 128
-//! bytes and empty ids are refused, and the journal's next LSN does not
+//! permission, a retried start with another key, ids over 128 bytes, keys
+//! over 1024 bytes and empty ids are refused, and the journal's next LSN does not
 //! move. A second end (with any reason) returns the first end's LSN and
 //! reason; a retried start, flush marker or finalization returns the
 //! original LSN. These are invariants 2, 3, 5 and 6 of design.md §3.
@@ -42,7 +42,12 @@ fn invalid_commands_are_refused_and_append_nothing() {
         refused(&j, j.start(start(&long, "k9"))),
         LifecycleError::TooLong { field: "session_id", len: 129, .. }
     ));
-    assert!(matches!(refused(&j, j.start(start("s9", &long))), LifecycleError::TooLong { field: "key", .. }));
+    // Keys may be long (real gateway keys are), up to the key limit.
+    let long_key = "k".repeat(bookend_projector::KEY_LEN_MAX_BYTES + 1);
+    assert!(matches!(
+        refused(&j, j.start(start("s9", &long_key))),
+        LifecycleError::TooLong { field: "key", .. }
+    ));
     assert!(matches!(refused(&j, j.start(start("s1", "other-key"))), LifecycleError::KeyMismatch { .. }));
     let no_supersede = Start { supersede: false, ..start("s2", "k1") };
     match refused(&j, j.start(no_supersede)) {

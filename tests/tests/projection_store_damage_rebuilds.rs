@@ -22,7 +22,8 @@ const SESSIONS: usize = 24;
 
 fn build(dir: &Path) -> Vec<(String, bool)> {
     let journal = SessionJournal::open(dir, SessionJournalOptions::default()).unwrap();
-    let big = "x".repeat(48 * 1024);
+    // As large as a start's attributes may be, so records span sled pages.
+    let big = "x".repeat(bookend_projector::ATTRS_TOTAL_MAX_BYTES - 64);
     for i in 0..SESSIONS {
         let mut start = Start::new(format!("s{i:02}")).key(format!("k{i}"));
         start.fields.attrs.insert("transcript".into(), format!("{i}{big}"));

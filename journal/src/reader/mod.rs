@@ -192,7 +192,12 @@ impl Reader {
             };
             match self.at_head(offset, problem)? {
                 AtHead::Retry => continue,
-                AtHead::Wait => return Ok(false),
+                AtHead::Wait => {
+                    if let Some(cursor) = self.cursor.as_mut() {
+                        cursor.idle();
+                    }
+                    return Ok(false);
+                }
             }
         }
     }
