@@ -60,7 +60,7 @@ def test_commands(client):
     old = client.session("py-1")
     check("session py-1 ended superseded by py-2",
           old and old["end_reason"] == "superseded" and old["next_id"] == "py-2" and old["flush_markers"] == ["memory"], old)
-    check("no active sessions", client.sessions(active=True) == [])
+    check("no active sessions", client.sessions(active=True) == [], client.sessions(active=True))
     check("health", client.health()["journal_open"] is True)
 
 
@@ -89,26 +89,57 @@ def test_consumer(client):
     check("a live consumer sees new starts", any(e["session_id"] == "py-3" for e in live), live)
 
 
-def test_hook(base_url):
+def load_hook_like_hermes(home):
+    """Installs the hook where its HOOK.yaml says (~/.hermes/hooks/bookend,
+    under a temporary home) and loads handler.py from there the way hermes
+    does (by file path, nothing added to sys.path)."""
+    import importlib.util
+    target = os.path.join(home, ".hermes", "hooks", "bookend")
+    shutil.copytree(os.path.join(HERE, "hermes_hook"), target)
+    spec = importlib.util.spec_from_file_location("hermes_hook_bookend", os.path.join(target, "handler.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hook(base_url, workdir):
     os.environ["BOOKEND_URL"] = base_url
-    sys.path.insert(0, os.path.join(HERE, "hermes_hook"))
-    import handler  # noqa: E402
+    handler = load_hook_like_hermes(os.path.join(workdir, "home"))
+    key = "agent:main:discord:dm:9"
 
     async def gateway():
+        # The shapes hermes 0.19.0 emits (gateway/run.py, gateway/slash_commands.py):
+        # session:end and session:reset carry no session id, only the key.
         started = time.monotonic()
-        await handler.handle("session:start", {"session_id": "hook-1", "session_key": "discord:9",
-                                               "platform": "discord", "user_id": "u9"})
-        await handler.handle("agent:end", {"session_id": "hook-1"})
-        await handler.handle("session:end", {"session_id": "hook-1", "reason": "idle_expiry"})
+        await handler.handle("session:start", {"platform": "discord", "user_id": "u9",
+                                               "session_id": "hook-1", "session_key": key})
+        await handler.handle("agent:start", {"platform": "discord", "user_id": "u9", "chat_id": "c9",
+                                             "session_id": "hook-1", "message": "hi"})
+        await handler.handle("session:end", {"platform": "discord", "user_id": "u9", "session_key": key})
+        await handler.handle("session:reset", {"platform": "discord", "user_id": "u9", "session_key": key})
+        await handler.handle("session:start", {"platform": "discord", "user_id": "u9",
+                                               "session_id": "hook-2", "session_key": key})
+        await handler.handle("session:reset", {"platform": "discord", "user_id": "u9", "session_key": key})
         return time.monotonic() - started
 
     elapsed = asyncio.run(gateway())
     check("the hook never blocks the event loop", elapsed < 0.05, elapsed)
     check("the hook drains its queue", handler.drain(10))
     client = BookendClient(base_url)
-    s = client.session("hook-1")
-    check("the hook's session was journaled and ended idle_expiry",
-          s and s["key"] == "discord:9" and s["end_reason"] == "idle_expiry", s)
+    first, second = client.session("hook-1"), client.session("hook-2")
+    check("a keyed session:end (no session id) ended the session on its key",
+          first and first["key"] == key and first["end_reason"] == "manual_reset", first)
+    check("the reset after the end appended nothing; the next session's reset ended it",
+          second and second["end_reason"] == "manual_reset" and second["spans"] == 1, second)
+
+
+def test_example_gateway(base_url):
+    """example_gateway.py runs to completion, and again."""
+    env = dict(os.environ, BOOKEND_URL=base_url)
+    for run in (1, 2):
+        done = subprocess.run([sys.executable, os.path.join(HERE, "example_gateway.py")],
+                              env=env, capture_output=True, text=True, timeout=30)
+        check(f"example_gateway.py runs to completion (run {run})", done.returncode == 0, done.stderr)
 
 
 def main():
@@ -121,7 +152,8 @@ def main():
         client = BookendClient(url)
         test_commands(client)
         test_consumer(client)
-        test_hook(url)
+        test_hook(url, workdir)
+        test_example_gateway(url)
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=30)

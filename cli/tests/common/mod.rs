@@ -22,9 +22,17 @@ pub fn append(dir: &Path, input: &str, extra: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn bookend append");
-    // A writer that refuses to open closes its stdin early: that is its answer.
-    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    child.wait_with_output().unwrap()
+    // Written from a thread, so acks filling the stdout pipe cannot
+    // deadlock a large input. A writer that refuses to open closes its
+    // stdin early: that is its answer.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    output
 }
 
 /// The JSON lines of a command's stdout.
@@ -53,19 +61,62 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        use std::io::BufRead;
-        let mut child = bookend()
+        let mut command = bookend();
+        command.args(["serve", "--listen", "127.0.0.1:0", "--dir"]).arg(dir).args(extra);
+        Self::spawn(command)
+    }
+
+    /// `bookend serve` under `ulimit -n nofile` (through the shell's ulimit).
+    pub fn start_with_fd_limit(dir: &Path, extra: &[&str], nofile: u32) -> Server {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_bookend"))
             .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
             .arg(dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn bookend serve");
+            .args(extra);
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Server {
+        use std::io::BufRead;
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("spawn bookend serve");
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr = line.trim().rsplit("http://").next().unwrap().to_string();
         assert!(addr.starts_with("127.0.0.1:"), "unexpected first line {line:?}");
         Server { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
+    }
+
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+
+    /// Waits for the server's exit (after `terminate`).
+    pub fn stop_status(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
     }
 
     /// SIGTERM, then the exit status.
@@ -150,6 +201,7 @@ pub struct SseClient {
     reader: std::io::BufReader<std::net::TcpStream>,
     pending: String,
     pub status: u16,
+    content_length: Option<usize>,
 }
 
 /// One SSE event: its id, event name and data.
@@ -175,14 +227,28 @@ impl SseClient {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut content_length = None;
         loop {
             line.clear();
             reader.read_line(&mut line).unwrap();
             if line == "\r\n" || line.is_empty() {
                 break;
             }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().ok();
+            }
         }
-        SseClient { reader, pending: String::new(), status }
+        SseClient { reader, pending: String::new(), status, content_length }
+    }
+
+    /// The body of a non-streaming answer (an error).
+    pub fn body(&mut self) -> String {
+        use std::io::Read;
+        let mut body = vec![0u8; self.content_length.unwrap_or(0)];
+        let _ = self.reader.read_exact(&mut body);
+        String::from_utf8_lossy(&body).into_owned()
     }
 
     /// Reads chunks until one whole event (not a comment) is available.
