@@ -142,3 +142,86 @@ impl Error {
         }
     }
 }
+
+impl Error {
+    /// The fields of the error a program may act on (the session, the key,
+    /// the holder of a lock, where corruption was found), as a JSON object
+    /// beside `kind` and `message`: the Python package's exceptions carry
+    /// them as attributes, over HTTP and embedded alike.
+    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let value = match self {
+            Error::Lifecycle(e) => return e.details(),
+            Error::Journal(bookend_journal::Error::Corruption { segment, offset, .. }) => {
+                json!({"segment": segment.display().to_string(), "offset": offset})
+            }
+            Error::Journal(bookend_journal::Error::Locked { dir, pid }) => {
+                json!({"dir": dir.display().to_string(), "pid": pid})
+            }
+            Error::Journal(bookend_journal::Error::DataLoss { found_lsn, expected_lsn, .. }) => {
+                json!({"found_lsn": found_lsn, "expected_lsn": expected_lsn})
+            }
+            Error::ConsumerBusy { name } | Error::InvalidConsumer { name, .. } => json!({"consumer": name}),
+            Error::CursorAhead { name, acked, end } => json!({"consumer": name, "acked": acked, "end": end}),
+            Error::AckAhead { name, lsn, durable } => {
+                json!({"consumer": name, "lsn": lsn, "durable": durable})
+            }
+            Error::Decode { lsn, .. } => json!({"lsn": lsn}),
+            _ => json!({}),
+        };
+        match value {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    /// `{"kind", "message", ...details}`: the error object of an ack or an
+    /// HTTP error body.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = self.details();
+        map.insert("kind".into(), self.kind().into());
+        map.insert("message".into(), self.to_string().into());
+        serde_json::Value::Object(map)
+    }
+}
+
+impl LifecycleError {
+    /// See [`Error::details`].
+    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let value = match self {
+            LifecycleError::UnknownSession { session_id }
+            | LifecycleError::AlreadyActive { session_id }
+            | LifecycleError::AlreadyFinalized { session_id } => json!({"session_id": session_id}),
+            LifecycleError::SessionEnded { session_id, reason } => {
+                json!({"session_id": session_id, "reason": reason.as_str()})
+            }
+            LifecycleError::AttemptsExhausted { session_id, max } => {
+                json!({"session_id": session_id, "max": max})
+            }
+            LifecycleError::KeyBusy { key, active_id } => json!({"key": key, "active_id": active_id}),
+            LifecycleError::KeyMismatch { session_id, existing, requested } => {
+                json!({"session_id": session_id, "existing": existing, "requested": requested})
+            }
+            LifecycleError::Empty { field } => json!({"field": field}),
+            LifecycleError::TooLong { field, len, max } => json!({"field": field, "len": len, "max": max}),
+            LifecycleError::TooMany { field, count, max } => {
+                json!({"field": field, "count": count, "max": max})
+            }
+            LifecycleError::Charset { field, .. } => json!({"field": field}),
+            _ => json!({}),
+        };
+        match value {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    /// `{"kind", "message", ...details}`: the error object of an ack.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = self.details();
+        map.insert("kind".into(), self.kind().into());
+        map.insert("message".into(), self.to_string().into());
+        serde_json::Value::Object(map)
+    }
+}

@@ -50,7 +50,7 @@ pub fn status_of(e: &bookend_projector::Error) -> StatusCode {
 
 /// A projector error as an answer.
 pub fn projector_error(e: &bookend_projector::Error) -> Response {
-    error(status_of(e), e.kind(), &e.to_string())
+    (status_of(e), axum::Json(json!({"ok": false, "error": e.to_json()}))).into_response()
 }
 
 /// A route's query parameters, each given at most once and each one the

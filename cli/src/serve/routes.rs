@@ -36,6 +36,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/commands", post(post_commands))
         .route("/v1/sessions", get(sessions::get_sessions))
         .route("/v1/sessions/{id}", get(sessions::get_session))
+        .route("/v1/pending/finalization", get(sessions::get_pending_finalization))
+        .route("/v1/pending/flush/{marker}", get(sessions::get_pending_flush))
+        .route("/v1/stats", get(sessions::get_stats))
         .route("/v1/events", get(events::get_events))
         .route("/v1/consumers", get(events::get_consumers))
         .route("/v1/consumers/{name}/ack", post(events::post_ack))
@@ -157,7 +160,13 @@ async fn get_health(State(state): State<Shared>, headers: HeaderMap) -> Response
 
 /// One command's ack, or its error ack with its position in the request.
 fn error_ack(index: Option<usize>, kind: &str, message: &str) -> Value {
-    let mut ack = json!({"ok": false, "error": {"kind": kind, "message": message}});
+    error_ack_with(index, json!({"kind": kind, "message": message}))
+}
+
+/// An error ack whose error object carries the error's details (the
+/// session, the key, ...).
+fn error_ack_with(index: Option<usize>, error: Value) -> Value {
+    let mut ack = json!({"ok": false, "error": error});
     if let Some(i) = index {
         ack["index"] = json!(i);
     }
@@ -170,7 +179,7 @@ fn submit(
     value: Value,
     index: Option<usize>,
 ) -> Result<bookend_projector::Pending<Ack>, Value> {
-    let line = parse_command(value).map_err(|e| error_ack(index, e.kind(), &e.to_string()))?;
+    let line = parse_command(value).map_err(|e| error_ack_with(index, e.to_json()))?;
     if matches!(line.command, Command::Close { .. }) {
         let message = "close is done by stopping the server (SIGTERM), which closes the journal";
         return Err(error_ack(index, "not_allowed", message));
@@ -178,7 +187,7 @@ fn submit(
     // Validation takes the journal's command lock and may wait for a
     // checkpoint's fsync: keep it off the async worker.
     tokio::task::block_in_place(|| state.journal.execute(line.command, line.at))
-        .map_err(|e| error_ack(index, e.kind(), &e.to_string()))
+        .map_err(|e| error_ack_with(index, e.to_json()))
 }
 
 /// Whether the request says its body is JSON. Required (also by the ack
@@ -222,7 +231,7 @@ async fn post_commands(State(state): State<Shared>, headers: HeaderMap, body: ax
         acks.push(match s {
             Ok(pending) => match pending.await {
                 Ok(ack) => ack.to_json(),
-                Err(e) => error_ack(batch.then_some(i), e.kind(), &e.to_string()),
+                Err(e) => error_ack_with(batch.then_some(i), e.to_json()),
             },
             Err(ack) => ack,
         });

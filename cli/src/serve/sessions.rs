@@ -77,3 +77,33 @@ pub async fn get_session(State(state): State<Shared>, Path(id): Path<String>) ->
         Err(e) => projector_error(&e),
     }
 }
+
+/// `GET /v1/pending/finalization`: sessions ended by expiry whose
+/// finalization has not succeeded and still has attempts left.
+pub async fn get_pending_finalization(State(state): State<Shared>) -> Response {
+    match tokio::task::block_in_place(|| state.journal.pending_finalization()) {
+        Ok(rows) => session_list(&rows),
+        Err(e) => projector_error(&e),
+    }
+}
+
+/// `GET /v1/pending/flush/{marker}`: ended sessions without that marker.
+pub async fn get_pending_flush(State(state): State<Shared>, Path(marker): Path<String>) -> Response {
+    match tokio::task::block_in_place(|| state.journal.pending_flush(&marker)) {
+        Ok(rows) => session_list(&rows),
+        Err(e) => projector_error(&e),
+    }
+}
+
+/// `GET /v1/stats`: the counts `bookend stats --json` prints.
+pub async fn get_stats(State(state): State<Shared>) -> Response {
+    match tokio::task::block_in_place(|| state.journal.stats()) {
+        Ok(stats) => axum::Json(stats).into_response(),
+        Err(e) => projector_error(&e),
+    }
+}
+
+fn session_list(rows: &[SessionState]) -> Response {
+    let rows: Vec<Value> = rows.iter().map(SessionState::to_json).collect();
+    axum::Json(json!({"sessions": rows})).into_response()
+}

@@ -20,6 +20,7 @@ mod open;
 mod options;
 mod pending;
 mod rebuild;
+mod stats;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;

@@ -36,6 +36,18 @@ impl<T> Pending<T> {
         &self.value
     }
 
+    /// Whether `wait` would return at once: the command needed no append,
+    /// or the journal has made its events durable. (A buffered append may
+    /// be acknowledged before this says so.)
+    pub fn is_durable(&self) -> bool {
+        let durable = self.owner.inner.journal.durable_lsn();
+        match &self.wait {
+            Wait::Ready => true,
+            Wait::Ticket(ticket) => durable >= ticket.lsns().last_lsn,
+            Wait::Durable(lsn) => durable >= *lsn,
+        }
+    }
+
     /// Blocks until the command is durable.
     pub fn wait(self) -> Result<T> {
         match self.wait {
