@@ -1,0 +1,76 @@
+"""Fixtures: a temporary ``HERMES_HOME`` with a config.yaml that enables (or
+does not enable) the plugin, and a runner for hermes_driver.py child
+processes using the real hermes-agent installed in this environment."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+
+
+class Home:
+    def __init__(self, path: pathlib.Path, enabled: bool) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        plugins = "[bookend]" if enabled else "[]"
+        (path / "config.yaml").write_text(f"plugins:\n  enabled: {plugins}\n")
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, HERMES_HOME=str(self.path))
+        env.pop("BOOKEND_JOURNAL_DIR", None)
+        return env
+
+    @property
+    def journal(self) -> pathlib.Path:
+        return self.path / "bookend"
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, str(HERE / "hermes_driver.py"), *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(HERE / "hermes_driver.py"), *args], env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def rows(self) -> dict[str, tuple]:
+        db = sqlite3.connect(self.path / "state.db")
+        try:
+            return {r[0]: r[1:] for r in db.execute("SELECT id, ended_at, end_reason, parent_session_id FROM sessions")}
+        finally:
+            db.close()
+
+
+@pytest.fixture
+def home(tmp_path: pathlib.Path) -> Home:
+    return Home(tmp_path / "hermes", enabled=True)
+
+
+@pytest.fixture
+def bare_home(tmp_path: pathlib.Path) -> Home:
+    return Home(tmp_path / "hermes-bare", enabled=False)
+
+
+def bookend_bin() -> str:
+    explicit = os.environ.get("BOOKEND_BIN")
+    if explicit:
+        return explicit
+    path = ROOT / "target" / "debug" / "bookend"
+    if not path.exists():
+        subprocess.run(["cargo", "build", "--locked", "-p", "bookend-cli"], cwd=ROOT, check=True)
+    return str(path)
+
+
+def verify(journal: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([bookend_bin(), "verify", "--dir", str(journal)], capture_output=True, text=True,
+                          timeout=60)
