@@ -9,6 +9,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod append;
 mod demo;
+mod fleet;
+mod forward;
 mod inspect;
 mod output;
 mod serve;
@@ -150,12 +152,25 @@ enum Command {
         after_help = "Examples:\n  bookend serve --dir ./j --listen 127.0.0.1:7311\n  bookend serve --dir ./j --idle-minutes 30 --reap-ttl-ms 90000 --on-shutdown end\n  bookend serve --config serve.json"
     )]
     Serve(Box<serve::ServeArgs>),
+    /// Forward the journal's durable events into a NATS JetStream stream, exactly once (see docs/fleet.md).
+    #[command(after_help = "Example:\n  bookend forward --dir ./j --nats nats://127.0.0.1:4222")]
+    Forward(forward::ForwardArgs),
+    /// Read the fleet's stream: `bookend fleet verify` checks every journal in it.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// (internal) The gateway process the demo kills.
     #[command(hide = true)]
     DemoChild {
         #[command(flatten)]
         dir: DirArg,
     },
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Check every journal in the stream: no duplicate, no gap, each span ended once.
+    #[command(after_help = "Example:\n  bookend fleet verify --nats nats://127.0.0.1:4222")]
+    Verify(fleet::VerifyArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -201,6 +216,8 @@ fn main() -> ExitCode {
         Command::Stats { dir, json } => inspect::stats(&dir.dir, json),
         Command::Demo { dir } => demo::run(&dir),
         Command::Serve(args) => serve::run(*args),
+        Command::Forward(args) => forward::run(args),
+        Command::Fleet(FleetCommand::Verify(args)) => fleet::run_verify(args),
         Command::DemoChild { dir } => demo::child(&dir.dir),
     };
     match result {
