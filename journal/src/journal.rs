@@ -4,7 +4,6 @@ use std::future::{Future, IntoFuture};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -18,14 +17,7 @@ use crate::open::{self, LockedDir};
 use crate::options::{Durability, JournalOptions};
 use crate::reader::{Follower, Reader};
 use crate::recovery::{Evidence, RecoveryReport};
-use crate::writer::{self, AppendAck, AppendRequest, Request, Shared, Writer};
-
-/// Where appends are numbered and handed to the writer, in one order.
-struct Submission {
-    next_lsn: u64,
-    /// Bounded: a full queue makes `submit` wait (backpressure).
-    tx: Option<SyncSender<Request>>,
-}
+use crate::writer::{self, AppendAck, Pipeline, Shared, Writer};
 
 /// An open journal: the only writer of its directory.
 ///
@@ -35,7 +27,7 @@ struct Submission {
 pub struct Journal {
     shared: Arc<Shared>,
     options: JournalOptions,
-    submission: Mutex<Submission>,
+    pipeline: Arc<Pipeline>,
     thread: Mutex<Option<JoinHandle<()>>>,
     recovery: RecoveryReport,
     /// Released when the journal is dropped, after the writer has stopped.
@@ -98,10 +90,14 @@ impl Journal {
         let report = start.report;
         let last_lsn = start.segment.last_lsn;
         let shared = Arc::new(Shared::new(dir, fs, start.manifest, last_lsn)?);
-        let (tx, rx) = mpsc::sync_channel(options.submission_queue_max_requests);
-        let writer = Writer::new(shared.clone(), options.clone(), rx, start.segment);
-        let thread =
-            writer::spawn(writer).map_err(|e| Error::io("spawn writer threads for", &shared.dir, e))?;
+        let pipeline = Arc::new(Pipeline::new(Writer::new(shared.clone(), options.clone(), start.segment)));
+        let thread = match writer::spawn(pipeline.clone(), shared.clone(), options.fsyncs_in_flight_max) {
+            Ok(thread) => thread,
+            Err(e) => {
+                pipeline.close();
+                return Err(Error::io("spawn writer threads for", &shared.dir, e));
+            }
+        };
         tracing::info!(
             dir = %shared.dir.display(),
             journal_id = %shared.id,
@@ -113,7 +109,7 @@ impl Journal {
         Ok(Journal {
             shared,
             options,
-            submission: Mutex::new(Submission { next_lsn: report.next_lsn, tx: Some(tx) }),
+            pipeline,
             thread: Mutex::new(Some(thread)),
             recovery: report,
             _lock: guard,
@@ -140,7 +136,7 @@ impl Journal {
 
     /// The LSN the next append will get.
     pub fn next_lsn(&self) -> u64 {
-        lock(&self.submission).next_lsn
+        self.pipeline.lock().next_lsn()
     }
 
     /// Every event up to this LSN is on disk and fsynced.
@@ -164,17 +160,21 @@ impl Journal {
         let count = batch.len() as u64;
         let payload_hasher = batch.payload_hasher();
         let (done, rx) = oneshot::channel();
-        let mut submission = lock(&self.submission);
+        let mut writer = self.pipeline.lock_with_room();
         if let Some(cause) = self.shared.poisoned() {
             return Err(Error::Poisoned { cause });
         }
-        let tx = submission.tx.as_ref().ok_or(Error::Closed)?;
-        let first_lsn = submission.next_lsn;
+        if writer.closed() {
+            return Err(Error::Closed);
+        }
+        let first_lsn = writer.next_lsn();
         let ack = AppendAck { first_lsn, last_lsn: first_lsn + count - 1 };
         let frame = batch.seal(first_lsn, self.shared.durable_lsn_fast(), payload_hasher.as_ref());
-        tx.send(Request::Append(AppendRequest { frame, ack, durability, done }))
-            .map_err(|_| Error::Closed)?;
-        submission.next_lsn += count;
+        let wake = writer.append(&frame, ack, durability, done);
+        drop(writer);
+        if wake {
+            self.pipeline.wake_writer();
+        }
         Ok(AppendTicket { rx, ack })
     }
 
@@ -200,13 +200,17 @@ impl Journal {
     }
 
     fn request_sync(&self) -> Result<oneshot::Receiver<Result<()>>> {
-        let submission = lock(&self.submission);
+        let mut writer = self.pipeline.lock();
         if let Some(cause) = self.shared.poisoned() {
             return Err(Error::Poisoned { cause });
         }
+        if writer.closed() {
+            return Err(Error::Closed);
+        }
         let (done, rx) = oneshot::channel();
-        let tx = submission.tx.as_ref().ok_or(Error::Closed)?;
-        tx.send(Request::Sync(done)).map_err(|_| Error::Closed)?;
+        writer.request_sync(done);
+        drop(writer);
+        self.pipeline.wake_writer();
         Ok(rx)
     }
 
@@ -288,7 +292,7 @@ impl Journal {
     }
 
     fn stop_writer(&self) {
-        lock(&self.submission).tx = None;
+        self.pipeline.close();
         if let Some(thread) = lock(&self.thread).take()
             && thread.join().is_err()
         {
@@ -299,7 +303,7 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        // The writer syncs what it holds when its channel closes.
+        // The writer threads sync what is written when the pipeline closes.
         self.stop_writer();
     }
 }

@@ -1,21 +1,23 @@
-//! The writer threads and their group commit.
+//! The write path and its group commit.
 //!
-//! Appenders hand finished frames to the writer through a channel, in LSN
-//! order. A writer thread takes the writer's state, drains every pending
-//! request, copies their frames into one buffer and writes it with one
-//! `write`. Buffered appends are acknowledged then. It then lets go of the
-//! state and, if any of the group wants durability, calls fdatasync itself
-//! and completes every waiter the fsync covers.
+//! The writer's state (the active segment, the group buffer, the appends
+//! waiting for an fsync) sits behind one lock, and appenders use it
+//! directly: `Journal::submit` numbers a batch and copies its frame into the
+//! group buffer under that lock, so LSN order is file order. A buffered
+//! append then writes the buffer itself (one `pwrite`) and is acknowledged
+//! at once: no hand-off to another thread and back. A durable append leaves
+//! its frame in the buffer, joins the waiters and wakes a writer thread.
+//!
+//! A writer thread takes every waiting append in one go: it writes the
+//! buffer with one `write`, registers the waiters at the group's last LSN,
+//! lets go of the lock and calls fdatasync through its own handle; the
+//! fsync completes every waiter it covers. Appends that arrive while it
+//! sits in fdatasync collect in the buffer and ride the next one together.
 //!
 //! There are `JournalOptions::fsyncs_in_flight_max` such threads (1 by
 //! default). With more than one, while one sits in fdatasync the next takes
-//! the state and writes and syncs the appends that arrived meanwhile, at
-//! once. With a single thread those appends wait for the running fsync and
-//! then ride a group of their own, so appenders that each keep one append in
-//! flight settle into two cohorts taking turns, and each fsync carries about
-//! half of them. Whether two fsyncs at once beat that depends on the device
-//! (docs/performance.md has the figures for the disk measured). One append
-//! alone takes one thread and one fsync either way, no hand-off more.
+//! the appends that arrived meanwhile and syncs them at once. Whether two
+//! fsyncs at once beat one depends on the device (docs/performance.md).
 //!
 //! Each thread syncs through its own handle on the segment because Linux
 //! reports a failed writeback once per open file description: on a shared
@@ -30,7 +32,6 @@ mod sync;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -43,29 +44,17 @@ use crate::open::ActiveStart;
 use crate::options::{Durability, JournalOptions};
 use crate::segment;
 
+pub(crate) use shared::Done;
 pub(crate) use shared::Shared;
-use shared::{Done, Waiter, lock};
 pub use shared::{FSYNC_BUCKETS_MICROS, GROUP_BUCKETS_EVENTS};
-pub(crate) use sync::spawn;
+use shared::{Waiter, lock};
+pub(crate) use sync::{Pipeline, spawn};
 
 /// Acknowledgement of an append: the LSNs its events got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendAck {
     pub first_lsn: u64,
     pub last_lsn: u64,
-}
-
-pub(crate) struct AppendRequest {
-    pub frame: Vec<u8>,
-    pub ack: AppendAck,
-    pub durability: Durability,
-    pub done: oneshot::Sender<Result<AppendAck>>,
-}
-
-pub(crate) enum Request {
-    Append(AppendRequest),
-    /// Make everything written so far durable.
-    Sync(oneshot::Sender<Result<()>>),
 }
 
 /// The active segment as the writer sees it.
@@ -90,20 +79,24 @@ struct ActiveSegment {
     allocated: u64,
 }
 
-/// The writer's state: one writer thread at a time holds it to collect
-/// and write a group.
+/// The writer's state, behind the pipeline's lock: appenders stage and
+/// write into it; a writer thread takes the waiters and syncs.
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     options: JournalOptions,
-    rx: Receiver<Request>,
     segment: ActiveSegment,
     /// Frames of the current group not yet written; reused across groups.
     buf: Vec<u8>,
-    /// Highest LSN copied into `buf` or written.
+    /// Events in `buf`.
+    buf_events: u64,
+    /// Highest LSN copied into `buf` or written: the next LSN is one more.
     last_lsn: u64,
     /// Written data nobody has asked to sync exists since this instant.
     unsynced_since: Option<Instant>,
-    /// Every sender is gone: the threads make what is written durable and stop.
+    /// Durable appends and sync requests no writer thread has taken yet.
+    pending: Vec<Done>,
+
+    /// The journal is closing: the threads make what is written durable and stop.
     closed: bool,
 }
 
@@ -124,16 +117,10 @@ pub(crate) struct SyncTarget {
 }
 
 impl Writer {
-    pub fn new(
-        shared: Arc<Shared>,
-        options: JournalOptions,
-        rx: Receiver<Request>,
-        start: ActiveStart,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, options: JournalOptions, start: ActiveStart) -> Self {
         let last_lsn = start.last_lsn;
         Writer {
             shared,
-            rx,
             segment: ActiveSegment {
                 file: start.file,
                 path: start.path,
@@ -146,56 +133,90 @@ impl Writer {
                 allocated: start.allocated.max(start.len),
             },
             buf: Vec::with_capacity(options.group_bytes_max.min(1 << 20)),
+            buf_events: 0,
             options,
             last_lsn,
             unsynced_since: None,
+            pending: Vec::new(),
             closed: false,
         }
     }
 
-    /// Waits for requests and writes them as one group (or, when buffered
-    /// data has waited long enough, asks for a sync).
-    pub(crate) fn next_group(&mut self) -> Next {
-        if self.closed {
-            return Next::Stop(self.target());
-        }
-        let first = match self.unsynced_since {
-            Some(since) => {
-                let wait = self.options.buffered_sync_interval.saturating_sub(since.elapsed());
-                match self.rx.recv_timeout(wait) {
-                    Ok(req) => req,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.unsynced_since = None;
-                        return Next::Sync(self.target());
-                    }
-                    Err(RecvTimeoutError::Disconnected) => {
-                        self.closed = true;
-                        return Next::Stop(self.target());
-                    }
-                }
+    /// The LSN the next append gets.
+    pub fn next_lsn(&self) -> u64 {
+        self.last_lsn + 1
+    }
+
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Appends and sync requests waiting for a writer thread.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// One numbered frame from `Journal::submit`: staged, then written at
+    /// once when buffered (and acknowledged), or left for the next group
+    /// when durable. Returns whether a writer thread should wake: for a
+    /// durable append, or when buffered data starts waiting for its sync.
+    /// A failure poisons the journal and fails `done` with it.
+    pub fn append(
+        &mut self,
+        frame: &[u8],
+        ack: AppendAck,
+        durability: Durability,
+        done: oneshot::Sender<Result<AppendAck>>,
+    ) -> bool {
+        let was_synced = self.unsynced_since.is_none();
+        let staged = self.stage(frame, ack);
+        let result = match durability {
+            Durability::Buffered => staged.and_then(|()| self.flush_buf()),
+            Durability::Durable if self.buf.len() >= self.options.group_bytes_max => {
+                staged.and_then(|()| self.flush_buf())
             }
-            None => match self.rx.recv() {
-                Ok(req) => req,
-                Err(_) => {
-                    self.closed = true;
-                    return Next::Stop(self.target());
-                }
-            },
+            Durability::Durable => staged,
         };
-        let mut group = vec![first];
-        let mut bytes = 0usize;
-        while bytes < self.options.group_bytes_max {
-            match self.rx.try_recv() {
-                Ok(req) => {
-                    if let Request::Append(a) = &req {
-                        bytes += a.frame.len();
-                    }
-                    group.push(req);
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        match (result, durability) {
+            (Err(e), _) => {
+                let mut failed = std::mem::take(&mut self.pending);
+                failed.insert(0, Done::Append(ack, done));
+                self.shared.fail_with(e, failed);
+                true
+            }
+            (Ok(()), Durability::Buffered) => {
+                let _ = done.send(Ok(ack));
+                was_synced && self.unsynced_since.is_some()
+            }
+            (Ok(()), Durability::Durable) => {
+                self.pending.push(Done::Append(ack, done));
+                true
             }
         }
-        self.commit(group)
+    }
+
+    /// A request to make everything written so far durable.
+    pub fn request_sync(&mut self, done: oneshot::Sender<Result<()>>) {
+        self.pending.push(Done::Sync(done));
+    }
+
+    /// Whether a writer thread has work, and if not, how long it may sleep
+    /// (`None`: until woken).
+    pub(crate) fn due(&self) -> Result<(), Option<std::time::Duration>> {
+        if self.closed || !self.pending.is_empty() {
+            return Ok(());
+        }
+        match self.unsynced_since {
+            None => Err(None),
+            Some(since) => match self.options.buffered_sync_interval.checked_sub(since.elapsed()) {
+                Some(left) if !left.is_zero() => Err(Some(left)),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// Everything written so far, as a sync target.
@@ -207,61 +228,31 @@ impl Writer {
         }
     }
 
-    /// Writes one group; acknowledges its buffered appends and queues the
-    /// rest to be completed by the fsync that covers them.
-    fn commit(&mut self, mut group: Vec<Request>) -> Next {
+    /// A writer thread's turn (it has checked `due`): writes the group
+    /// buffer, registers every pending waiter at the group's last LSN and
+    /// says what to sync.
+    pub(crate) fn take_group(&mut self) -> Next {
+        let waiters = std::mem::take(&mut self.pending);
         if let Some(cause) = self.shared.poisoned() {
-            for req in group {
-                Done::from(req).fail(Error::Poisoned { cause: cause.clone() });
-            }
-            return Next::Continue;
+            waiters.into_iter().for_each(|d| d.fail(Error::Poisoned { cause: cause.clone() }));
+            return if self.closed { Next::Stop(self.target()) } else { Next::Continue };
         }
-        let group_events: u64 = group
-            .iter()
-            .map(|r| match r {
-                Request::Append(a) => a.ack.last_lsn - a.ack.first_lsn + 1,
-                Request::Sync(_) => 0,
-            })
-            .sum();
-        if group_events > 0 {
-            // Counted with the histogram: a group is a write of events.
-            self.shared.counters.groups.fetch_add(1, Ordering::Relaxed);
-            self.shared.counters.group_events.observe(&GROUP_BUCKETS_EVENTS, group_events);
-        }
-        let mut result = Ok(());
-        for req in group.iter() {
-            if let Request::Append(a) = req
-                && result.is_ok()
-            {
-                result = self.stage(&a.frame, a.ack);
-            }
-        }
-        if let Err(e) = result.and_then(|()| self.flush_buf()) {
-            self.shared.fail_with(e, group.drain(..).map(Done::from).collect());
-            return Next::Continue;
-        }
-        let mut waiters = Vec::new();
-        for req in group {
-            match req {
-                Request::Append(a) if a.durability == Durability::Buffered => {
-                    let _ = a.done.send(Ok(a.ack));
-                }
-                req => waiters.push(Done::from(req)),
-            }
-        }
-        let interval_due =
-            self.unsynced_since.is_some_and(|since| since.elapsed() >= self.options.buffered_sync_interval);
-        if waiters.is_empty() && !interval_due {
-            return Next::Continue;
+        if let Err(e) = self.flush_buf() {
+            self.shared.fail_with(e, waiters);
+            return if self.closed { Next::Stop(self.target()) } else { Next::Continue };
         }
         self.unsynced_since = None;
         let lsn = self.last_lsn;
         if lsn <= self.shared.durable_lsn() {
             waiters.into_iter().for_each(Done::succeed);
-            return Next::Continue;
+        } else {
+            lock(&self.shared.sync).waiters.extend(waiters.into_iter().map(|done| Waiter { lsn, done }));
         }
-        lock(&self.shared.sync).waiters.extend(waiters.into_iter().map(|done| Waiter { lsn, done }));
-        Next::Sync(self.target())
+        match (self.closed, lsn <= self.shared.durable_lsn()) {
+            (true, _) => Next::Stop(self.target()),
+            (false, true) => Next::Continue,
+            (false, false) => Next::Sync(self.target()),
+        }
     }
 
     /// Copies one frame into the group buffer, rotating first if the frame
@@ -276,6 +267,7 @@ impl Writer {
         self.buf.extend_from_slice(frame);
         self.segment.len += frame.len() as u64;
         self.last_lsn = ack.last_lsn;
+        self.buf_events += ack.last_lsn - ack.first_lsn + 1;
         self.shared.counters.appends.fetch_add(1, Ordering::Relaxed);
         self.shared.counters.events.fetch_add(ack.last_lsn - ack.first_lsn + 1, Ordering::Relaxed);
         Ok(())
@@ -294,6 +286,12 @@ impl Writer {
         self.segment.allocated = self.segment.allocated.max(self.segment.written);
         self.preallocate()?;
         self.shared.counters.bytes_written.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        if self.buf_events > 0 {
+            // A group is one write of events.
+            self.shared.counters.groups.fetch_add(1, Ordering::Relaxed);
+            self.shared.counters.group_events.observe(&GROUP_BUCKETS_EVENTS, self.buf_events);
+        }
+        self.buf_events = 0;
         self.buf.clear();
         self.shared.written_lsn.store(self.last_lsn, Ordering::Release);
         Ok(())

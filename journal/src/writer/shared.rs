@@ -15,7 +15,7 @@ use crate::format::{JournalId, Manifest};
 use crate::fs::{Fs, FsFile};
 use crate::manifest::{DurableHint, store_manifest};
 
-use super::{AppendAck, Request};
+use super::AppendAck;
 
 /// Upper bounds (µs) of the fsync latency histogram buckets; the last
 /// bucket is everything above.
@@ -98,7 +98,7 @@ pub(super) struct Waiter {
     pub done: Done,
 }
 
-pub(super) enum Done {
+pub(crate) enum Done {
     Append(AppendAck, oneshot::Sender<Result<AppendAck>>),
     Sync(oneshot::Sender<Result<()>>),
 }
@@ -123,15 +123,6 @@ impl Done {
             Done::Sync(tx) => {
                 let _ = tx.send(Err(e));
             }
-        }
-    }
-}
-
-impl From<Request> for Done {
-    fn from(req: Request) -> Done {
-        match req {
-            Request::Append(a) => Done::Append(a.ack, a.done),
-            Request::Sync(tx) => Done::Sync(tx),
         }
     }
 }

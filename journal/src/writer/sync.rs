@@ -1,7 +1,9 @@
-//! The writer threads: each takes the writer's state to collect and write
-//! a group, lets go of it, and syncs the group through its own handle.
+//! The pipeline (the writer's state behind one lock, with the conditions
+//! appenders and writer threads wait on) and the writer threads: each
+//! waits for appends that want durability, takes them as one group, lets
+//! go of the lock, and syncs the group through its own handle.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::error::IoContext;
@@ -10,24 +12,86 @@ use crate::fs::FsFile;
 use super::shared::{Shared, lock};
 use super::{Next, SyncTarget, Writer};
 
+/// The writer's state and what waits on it.
+pub(crate) struct Pipeline {
+    writer: Mutex<Writer>,
+    /// A writer thread has work (a durable append, a sync, buffered data
+    /// whose sync interval started, the close).
+    work: Condvar,
+    /// A writer thread took the pending appends: room for more.
+    room: Condvar,
+    max_pending: usize,
+}
+
+impl Pipeline {
+    pub fn new(writer: Writer) -> Pipeline {
+        let max_pending = writer.options.submission_queue_max_requests;
+        Pipeline { writer: Mutex::new(writer), work: Condvar::new(), room: Condvar::new(), max_pending }
+    }
+
+    /// The writer's state, once fewer than `submission_queue_max_requests`
+    /// appends wait for a writer thread (backpressure).
+    pub fn lock_with_room(&self) -> MutexGuard<'_, Writer> {
+        let mut writer = lock(&self.writer);
+        while writer.pending_len() >= self.max_pending && !writer.closed() {
+            writer = self.room.wait(writer).unwrap_or_else(|p| p.into_inner());
+        }
+        writer
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Writer> {
+        lock(&self.writer)
+    }
+
+    pub fn wake_writer(&self) {
+        self.work.notify_one();
+    }
+
+    /// Marks the pipeline closed and wakes every writer thread to finish.
+    pub fn close(&self) {
+        lock(&self.writer).close();
+        self.work.notify_all();
+        self.room.notify_all();
+    }
+
+    /// Waits until there is work, then takes it.
+    fn next(&self) -> Next {
+        let mut writer = lock(&self.writer);
+        loop {
+            match writer.due() {
+                Ok(()) => break,
+                Err(None) => writer = self.work.wait(writer).unwrap_or_else(|p| p.into_inner()),
+                Err(Some(left)) => {
+                    writer = self.work.wait_timeout(writer, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        }
+        let next = writer.take_group();
+        drop(writer);
+        self.room.notify_all();
+        next
+    }
+}
+
 /// Starts the writer threads; returns a handle that finishes when all of
-/// them have stopped (after the channel's senders are gone).
-pub(crate) fn spawn(writer: Writer) -> std::io::Result<JoinHandle<()>> {
-    let threads = writer.options.fsyncs_in_flight_max;
-    let shared = writer.shared.clone();
-    let writer = Arc::new(Mutex::new(writer));
+/// them have stopped (after [`Pipeline::close`]).
+pub(crate) fn spawn(
+    pipeline: Arc<Pipeline>,
+    shared: Arc<Shared>,
+    threads: usize,
+) -> std::io::Result<JoinHandle<()>> {
     let mut others = Vec::with_capacity(threads.saturating_sub(1));
     for i in 1..threads {
-        let (shared, writer) = (shared.clone(), writer.clone());
-        // On failure the caller drops the channel's sender, which stops the
+        let (shared, pipeline) = (shared.clone(), pipeline.clone());
+        // On failure the caller closes the pipeline, which stops the
         // threads already started.
         let handle = std::thread::Builder::new()
             .name(format!("bookend-writer-{i}"))
-            .spawn(move || run(&shared, &writer))?;
+            .spawn(move || run(&shared, &pipeline))?;
         others.push(handle);
     }
     std::thread::Builder::new().name("bookend-writer-0".into()).spawn(move || {
-        run(&shared, &writer);
+        run(&shared, &pipeline);
         for handle in others {
             if handle.join().is_err() {
                 tracing::error!(dir = %shared.dir.display(), "a journal writer thread panicked");
@@ -36,12 +100,12 @@ pub(crate) fn spawn(writer: Writer) -> std::io::Result<JoinHandle<()>> {
     })
 }
 
-/// One writer thread: take the state, collect and write a group, let go,
-/// sync it through this thread's own handle.
-fn run(shared: &Shared, writer: &Mutex<Writer>) {
+/// One writer thread: take a group, let go, sync it through this thread's
+/// own handle.
+fn run(shared: &Shared, pipeline: &Pipeline) {
     let mut own: Option<(u64, Box<dyn FsFile>)> = None;
     loop {
-        let (SyncTarget { lsn, generation, path }, stop) = match lock(writer).next_group() {
+        let (SyncTarget { lsn, generation, path }, stop) = match pipeline.next() {
             Next::Continue => continue,
             Next::Sync(target) => (target, false),
             Next::Stop(target) => (target, true),
@@ -69,6 +133,8 @@ fn run(shared: &Shared, writer: &Mutex<Writer>) {
             }
         }
         if stop {
+            // The other threads stop too (each sees `closed`).
+            pipeline.work.notify_all();
             return;
         }
     }
