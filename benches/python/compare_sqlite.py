@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import pathlib
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -122,15 +121,15 @@ def rss_after_open(sessions: int) -> tuple[float, float]:
         for i in range(sessions):
             ack = journal.start(f"s{i}", key=f"k{i}")
             journal.end(ack.session_id, "idle_expiry")
-    code = ("import bookend, resource, sys, time; t = time.perf_counter(); j = bookend.open(sys.argv[1]);"
-            " o = time.perf_counter() - t; j.close();"
-            " print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, o)")
-    base = subprocess.run([sys.executable, "-c", "import bookend, resource;"
-                           " print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                          capture_output=True, text=True, check=True)
+    # VmHWM, not ru_maxrss: ru_maxrss survives execve, so a child would
+    # report this benchmark's own peak.
+    code = ("import bookend, re, sys, time;"
+            " r = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1));"
+            " base = r(); t = time.perf_counter(); j = bookend.open(sys.argv[1]); o = time.perf_counter() - t;"
+            " opened = r(); j.close(); print(base, opened, o)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-    peak_kib, open_s = out.stdout.split()
-    return (int(peak_kib) - int(base.stdout)) / 1024, float(open_s) * 1000
+    base_kib, opened_kib, open_s = out.stdout.split()
+    return (int(opened_kib) - int(base_kib)) / 1024, float(open_s) * 1000
 
 
 class Server:
