@@ -21,8 +21,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::reply::{Params, Refusal, error, projector_error, refuse};
-use super::routes::{Shared, is_json, not_json};
+use super::Shared;
+use super::reply::{Params, Refusal, error, is_json, not_json, projector_error, refuse};
 
 /// Comment lines sent on idle event streams so proxies keep them open (and
 /// a vanished client is noticed).

@@ -30,6 +30,9 @@ pub use args::ServeArgs;
 use args::Settings;
 
 /// What every handler shares.
+/// The server's state, shared by every route.
+pub type Shared = std::sync::Arc<AppState>;
+
 pub struct AppState {
     pub journal: SessionJournal,
     pub settings: Settings,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -102,4 +102,18 @@ impl Params {
             _ => Err(invalid_query(format!("{name}={text:?}: use a number in {min}..={max}"))),
         }
     }
+}
+
+/// Whether the request says its body is JSON. Required (also by the ack
+/// route): a browser page cannot send `application/json` to another
+/// origin without a preflight this server never answers, so no web page
+/// can post commands to a journal on localhost.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+pub fn not_json() -> Response {
+    error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type", "send Content-Type: application/json")
 }

@@ -8,7 +8,6 @@
 //! `--max-concurrent` places, so a client that sends its body slowly holds
 //! a connection, never a place; then the token check and the routes.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -24,11 +23,9 @@ use serde_json::{Value, json};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use super::AppState;
-use super::reply::{Refusal, error, refuse};
+use super::reply::{Refusal, error, is_json, not_json, refuse};
+use super::{AppState, Shared};
 use super::{events, sessions};
-
-pub type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
     let s = &state.settings;
@@ -188,20 +185,6 @@ fn submit(
     // checkpoint's fsync: keep it off the async worker.
     tokio::task::block_in_place(|| state.journal.execute(line.command, line.at))
         .map_err(|e| error_ack_with(index, e.to_json()))
-}
-
-/// Whether the request says its body is JSON. Required (also by the ack
-/// route): a browser page cannot send `application/json` to another
-/// origin without a preflight this server never answers, so no web page
-/// can post commands to a journal on localhost.
-pub fn is_json(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-    })
-}
-
-pub fn not_json() -> Response {
-    error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type", "send Content-Type: application/json")
 }
 
 /// The commands of one request: one object, or an array of them, parsed

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use bookend_projector::{EndReason, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SessionState};
 use serde_json::{Value, json};
 
+use super::Shared;
 use super::reply::{Params, Refusal, error, projector_error, refuse};
-use super::routes::Shared;
 
 /// What a listing asked for.
 struct Filter {
