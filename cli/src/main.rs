@@ -155,7 +155,7 @@ enum Command {
     /// Forward the journal's durable events into a NATS JetStream stream, exactly once (see docs/fleet.md).
     #[command(after_help = "Example:\n  bookend forward --dir ./j --nats nats://127.0.0.1:4222")]
     Forward(forward::ForwardArgs),
-    /// Read the fleet's stream: `bookend fleet verify` checks every journal in it.
+    /// Read the fleet's stream: `bookend fleet serve` views it, `bookend fleet verify` checks it.
     #[command(subcommand)]
     Fleet(FleetCommand),
     /// (internal) The gateway process the demo kills.
@@ -168,6 +168,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum FleetCommand {
+    /// Serve the fleet-wide view (every journal's sessions and events) read-only over HTTP.
+    #[command(
+        after_help = "Example:\n  bookend fleet serve --nats nats://127.0.0.1:4222 --listen 127.0.0.1:7312"
+    )]
+    Serve(fleet::FleetArgs),
     /// Check every journal in the stream: no duplicate, no gap, each span ended once.
     #[command(after_help = "Example:\n  bookend fleet verify --nats nats://127.0.0.1:4222")]
     Verify(fleet::VerifyArgs),
@@ -218,6 +223,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Forward(args) => forward::run(args),
         Command::Fleet(FleetCommand::Verify(args)) => fleet::run_verify(args),
+        Command::Fleet(FleetCommand::Serve(args)) => fleet::run(args),
         Command::DemoChild { dir } => demo::child(&dir.dir),
     };
     match result {

@@ -105,6 +105,11 @@ pub(crate) async fn wait_stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Resolves on SIGTERM or SIGINT.
+pub(crate) async fn stop_signal() {
+    wait_for_signal().await
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
