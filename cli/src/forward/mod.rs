@@ -62,7 +62,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub fn run(args: ForwardArgs) -> anyhow::Result<ExitCode> {
     require_journal_dir(&args.dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // One thread: the reader, the publisher and the ack waiter hand work
+    // to each other many times per event, and across threads each hand-off
+    // would be a wake-up.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(forward(args))?;
     Ok(ExitCode::SUCCESS)
 }
