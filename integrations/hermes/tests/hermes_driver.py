@@ -57,6 +57,14 @@ def lifecycle(sdb) -> None:
     sdb.end_session("cron1", "cron_complete")
 
 
+def history(sdb) -> None:
+    """An install's history: every transition of `lifecycle`, plus rows a
+    crash left open."""
+    lifecycle(sdb)
+    sdb.create_session(session_id="open1", source="cli", user_id="me")
+    sdb.create_session(session_id="open2", source="telegram", user_id="u3", session_key="agent:main:telegram:dm:3")
+
+
 def hold(sdb, count: int) -> None:
     for i in range(count):
         sdb.create_session(session_id=f"h{i}", source="cli", user_id="me")
@@ -86,6 +94,8 @@ def main() -> None:
     sdb = db()
     if scenario == "lifecycle":
         lifecycle(sdb)
+    elif scenario == "history":
+        history(sdb)
     elif scenario == "hold":
         hold(sdb, int(sys.argv[2]))
     elif scenario == "open_and_mirror":
