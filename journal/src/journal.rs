@@ -160,17 +160,20 @@ impl Journal {
         let count = batch.len() as u64;
         let payload_hasher = batch.payload_hasher();
         let (done, rx) = oneshot::channel();
-        let mut writer = self.pipeline.lock_with_room();
-        if let Some(cause) = self.shared.poisoned() {
-            return Err(Error::Poisoned { cause });
-        }
-        if writer.closed() {
-            return Err(Error::Closed);
+        let (mut writer, contended) = self.pipeline.lock_with_room();
+        if self.shared.poisoned().is_some() || writer.closed() {
+            // An appender before us may have left its frame for us to write.
+            let wake = writer.has_unwritten();
+            drop(writer);
+            if wake {
+                self.pipeline.wake_writer();
+            }
+            return Err(self.shared.poisoned().map_or(Error::Closed, |cause| Error::Poisoned { cause }));
         }
         let first_lsn = writer.next_lsn();
         let ack = AppendAck { first_lsn, last_lsn: first_lsn + count - 1 };
         let frame = batch.seal(first_lsn, self.shared.durable_lsn_fast(), payload_hasher.as_ref());
-        let wake = writer.append(&frame, ack, durability, done);
+        let wake = writer.append(&frame, ack, durability, done, contended);
         drop(writer);
         if wake {
             self.pipeline.wake_writer();

@@ -95,6 +95,9 @@ pub(crate) struct Writer {
     unsynced_since: Option<Instant>,
     /// Durable appends and sync requests no writer thread has taken yet.
     pending: Vec<Done>,
+    /// Buffered appends whose frames sit in `buf`: acknowledged by the
+    /// next write of the buffer, whoever makes it.
+    unwritten: Vec<(AppendAck, oneshot::Sender<Result<AppendAck>>)>,
 
     /// The journal is closing: the threads make what is written durable and stop.
     closed: bool,
@@ -138,6 +141,7 @@ impl Writer {
             last_lsn,
             unsynced_since: None,
             pending: Vec::new(),
+            unwritten: Vec::new(),
             closed: false,
         }
     }
@@ -162,18 +166,27 @@ impl Writer {
 
     /// One numbered frame from `Journal::submit`: staged, then written at
     /// once when buffered (and acknowledged), or left for the next group
-    /// when durable. Returns whether a writer thread should wake: for a
-    /// durable append, or when buffered data starts waiting for its sync.
-    /// A failure poisons the journal and fails `done` with it.
+    /// when durable. A buffered append made while other appenders wait for
+    /// the lock (`contended`) leaves its frame for the next of them to write
+    /// with theirs: one `write` for the lot instead of one each. Returns
+    /// whether a writer thread should wake: for a durable append, or when
+    /// buffered data starts waiting for its sync. A failure poisons the
+    /// journal and fails `done` with it.
     pub fn append(
         &mut self,
         frame: &[u8],
         ack: AppendAck,
         durability: Durability,
         done: oneshot::Sender<Result<AppendAck>>,
+        contended: bool,
     ) -> bool {
         let was_synced = self.unsynced_since.is_none();
         let staged = self.stage(frame, ack);
+        let defer = contended && self.buf.len() < self.options.group_bytes_max;
+        if durability == Durability::Buffered && defer && staged.is_ok() {
+            self.unwritten.push((ack, done));
+            return false;
+        }
         let result = match durability {
             Durability::Buffered => staged.and_then(|()| self.flush_buf()),
             Durability::Durable if self.buf.len() >= self.options.group_bytes_max => {
@@ -199,6 +212,11 @@ impl Writer {
         }
     }
 
+    /// Buffered appends wait for the buffer to be written.
+    pub fn has_unwritten(&self) -> bool {
+        !self.unwritten.is_empty()
+    }
+
     /// A request to make everything written so far durable.
     pub fn request_sync(&mut self, done: oneshot::Sender<Result<()>>) {
         self.pending.push(Done::Sync(done));
@@ -207,7 +225,7 @@ impl Writer {
     /// Whether a writer thread has work, and if not, how long it may sleep
     /// (`None`: until woken).
     pub(crate) fn due(&self) -> Result<(), Option<std::time::Duration>> {
-        if self.closed || !self.pending.is_empty() {
+        if self.closed || !self.pending.is_empty() || !self.unwritten.is_empty() {
             return Ok(());
         }
         match self.unsynced_since {
@@ -234,7 +252,11 @@ impl Writer {
     pub(crate) fn take_group(&mut self) -> Next {
         let waiters = std::mem::take(&mut self.pending);
         if let Some(cause) = self.shared.poisoned() {
-            waiters.into_iter().for_each(|d| d.fail(Error::Poisoned { cause: cause.clone() }));
+            let unwritten = std::mem::take(&mut self.unwritten).into_iter().map(|(a, d)| Done::Append(a, d));
+            waiters
+                .into_iter()
+                .chain(unwritten)
+                .for_each(|d| d.fail(Error::Poisoned { cause: cause.clone() }));
             return if self.closed { Next::Stop(self.target()) } else { Next::Continue };
         }
         if let Err(e) = self.flush_buf() {
@@ -273,7 +295,23 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes the group buffer; acknowledges the buffered appends whose
+    /// frames were in it (or fails them, unacknowledged, if the write did).
     fn flush_buf(&mut self) -> Result<()> {
+        let result = self.write_buf();
+        let unwritten = std::mem::take(&mut self.unwritten);
+        match &result {
+            Ok(()) => unwritten.into_iter().for_each(|(ack, done)| drop(done.send(Ok(ack)))),
+            Err(e) => {
+                let cause = e.to_string();
+                let failed = unwritten.into_iter().map(|(ack, done)| Done::Append(ack, done));
+                failed.for_each(|d| d.fail(Error::Poisoned { cause: cause.clone() }));
+            }
+        }
+        result
+    }
+
+    fn write_buf(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }

@@ -3,6 +3,7 @@
 //! waits for appends that want durability, takes them as one group, lets
 //! go of the lock, and syncs the group through its own handle.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -21,22 +22,35 @@ pub(crate) struct Pipeline {
     /// A writer thread took the pending appends: room for more.
     room: Condvar,
     max_pending: usize,
+    /// Appenders waiting for the lock right now.
+    contenders: AtomicUsize,
 }
 
 impl Pipeline {
     pub fn new(writer: Writer) -> Pipeline {
         let max_pending = writer.options.submission_queue_max_requests;
-        Pipeline { writer: Mutex::new(writer), work: Condvar::new(), room: Condvar::new(), max_pending }
+        Pipeline {
+            writer: Mutex::new(writer),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            max_pending,
+            contenders: AtomicUsize::new(0),
+        }
     }
 
     /// The writer's state, once fewer than `submission_queue_max_requests`
-    /// appends wait for a writer thread (backpressure).
-    pub fn lock_with_room(&self) -> MutexGuard<'_, Writer> {
+    /// appends wait for a writer thread (backpressure); and whether other
+    /// appenders are waiting for it (each of them will write the buffer,
+    /// or wake a writer thread that does).
+    pub fn lock_with_room(&self) -> (MutexGuard<'_, Writer>, bool) {
+        self.contenders.fetch_add(1, Ordering::AcqRel);
         let mut writer = lock(&self.writer);
+        self.contenders.fetch_sub(1, Ordering::AcqRel);
         while writer.pending_len() >= self.max_pending && !writer.closed() {
             writer = self.room.wait(writer).unwrap_or_else(|p| p.into_inner());
         }
-        writer
+        let contended = self.contenders.load(Ordering::Acquire) > 0;
+        (writer, contended)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Writer> {
