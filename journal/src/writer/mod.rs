@@ -5,7 +5,10 @@
 //! directly: `Journal::submit` numbers a batch and copies its frame into the
 //! group buffer under that lock, so LSN order is file order. A buffered
 //! append then writes the buffer itself (one `pwrite`) and is acknowledged
-//! at once: no hand-off to another thread and back. A durable append leaves
+//! at once: no hand-off to another thread and back. When other appenders
+//! are waiting for the lock, it leaves its frame for the next of them: the
+//! last in line writes everything staged with one `write`, which
+//! acknowledges them all. A durable append leaves
 //! its frame in the buffer, joins the waiters and wakes a writer thread.
 //!
 //! A writer thread takes every waiting append in one go: it writes the
