@@ -322,11 +322,7 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let active = meta.active.len() as u64;
     let ended = meta.sessions_total - active;
     let journal_id = journal.journal_id();
-    let consumers: Vec<Value> = journal
-        .consumers()?
-        .into_iter()
-        .map(|c| json!({"name": c.name, "acked_lsn": c.acked, "lag": c.lag, "error": c.error}))
-        .collect();
+    let consumers: Vec<Value> = journal.consumers()?.into_iter().map(|c| c.to_json()).collect();
     let stats = json!({
         "journal_id": journal_id.map(|id| id.to_string()),
         "segments": segments.len(),

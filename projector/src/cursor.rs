@@ -141,6 +141,14 @@ pub struct ConsumerStatus {
     pub error: Option<String>,
 }
 
+impl ConsumerStatus {
+    /// `{"name", "acked_lsn", "lag", "error"}`: a consumer as `bookend stats
+    /// --json`, `GET /v1/stats` and `GET /v1/consumers` show it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"name": self.name, "acked_lsn": self.acked, "lag": self.lag, "error": self.error})
+    }
+}
+
 /// Every consumer of journal `id` in `journal_dir`, measured against the
 /// journal's last LSN `end_lsn`. One bad cursor is that consumer's error;
 /// the others are listed as usual.

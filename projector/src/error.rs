@@ -169,19 +169,13 @@ impl Error {
             Error::Decode { lsn, .. } => json!({"lsn": lsn}),
             _ => json!({}),
         };
-        match value {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        }
+        into_map(value)
     }
 
     /// `{"kind", "message", ...details}`: the error object of an ack or an
     /// HTTP error body.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut map = self.details();
-        map.insert("kind".into(), self.kind().into());
-        map.insert("message".into(), self.to_string().into());
-        serde_json::Value::Object(map)
+        error_object(self.kind(), self.to_string(), self.details())
     }
 }
 
@@ -211,17 +205,30 @@ impl LifecycleError {
             LifecycleError::Charset { field, .. } => json!({"field": field}),
             _ => json!({}),
         };
-        match value {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        }
+        into_map(value)
     }
 
     /// `{"kind", "message", ...details}`: the error object of an ack.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut map = self.details();
-        map.insert("kind".into(), self.kind().into());
-        map.insert("message".into(), self.to_string().into());
-        serde_json::Value::Object(map)
+        error_object(self.kind(), self.to_string(), self.details())
     }
+}
+
+/// The fields of a `json!({...})` object literal.
+fn into_map(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// `{"kind", "message", ...details}`.
+fn error_object(
+    kind: &str,
+    message: String,
+    mut details: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    details.insert("kind".into(), kind.into());
+    details.insert("message".into(), message.into());
+    serde_json::Value::Object(details)
 }

@@ -212,12 +212,7 @@ pub async fn get_consumers(
         return refusal.into_response();
     }
     match tokio::task::block_in_place(|| state.journal.consumers()) {
-        Ok(list) => axum::Json(Value::Array(
-            list.into_iter()
-                .map(|c| json!({"name": c.name, "acked_lsn": c.acked, "lag": c.lag, "error": c.error}))
-                .collect(),
-        ))
-        .into_response(),
+        Ok(list) => axum::Json(Value::Array(list.into_iter().map(|c| c.to_json()).collect())).into_response(),
         Err(e) => projector_error(&e),
     }
 }

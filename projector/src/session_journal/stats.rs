@@ -29,11 +29,7 @@ impl SessionJournal {
         let journal = self.journal();
         let active = meta.active.len() as u64;
         let writer = journal.stats();
-        let consumers: Vec<Value> = self
-            .consumers()?
-            .into_iter()
-            .map(|c| json!({"name": c.name, "acked_lsn": c.acked, "lag": c.lag, "error": c.error}))
-            .collect();
+        let consumers: Vec<Value> = self.consumers()?.into_iter().map(|c| c.to_json()).collect();
         Ok(json!({
             "journal_id": self.journal_id().to_string(),
             "events": meta.last_lsn,
