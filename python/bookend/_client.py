@@ -13,11 +13,12 @@ import queue
 import threading
 import urllib.parse
 import weakref
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, Sequence
 
 from ._commands import Ack, Commands
-from ._embedded import _check_listing, _check_stream, _POLL_MS
+from ._embedded import _check_listing, _check_stream
 from ._errors import BookendError, Unavailable, error_from_json, error_for
+from ._stream import Stream
 
 #: Sessions asked for per page when listing (the server's maximum).
 _PAGE = 1000
@@ -261,14 +262,13 @@ _BATCH_MAX = 256
 _BATCHES_IN_FLIGHT = 4
 
 
-class ClientEventStream:
+class ClientEventStream(Stream):
     """An SSE stream, read by a thread into a queue; the same face as
     :class:`bookend.EventStream`."""
 
     def __init__(self, client: Client, path: str, consumer: str | None, idle_timeout: float | None) -> None:
+        super().__init__(consumer, idle_timeout)
         self._client = client
-        self.consumer = consumer
-        self._idle = idle_timeout
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=4096)
         self._acked: int | None = None
         self._conn = client._connection(timeout=None)
@@ -309,12 +309,6 @@ class ClientEventStream:
             pass
         self._queue.put(None)
 
-    def __enter__(self) -> ClientEventStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def poll(self, timeout: float = 0.0) -> dict[str, Any] | None:
         """The next event, waiting up to ``timeout`` seconds; ``None`` if none came."""
         try:
@@ -326,34 +320,11 @@ class ClientEventStream:
             raise error_for("closed", "the server ended this event stream")
         return event
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while True:
-            event = self.poll(self._idle if self._idle is not None else 3600.0)
-            if event is None:
-                if self._idle is not None:
-                    return
-                continue
-            yield event
-
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        quiet_since = loop.time()
-        while True:
-            event = await asyncio.to_thread(self.poll, _POLL_MS / 1000)
-            if event is not None:
-                quiet_since = loop.time()
-                yield event
-            elif self._idle is not None and loop.time() - quiet_since >= self._idle:
-                return
-
     def ack(self, lsn: int) -> None:
         """Acknowledges every event up to ``lsn`` for this stream's consumer."""
         if self.consumer is None:
             return
         self._acked = self._client.ack(self.consumer, lsn)
-
-    async def ack_async(self, lsn: int) -> None:
-        await asyncio.to_thread(self.ack, lsn)
 
     @property
     def acked(self) -> int | None:

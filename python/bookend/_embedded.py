@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any, Iterator, AsyncIterator, Sequence
+from typing import Any, Sequence
 
 from . import _native
 from ._commands import Ack, Commands
 from ._errors import error_from_json
+from ._stream import POLL_MS, Stream
 
-#: How long one native wait lasts before Python gets control back (to
-#: notice Ctrl-C, a closed stream or an idle timeout).
-_POLL_MS = 200
 
 
 def _settle(future: asyncio.Future[Ack], ack: str | None, error: str | None) -> None:
@@ -169,26 +167,18 @@ def _check_stream(consumer: Any, types: Any, from_lsn: Any, idle_timeout: Any) -
     return consumer, types
 
 
-class EventStream:
-    """Events in LSN order, as dicts in the JSON shape of ``bookend tail``.
-    A context manager; ``close()`` lets go of the consumer's cursor."""
+class EventStream(Stream):
+    """The embedded journal's event stream (see :class:`bookend._stream.Stream`)."""
 
     def __init__(self, native: _native.NativeEvents, consumer: str | None, idle_timeout: float | None) -> None:
+        super().__init__(consumer, idle_timeout)
         self._native = native
-        self.consumer = consumer
-        self._idle = idle_timeout
-
-    def __enter__(self) -> EventStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def poll(self, timeout: float = 0.0) -> dict[str, Any] | None:
         """The next event, waiting up to ``timeout`` seconds; ``None`` if none came."""
         waited_ms = max(0, int(timeout * 1000))
         while True:
-            step = min(_POLL_MS, waited_ms)
+            step = min(POLL_MS, waited_ms)
             text = self._native.next(step)
             if text is not None:
                 return json.loads(text)
@@ -196,37 +186,11 @@ class EventStream:
             if waited_ms <= 0:
                 return None
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while True:
-            event = self.poll(self._idle if self._idle is not None else 3600.0)
-            if event is None:
-                if self._idle is not None:
-                    return
-                continue
-            yield event
-
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        # Short waits on a worker thread, so a cancelled task leaves no
-        # thread blocked for long.
-        loop = asyncio.get_running_loop()
-        quiet_since = loop.time()
-        while True:
-            event = await asyncio.to_thread(self.poll, _POLL_MS / 1000)
-            if event is not None:
-                quiet_since = loop.time()
-                yield event
-            elif self._idle is not None and loop.time() - quiet_since >= self._idle:
-                return
-
     def ack(self, lsn: int) -> None:
         """Acknowledges every event up to ``lsn`` (durably, before returning)."""
         if isinstance(lsn, bool) or not isinstance(lsn, int):
             raise TypeError("ack(): lsn must be an int")
         self._native.ack(lsn)
-
-    async def ack_async(self, lsn: int) -> None:
-        """:meth:`ack`, awaitable (the cursor's fsync runs on a worker thread)."""
-        await asyncio.to_thread(self.ack, lsn)
 
     @property
     def acked(self) -> int | None:
