@@ -107,3 +107,11 @@ pub fn write_history(dir: &std::path::Path, events: u64) {
     }
     journal.close().expect("close");
 }
+
+/// The `bookend` binary the CLI figures run: `$BOOKEND_BIN`, else the
+/// workspace's release build.
+pub fn bookend_bin() -> PathBuf {
+    std::env::var_os("BOOKEND_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/bookend"))
+}

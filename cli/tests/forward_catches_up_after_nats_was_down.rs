@@ -11,29 +11,19 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::append;
-use common::nats::{Nats, fleet_verify, forward_lag, forwarder, stats, wait_caught_up};
-
-fn commands(from: usize, to: usize) -> String {
-    (from..to)
-        .map(|i| {
-            format!(
-                "{{\"cmd\":\"start\",\"session_id\":\"s{i}\",\"key\":\"k{i}\"}}\n{{\"cmd\":\"end\",\"session_id\":\"s{i}\",\"reason\":\"manual_reset\"}}\n"
-            )
-        })
-        .collect()
-}
+use common::nats::{Nats, fleet_verify, forward_lag, forwarder, start_end_pairs, stats, wait_caught_up};
 
 #[test]
 fn appends_go_on_while_nats_is_down_and_the_forwarder_catches_up() {
     let tmp = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(&tmp.path().join("nats"));
     let dir = tmp.path().join("journal");
-    assert!(append(&dir, &commands(0, 50), &[]).status.success());
+    assert!(append(&dir, &start_end_pairs(0, 50), &[]).status.success());
     let mut child = forwarder(&dir, &nats.url(), &[]);
     assert!(wait_caught_up(&dir, Duration::from_secs(30)));
     nats.stop();
     let started = Instant::now();
-    let out = append(&dir, &commands(50, 550), &[]);
+    let out = append(&dir, &start_end_pairs(50, 550), &[]);
     let took = started.elapsed();
     assert!(out.status.success());
     assert!(took < Duration::from_secs(20), "appends waited on NATS: {took:?}");

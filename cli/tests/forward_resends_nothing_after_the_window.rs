@@ -12,18 +12,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::nats::{Nats, fleet_verify, forwarder, stats, wait_caught_up};
+use common::nats::{Nats, fleet_verify, forwarder, start_end_pairs, stats, wait_caught_up};
 use common::{append, bookend};
-
-fn commands(from: usize, to: usize) -> String {
-    (from..to)
-        .map(|i| {
-            format!(
-                "{{\"cmd\":\"start\",\"session_id\":\"s{i}\",\"key\":\"k{i}\"}}\n{{\"cmd\":\"end\",\"session_id\":\"s{i}\",\"reason\":\"manual_reset\"}}\n"
-            )
-        })
-        .collect()
-}
 
 fn forward_until_caught_up(dir: &std::path::Path, url: &str) {
     let mut child = forwarder(dir, url, &["--duplicate-window-s", "1"]);
@@ -37,13 +27,13 @@ fn a_lost_cursor_after_the_window_resends_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let nats = Nats::start(&tmp.path().join("nats"));
     let dir = tmp.path().join("journal");
-    assert!(append(&dir, &commands(0, 100), &[]).status.success());
+    assert!(append(&dir, &start_end_pairs(0, 100), &[]).status.success());
     forward_until_caught_up(&dir, &nats.url());
     let before = stats(&dir)["events"].as_u64().unwrap();
     std::fs::remove_file(dir.join("consumers").join("nats-forward.cursor")).unwrap();
     std::thread::sleep(Duration::from_millis(1500)); // past the 1 s duplicate window
     // More history after the gap, so the restart has something new to send.
-    assert!(append(&dir, &commands(100, 120), &[]).status.success());
+    assert!(append(&dir, &start_end_pairs(100, 120), &[]).status.success());
     forward_until_caught_up(&dir, &nats.url());
     let (clean, report) = fleet_verify(&nats.url());
     assert!(clean, "{report:#}");

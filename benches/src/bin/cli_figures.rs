@@ -10,18 +10,12 @@
 //! `BOOKEND_BENCH_EVENTS` the size of the verify/catch-up journal.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bookend_benches::{bench_dir, write_history};
+use bookend_benches::{bench_dir, bookend_bin, write_history};
 use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions, Start, Subscription};
-
-fn bookend_bin() -> PathBuf {
-    std::env::var_os("BOOKEND_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/bookend"))
-}
 
 fn events() -> u64 {
     std::env::var("BOOKEND_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)

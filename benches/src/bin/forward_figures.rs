@@ -18,13 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
-use bookend_benches::{bench_dir, write_history};
-
-fn bookend_bin() -> PathBuf {
-    std::env::var_os("BOOKEND_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/bookend"))
-}
+use bookend_benches::{bench_dir, bookend_bin, write_history};
 
 fn events() -> u64 {
     std::env::var("BOOKEND_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)

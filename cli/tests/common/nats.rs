@@ -111,3 +111,15 @@ pub fn wait_caught_up(dir: &Path, limit: Duration) -> bool {
     }
     false
 }
+
+/// Commands for sessions `s{from}`..`s{to}`, each started on its own key
+/// and ended: `bookend append` input for the forwarding tests.
+pub fn start_end_pairs(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| {
+            format!(
+                "{{\"cmd\":\"start\",\"session_id\":\"s{i}\",\"key\":\"k{i}\"}}\n{{\"cmd\":\"end\",\"session_id\":\"s{i}\",\"reason\":\"manual_reset\"}}\n"
+            )
+        })
+        .collect()
+}
