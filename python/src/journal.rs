@@ -158,11 +158,13 @@ impl NativeJournal {
                         .as_deref()
                         .is_none_or(|r| s.end_reason.as_ref().map(|e| e.as_str()) == Some(r))
             };
-            let mut rows = j.sessions_where(keeps).map_err(|e| failed(&e))?;
-            if let Some(limit) = limit {
-                rows.truncate(limit);
-            }
-            Ok(sessions_json(&rows))
+            // With a limit, one page: at most `limit + 1` sessions decoded,
+            // not the whole table.
+            let rows = match limit {
+                Some(limit) => j.sessions_page(0, limit, keeps).map(|page| page.sessions),
+                None => j.sessions_where(keeps),
+            };
+            Ok(sessions_json(&rows.map_err(|e| failed(&e))?))
         })
     }
 
