@@ -82,7 +82,10 @@ def test_asyncio_tasks_share_fsyncs_and_the_loop_keeps_running(face):
     appends = after["writer"]["appends"] - before["appends"]
     fsyncs = after["writer"]["fsyncs"] - before["fsyncs"]
     assert after["sessions"]["ended"] == TASKS * 10
-    assert fsyncs * 5 < appends, f"{fsyncs} fsyncs for {appends} appends"
+    # Alone, each of the 64 tasks' commands would need its own fsync. On 2
+    # cores this measured 7.7 to 15.4 appends per fsync (idle and with a
+    # busy core), and once 4.8 in CI; 3 still proves the sharing.
+    assert fsyncs * 3 < appends, f"{fsyncs} fsyncs for {appends} appends"
     assert ticks > 0
     # No single fsync-sized stall of the loop is allowed to add up: the
     # loop kept ticking while commands waited for the disk.
