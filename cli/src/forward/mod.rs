@@ -6,11 +6,13 @@
 //! * `pump`: the journal read through the durable consumer cursor,
 //!   published with a bounded number of acks in flight; the cursor is
 //!   acknowledged only after JetStream's publish ack.
+//! * `in_process`: the same forwarder as a task of `serve`.
 //!
 //! A failure of NATS (down, restarting, an ack that never comes) drops
 //! what is in flight and starts over from the cursor after a backoff; the
 //! duplicate window and the last-LSN check drop what is sent twice.
 
+mod in_process;
 mod nats;
 mod pump;
 
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::output::require_journal_dir;
 
+pub use in_process::InProcess;
 pub use nats::{Target, last_lsn_in_stream, subject_for};
 
 #[derive(Args, Debug, Clone)]
@@ -57,8 +60,33 @@ pub struct ForwardArgs {
     pub max_age_s: u64,
 }
 
+impl ForwardArgs {
+    /// `bookend forward --dir DIR --nats URL` with every other flag at its
+    /// default, for `serve --forward-nats`.
+    pub fn with_defaults(dir: PathBuf, nats: String) -> anyhow::Result<ForwardArgs> {
+        use clap::{Args as _, FromArgMatches as _};
+        let command = ForwardArgs::augment_args(clap::Command::new("forward"));
+        let argv: [std::ffi::OsString; 5] =
+            ["forward".into(), "--dir".into(), dir.into(), "--nats".into(), nats.into()];
+        let matches = command.try_get_matches_from(argv)?;
+        Ok(ForwardArgs::from_arg_matches(&matches)?)
+    }
+}
+
 /// Longest wait between reconnect attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the forwarder is told about stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep forwarding.
+    No,
+    /// Stop once JetStream has acknowledged everything through this LSN
+    /// (`serve` after closing its journal: the close reaches the stream).
+    OnceAcked(u64),
+    /// Stop now; what JetStream acknowledged is acknowledged in the cursor.
+    Now,
+}
 
 pub fn run(args: ForwardArgs) -> anyhow::Result<ExitCode> {
     require_journal_dir(&args.dir)?;
@@ -66,11 +94,17 @@ pub fn run(args: ForwardArgs) -> anyhow::Result<ExitCode> {
     // to each other many times per event, and across threads each hand-off
     // would be a wake-up.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(forward(args))?;
+    let (stop_tx, stop) = watch::channel(Stop::No);
+    runtime.spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(Stop::Now);
+    });
+    runtime.block_on(forward_until(args, stop))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn forward(args: ForwardArgs) -> anyhow::Result<()> {
+/// Forwards until `stop` says so (or the journal cannot be read).
+pub async fn forward_until(args: ForwardArgs, stop: watch::Receiver<Stop>) -> anyhow::Result<()> {
     let journal_id = bookend_journal::journal_id(&bookend_journal::fs::StdFs, &args.dir)?
         .with_context(|| format!("{} has no journal id yet: start its writer first", args.dir.display()))?;
     let token = match &args.token_file {
@@ -82,11 +116,6 @@ async fn forward(args: ForwardArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = stop_tx.send(true);
-    });
     let target = Target::new(&args, journal_id.to_string(), token);
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -104,8 +133,9 @@ async fn forward(args: ForwardArgs) -> anyhow::Result<()> {
     }
 }
 
-pub(crate) async fn wait_stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+/// Resolves once `stop` says `Now` (or its sender is gone).
+pub(crate) async fn wait_stopped(mut stop: watch::Receiver<Stop>) {
+    let _ = stop.wait_for(|s| *s == Stop::Now).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture};
 use bookend_projector::{Event, Subscription};
 use tokio::sync::{mpsc, watch};
 
-use super::{ForwardArgs, Target, last_lsn_in_stream, subject_for, wait_stopped};
+use super::{ForwardArgs, Stop, Target, last_lsn_in_stream, subject_for, wait_stopped};
 
 /// How often the cursor is acknowledged while publishes are acked (each
 /// acknowledgement is an fsync of the cursor file).
@@ -30,7 +30,7 @@ pub enum Ended {
 pub async fn run_once(
     args: &ForwardArgs,
     target: &Target,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Stop>,
 ) -> anyhow::Result<Ended> {
     let client = target.connect().await?;
     let js = jetstream::new(client);
@@ -71,7 +71,7 @@ async fn publish_loop(
     skip_through: u64,
     acks: mpsc::Sender<(u64, PublishAckFuture)>,
     acked: &mut watch::Receiver<u64>,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Stop>,
 ) -> anyhow::Result<Ended> {
     let mut tick = tokio::time::interval(CURSOR_ACK_INTERVAL);
     let mut cursor_at = *acked.borrow();
@@ -85,6 +85,9 @@ async fn publish_loop(
                 if now > cursor_at {
                     sub.ack(now)?;
                     cursor_at = now;
+                }
+                if let Stop::OnceAcked(through) = *stop.borrow() && now >= through {
+                    return Ok(Ended::Stopped);
                 }
             }
             event = sub.next() => {

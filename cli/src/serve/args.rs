@@ -13,6 +13,8 @@ use bookend_projector::{CloseReason, Command, OnUnclean, ResetMode, ResetPolicy,
 use clap::Args;
 use serde::Deserialize;
 
+use crate::forward::ForwardArgs;
+
 /// Default address: loopback only.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7311";
 
@@ -130,6 +132,18 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(alias = "clock-skew-ms")]
     pub clock_skew_ms: Option<u64>,
+    /// Forward every durable event into NATS JetStream from this process, as `bookend forward` does (e.g. nats://127.0.0.1:4222).
+    #[arg(long)]
+    #[serde(alias = "forward-nats")]
+    pub forward_nats: Option<String>,
+    /// The JetStream stream --forward-nats publishes to (default bookend; created when missing).
+    #[arg(long)]
+    #[serde(alias = "forward-stream")]
+    pub forward_stream: Option<String>,
+    /// A file holding the NATS token for --forward-nats.
+    #[arg(long)]
+    #[serde(alias = "forward-token-file")]
+    pub forward_token_file: Option<PathBuf>,
     /// A JSON file with any of these settings (snake_case or kebab-case names).
     #[arg(long)]
     #[serde(skip)]
@@ -163,6 +177,8 @@ pub struct Settings {
     pub activity_coalesce_ms: u64,
     pub clock_skew_ms: u64,
     pub accept_data_loss: bool,
+    /// The in-process forwarder (`--forward-nats`).
+    pub forward: Option<ForwardArgs>,
 }
 
 impl ServeArgs {
@@ -174,6 +190,7 @@ impl ServeArgs {
         let token = args.token_file.as_deref().map(read_token).transpose()?;
         let addr = resolve(args.listen.as_deref().unwrap_or(LISTEN_DEFAULT))?;
         check_exposure(addr, args.allow_remote, token.is_some())?;
+        let forward = args.forward_args(&dir)?;
         Ok(Settings {
             dir,
             addr,
@@ -207,7 +224,24 @@ impl ServeArgs {
             activity_coalesce_ms: COALESCE.check(args.activity_coalesce_ms)?,
             clock_skew_ms: CLOCK_SKEW.check(args.clock_skew_ms)?,
             accept_data_loss: args.accept_data_loss,
+            forward,
         })
+    }
+
+    /// `bookend forward`'s settings for the in-process forwarder.
+    fn forward_args(&self, dir: &Path) -> anyhow::Result<Option<ForwardArgs>> {
+        let Some(nats) = self.forward_nats.clone() else {
+            if self.forward_stream.is_some() || self.forward_token_file.is_some() {
+                bail!("--forward-stream and --forward-token-file need --forward-nats");
+            }
+            return Ok(None);
+        };
+        let mut args = ForwardArgs::with_defaults(dir.to_path_buf(), nats)?;
+        if let Some(stream) = &self.forward_stream {
+            args.stream = stream.clone();
+        }
+        args.token_file = self.forward_token_file.clone();
+        Ok(Some(args))
     }
 
     fn merged(self) -> anyhow::Result<ServeArgs> {
@@ -240,7 +274,10 @@ impl ServeArgs {
             utc_offset_minutes,
             policy_interval_ms,
             activity_coalesce_ms,
-            clock_skew_ms
+            clock_skew_ms,
+            forward_nats,
+            forward_stream,
+            forward_token_file
         ))
     }
 

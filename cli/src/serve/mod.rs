@@ -29,6 +29,8 @@ use tokio::sync::{Semaphore, watch};
 pub use args::ServeArgs;
 use args::Settings;
 
+use crate::forward;
+
 /// What every handler shares.
 /// The server's state, shared by every route.
 pub type Shared = std::sync::Arc<AppState>;
@@ -82,10 +84,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("binding {} (is another server running there?)", settings.addr))?;
     let journal = SessionJournal::open(&settings.dir, journal_options(&settings))
         .with_context(|| format!("opening the journal in {}", settings.dir.display()))?;
+    let forwarder = settings.forward.clone().map(|args| forward::InProcess::start(&runtime, args));
     let served = runtime.block_on(serve(journal.clone(), listener, settings.clone()));
-    drop(runtime);
     let (reason, sessions) = settings.on_shutdown;
-    let closed = journal.close(reason, sessions).context("closing the journal")?;
+    let closed = journal.close(reason, sessions);
+    if let Some(forwarder) = forwarder {
+        forwarder.finish(&runtime, closed.as_ref().ok().and_then(|c| c.lsn));
+    }
+    drop(runtime);
+    let closed = closed.context("closing the journal")?;
     tracing::info!(lsn = ?closed.lsn, ended = closed.events.len().saturating_sub(1), "journal closed");
     served?;
     Ok(ExitCode::SUCCESS)
