@@ -88,6 +88,42 @@ def open_and_mirror() -> None:
                       "closed_rows": state.mirror.closed_rows if state and state.mirror else 0}), flush=True)
 
 
+def store_resets() -> None:
+    """The gateway's own ``SessionStore`` deciding idle and daily resets,
+    through its own clock (``gateway.session._now``, moved forward here):
+    the reset paths that fire no plugin hook (seeds 000 and 001)."""
+    from datetime import datetime, timedelta
+    import os
+    import pathlib
+    import gateway.session as gs
+    from gateway.config import GatewayConfig, Platform, SessionResetPolicy
+
+    clock = [datetime(2026, 12, 2, 10, 0)]
+    gs._now = lambda: clock[0]
+    sessions = pathlib.Path(os.environ["HERMES_HOME"]) / "sessions"
+    config = GatewayConfig(
+        reset_by_platform={
+            Platform.TELEGRAM: SessionResetPolicy(mode="idle", idle_minutes=30),
+            Platform.DISCORD: SessionResetPolicy(mode="daily", at_hour=4),
+        },
+        sessions_dir=sessions,
+    )
+    store = gs.SessionStore(sessions, config)
+    telegram = gs.SessionSource(platform=Platform.TELEGRAM, chat_id="t1", chat_type="dm", user_id="u1")
+    discord = gs.SessionSource(platform=Platform.DISCORD, chat_id="d1", chat_type="dm", user_id="u2")
+    seen = []
+    seen.append(store.get_or_create_session(telegram).session_id)
+    clock[0] += timedelta(minutes=10)
+    seen.append(store.get_or_create_session(telegram).session_id)  # still fresh: the same session
+    clock[0] += timedelta(minutes=31)
+    seen.append(store.get_or_create_session(telegram).session_id)  # idle: a new one
+    clock[0] = datetime(2026, 12, 2, 23, 0)
+    seen.append(store.get_or_create_session(discord).session_id)
+    clock[0] = datetime(2026, 12, 3, 4, 10)
+    seen.append(store.get_or_create_session(discord).session_id)  # past 04:00: a new one
+    print(json.dumps({"sessions": seen}), flush=True)
+
+
 def main() -> None:
     scenario = sys.argv[1]
     load_plugins()
@@ -98,6 +134,8 @@ def main() -> None:
         history(sdb)
     elif scenario == "hold":
         hold(sdb, int(sys.argv[2]))
+    elif scenario == "store_resets":
+        store_resets()
     elif scenario == "open_and_mirror":
         open_and_mirror()
     else:
