@@ -17,7 +17,7 @@ use crate::open::{self, LockedDir};
 use crate::options::{Durability, JournalOptions};
 use crate::reader::{Follower, Reader};
 use crate::recovery::{Evidence, RecoveryReport};
-use crate::writer::{self, AppendAck, Pipeline, Shared, Writer};
+use crate::writer::{self, AppendAck, Hold, Pipeline, Shared, Writer};
 
 /// An open journal: the only writer of its directory.
 ///
@@ -148,6 +148,29 @@ impl Journal {
     /// ticket completes when the batch is acknowledged under `durability`.
     /// Tickets complete in LSN order.
     pub fn submit(&self, batch: Batch, durability: Durability) -> Result<AppendTicket> {
+        self.submit_inner(batch, durability, false)
+    }
+
+    /// Like [`Journal::submit`], but leaves the frame staged: it is written
+    /// and synced only after [`Journal::commit_staged`] (or another
+    /// append's group). A caller with many batches at hand stages them all
+    /// and commits once: one `write` and one fsync for the lot, and one
+    /// wake-up of the writer thread instead of one per batch.
+    pub fn submit_staged(&self, batch: Batch, durability: Durability) -> Result<AppendTicket> {
+        self.submit_inner(batch, durability, true)
+    }
+
+    /// Writes what [`Journal::submit_staged`] left staged (acknowledging
+    /// its buffered batches) and wakes a writer thread to sync the durable
+    /// ones. Always call it after staging, even if a later submit failed.
+    pub fn commit_staged(&self) {
+        let mut writer = self.pipeline.lock();
+        writer.write_staged();
+        drop(writer);
+        self.pipeline.wake_writer();
+    }
+
+    fn submit_inner(&self, batch: Batch, durability: Durability, staged: bool) -> Result<AppendTicket> {
         if batch.is_empty() {
             return Err(Error::EmptyBatch);
         }
@@ -173,9 +196,14 @@ impl Journal {
         let first_lsn = writer.next_lsn();
         let ack = AppendAck { first_lsn, last_lsn: first_lsn + count - 1 };
         let frame = batch.seal(first_lsn, self.shared.durable_lsn_fast(), payload_hasher.as_ref());
-        let wake = writer.append(&frame, ack, durability, done, contended);
+        let hold = match (staged, contended) {
+            (true, _) => Hold::Staged,
+            (false, true) => Hold::Contended,
+            (false, false) => Hold::No,
+        };
+        let wake = writer.append(&frame, ack, durability, done, hold);
         drop(writer);
-        if wake {
+        if wake && !staged {
             self.pipeline.wake_writer();
         }
         Ok(AppendTicket { rx, ack })

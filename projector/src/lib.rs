@@ -101,8 +101,9 @@ pub use projection::{Projection, ProjectionRunner};
 pub use rules::{ACTIVITY_COALESCE_MS_DEFAULT, FINALIZE_ATTEMPTS_MAX_DEFAULT, Rules, Violation};
 pub use session::{Meta, SessionState};
 pub use session_journal::{
-    CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, Clock, ManualClock, OnUnclean, OpenReport,
-    Pending, SessionJournal, SessionJournalOptions, StoreLocation, Summary, SystemClock,
+    BATCH_COMMANDS_MAX, CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, Clock, ManualClock,
+    OnUnclean, OpenReport, Pending, SessionJournal, SessionJournalOptions, StoreLocation, Summary,
+    SystemClock,
 };
 pub use store::{CACHE_CAPACITY_BYTES_DEFAULT, ProjectionStore, STORE_DIR_NAME, STORE_FORMAT};
 pub use verify::{CorruptionReport, DataLossReport, ReplayReport, VerifyReport, rebuild_and_compare, verify};

@@ -112,6 +112,12 @@ class Client(Commands):
             raise error_from_json(ack.get("error") or {"kind": "http", "message": repr(ack)})
         return Ack(ack)
 
+    def _batch(self, cmds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        _, acks = self._request("POST", "/v1/commands", cmds)
+        if not isinstance(acks, list) or len(acks) != len(cmds):
+            raise error_for("http", f"the server answered a batch of {len(cmds)} with {acks!r:.200}")
+        return acks
+
     async def _command_async(self, cmd: dict[str, Any]) -> Ack:
         # Commands awaited together go to the server as one request (an
         # array), so they share one fsync there; the request runs on a

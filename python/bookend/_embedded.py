@@ -54,6 +54,9 @@ class Journal(Commands):
     def _command(self, cmd: dict[str, Any]) -> Ack:
         return Ack(json.loads(self._native.execute(json.dumps(cmd))))
 
+    def _batch(self, cmds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(json.loads(self._native.execute_batch(json.dumps(cmds))))
+
     async def _command_async(self, cmd: dict[str, Any]) -> Ack:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Ack] = loop.create_future()

@@ -35,6 +35,14 @@ fn failed(e: &bookend_projector::Error) -> Failure {
     e.to_json()
 }
 
+/// One command's answer in a batch: its ack, or its error with its index.
+fn batch_answer(index: usize, answer: bookend_projector::Result<bookend_projector::Ack>) -> Value {
+    match answer {
+        Ok(ack) => ack.to_json(),
+        Err(e) => json!({"ok": false, "error": e.to_json(), "index": index}),
+    }
+}
+
 fn sessions_json(rows: &[SessionState]) -> String {
     Value::Array(rows.iter().map(SessionState::to_json).collect()).to_string()
 }
@@ -121,6 +129,45 @@ impl NativeJournal {
             let ack = j.execute(line.command, line.at).and_then(|p| p.wait()).map_err(|e| failed(&e))?;
             Ok(ack.to_json().to_string())
         })
+    }
+
+    /// Runs a JSON array of commands as one batch (one hold of the
+    /// command lock, one fsync) and waits until all are durable; returns
+    /// a JSON array with, for each command in order, its ack or
+    /// `{"ok": false, "error": {...}, "index": i}`.
+    fn execute_batch(&self, py: Python<'_>, commands: &str) -> PyResult<String> {
+        let values: Vec<Value> = match bookend_projector::parse_json(commands.as_bytes()) {
+            Ok(Value::Array(values)) => values,
+            Ok(_) => return Err(errors::kind(py, "invalid_command", "a batch is a JSON array of commands")),
+            Err(e) => return Err(errors::lifecycle(py, &e)),
+        };
+        let mut lines = Vec::with_capacity(values.len());
+        let mut answers: Vec<Option<Value>> = Vec::with_capacity(values.len());
+        for (i, value) in values.into_iter().enumerate() {
+            match bookend_projector::parse_command(value) {
+                Ok(line) => {
+                    lines.push(line);
+                    answers.push(None);
+                }
+                Err(e) => answers.push(Some(json!({"ok": false, "error": e.to_json(), "index": i}))),
+            }
+        }
+        let executed = self.run(py, move |j| {
+            let pending = j.execute_batch(lines).map_err(|e| failed(&e))?;
+            Ok(pending.into_iter().map(|p| p.and_then(|p| p.wait())).collect::<Vec<_>>())
+        })?;
+        let mut executed = executed.into_iter();
+        let all: Vec<Value> = answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, refused)| match refused.or_else(|| executed.next().map(|r| batch_answer(i, r))) {
+                Some(answer) => answer,
+                None => {
+                    json!({"ok": false, "error": {"kind": "internal", "message": "no answer"}, "index": i})
+                }
+            })
+            .collect();
+        Ok(Value::Array(all).to_string())
     }
 
     /// Submits one command without waiting: `resolve(ack_json, None)` or

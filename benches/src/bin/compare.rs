@@ -25,9 +25,11 @@ use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOp
 /// How long each time-bounded scenario runs.
 const RUN_FOR: Duration = Duration::from_secs(4);
 
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 15] = [
     "bookend-durable-1-task",
     "bookend-durable-64-tasks",
+    "bookend-durable-batched-1000",
+    "bookend-buffered-batched-1000",
     "bookend-buffered-1-task",
     "bookend-buffered-64-tasks",
     "sqlite-full-per-event",
@@ -193,10 +195,44 @@ fn rewrite(dir: &Path, path: &Path, table: &BTreeMap<String, (BenchEvent, &str)>
     std::fs::File::open(dir).and_then(|d| d.sync_all()).expect("fsync dir");
 }
 
+/// One caller, `SessionJournal::execute_batch` of 500 sessions started
+/// and ended (1 000 events), waiting for each batch: SQLite's
+/// transaction-of-1000 case.
+fn bookend_batched(durability: Durability) -> (u64, Duration) {
+    use bookend_projector::{Command, CommandLine};
+    let dir = bench_dir("compare-bookend-batched");
+    let options = SessionJournalOptions { durability: Some(durability), ..SessionJournalOptions::default() };
+    let journal = SessionJournal::open(&dir, options).expect("open");
+    let started = Instant::now();
+    let mut events = 0u64;
+    while started.elapsed() < RUN_FOR {
+        let mut lines = Vec::with_capacity(1000);
+        for i in 0..500 {
+            let e = BenchEvent::new(events + i);
+            let id = e.session_id.clone();
+            let start =
+                Start::new(e.session_id).key(format!("k{}", i % 100)).platform(e.platform).user_id(e.user_id);
+            lines.push(CommandLine { command: Command::Start(start), at: None });
+            let end = Command::End { session_id: id, reason: EndReason::Completed };
+            lines.push(CommandLine { command: end, at: None });
+        }
+        let answers = journal.execute_batch(lines).expect("batch");
+        for answer in answers {
+            answer.expect("accepted").wait().expect("acknowledged");
+        }
+        events += 1000;
+    }
+    let elapsed = started.elapsed();
+    journal.close(CloseReason::Shutdown, Sessions::End).expect("close");
+    (events, elapsed)
+}
+
 fn run_scenario(name: &str) -> (u64, Duration) {
     match name {
         "bookend-durable-1-task" => bookend(1, Durability::Durable),
         "bookend-durable-64-tasks" => bookend(64, Durability::Durable),
+        "bookend-durable-batched-1000" => bookend_batched(Durability::Durable),
+        "bookend-buffered-batched-1000" => bookend_batched(Durability::Buffered),
         "bookend-buffered-1-task" => bookend(1, Durability::Buffered),
         "bookend-buffered-64-tasks" => bookend(64, Durability::Buffered),
         "sqlite-full-per-event" => sqlite("FULL", 1),

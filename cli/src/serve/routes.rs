@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bookend_projector::{Ack, Command, parse_command, parse_json};
+use bookend_projector::{Ack, Command, Pending, parse_command, parse_json};
 use serde_json::{Value, json};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -170,21 +170,53 @@ fn error_ack_with(index: Option<usize>, error: Value) -> Value {
     ack
 }
 
-/// Validates and submits one command; the returned future waits for it.
-fn submit(
-    state: &AppState,
-    value: Value,
-    index: Option<usize>,
-) -> Result<bookend_projector::Pending<Ack>, Value> {
+/// Parses one command of a request; `close` is not a request's to make.
+fn parse_one(value: Value, index: Option<usize>) -> Result<bookend_projector::CommandLine, Value> {
     let line = parse_command(value).map_err(|e| error_ack_with(index, e.to_json()))?;
     if matches!(line.command, Command::Close { .. }) {
         let message = "close is done by stopping the server (SIGTERM), which closes the journal";
         return Err(error_ack(index, "not_allowed", message));
     }
+    Ok(line)
+}
+
+/// Validates and submits the commands of one request as one batch (one
+/// hold of the command lock, one fsync); each answer waits for its own.
+fn submit_all(state: &AppState, values: Vec<Value>, batch: bool) -> Vec<Result<Pending<Ack>, Value>> {
+    let mut lines = Vec::with_capacity(values.len());
+    let mut refused: Vec<Option<Value>> = Vec::with_capacity(values.len());
+    for (i, value) in values.into_iter().enumerate() {
+        match parse_one(value, batch.then_some(i)) {
+            Ok(line) => {
+                lines.push(line);
+                refused.push(None);
+            }
+            Err(ack) => refused.push(Some(ack)),
+        }
+    }
     // Validation takes the journal's command lock and may wait for a
     // checkpoint's fsync: keep it off the async worker.
-    tokio::task::block_in_place(|| state.journal.execute(line.command, line.at))
-        .map_err(|e| error_ack_with(index, e.to_json()))
+    let mut executed = match tokio::task::block_in_place(|| state.journal.execute_batch(lines)) {
+        Ok(answers) => answers.into_iter(),
+        Err(e) => {
+            let error = e.to_json();
+            return (0..refused.len())
+                .map(|i| Err(error_ack_with(batch.then_some(i), error.clone())))
+                .collect();
+        }
+    };
+    let index = |i: usize| batch.then_some(i);
+    refused
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Some(ack) => Err(ack),
+            None => match executed.next() {
+                Some(answer) => answer.map_err(|e| error_ack_with(index(i), e.to_json())),
+                None => Err(error_ack(index(i), "internal", "the batch lost a command's answer")),
+            },
+        })
+        .collect()
 }
 
 /// The commands of one request: one object, or an array of them, parsed
@@ -207,8 +239,7 @@ async fn post_commands(State(state): State<Shared>, headers: HeaderMap, body: ax
     };
     // Submit everything first, then wait: the commands of one request (and
     // of concurrent requests) share fsyncs.
-    let submitted: Vec<_> =
-        values.into_iter().enumerate().map(|(i, v)| submit(&state, v, batch.then_some(i))).collect();
+    let submitted = submit_all(&state, values, batch);
     let mut acks = Vec::with_capacity(submitted.len());
     for (i, s) in submitted.into_iter().enumerate() {
         acks.push(match s {

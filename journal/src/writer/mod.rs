@@ -98,12 +98,27 @@ pub(crate) struct Writer {
     unsynced_since: Option<Instant>,
     /// Durable appends and sync requests no writer thread has taken yet.
     pending: Vec<Done>,
+    /// Durable appends staged by `Journal::submit_staged`: they join
+    /// `pending` at `write_staged`, so no writer thread syncs half a batch.
+    staged: Vec<Done>,
     /// Buffered appends whose frames sit in `buf`: acknowledged by the
     /// next write of the buffer, whoever makes it.
     unwritten: Vec<(AppendAck, oneshot::Sender<Result<AppendAck>>)>,
 
     /// The journal is closing: the threads make what is written durable and stop.
     closed: bool,
+}
+
+/// Whether an append may leave its frame in the group buffer for later.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Hold {
+    /// Written now (buffered) or handed to a writer thread (durable).
+    No,
+    /// Other appenders wait for the lock: a buffered frame is left for the
+    /// next of them to write with theirs.
+    Contended,
+    /// `Journal::submit_staged`: left until `Journal::commit_staged`.
+    Staged,
 }
 
 /// What a writer thread does after letting go of the writer's state.
@@ -144,6 +159,7 @@ impl Writer {
             last_lsn,
             unsynced_since: None,
             pending: Vec::new(),
+            staged: Vec::new(),
             unwritten: Vec::new(),
             closed: false,
         }
@@ -181,11 +197,11 @@ impl Writer {
         ack: AppendAck,
         durability: Durability,
         done: oneshot::Sender<Result<AppendAck>>,
-        contended: bool,
+        hold: Hold,
     ) -> bool {
         let was_synced = self.unsynced_since.is_none();
         let staged = self.stage(frame, ack);
-        let defer = contended && self.buf.len() < self.options.group_bytes_max;
+        let defer = hold != Hold::No && self.buf.len() < self.options.group_bytes_max;
         if durability == Durability::Buffered && defer && staged.is_ok() {
             self.unwritten.push((ack, done));
             return false;
@@ -200,6 +216,7 @@ impl Writer {
         match (result, durability) {
             (Err(e), _) => {
                 let mut failed = std::mem::take(&mut self.pending);
+                failed.append(&mut self.staged);
                 failed.insert(0, Done::Append(ack, done));
                 self.shared.fail_with(e, failed);
                 true
@@ -208,10 +225,29 @@ impl Writer {
                 let _ = done.send(Ok(ack));
                 was_synced && self.unsynced_since.is_some()
             }
+            (Ok(()), Durability::Durable) if hold == Hold::Staged => {
+                self.staged.push(Done::Append(ack, done));
+                false
+            }
             (Ok(()), Durability::Durable) => {
                 self.pending.push(Done::Append(ack, done));
                 true
             }
+        }
+    }
+
+    /// Writes the group buffer now (`Journal::commit_staged`): buffered
+    /// appends left in it are acknowledged; durable ones wait for a writer
+    /// thread's fsync. A failed write poisons the journal.
+    pub fn write_staged(&mut self) {
+        self.pending.append(&mut self.staged);
+        if self.shared.poisoned().is_some() || self.closed {
+            // The writer thread fails (or, closing, syncs) them.
+            return;
+        }
+        if let Err(e) = self.flush_buf() {
+            let failed = std::mem::take(&mut self.pending);
+            self.shared.fail_with(e, failed);
         }
     }
 

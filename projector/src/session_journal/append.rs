@@ -13,6 +13,15 @@ use crate::rules::Lifecycle;
 /// grows its buffers as it fills them.
 const BATCH_BUFFER_MAX_BYTES: usize = 1 << 20;
 
+/// How a command's batches reach the journal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Submit {
+    /// Written (buffered) or handed to the writer thread (durable) at once.
+    Now,
+    /// Left staged for `Journal::commit_staged`, with the rest of a batch.
+    Staged,
+}
+
 /// Events appended for one command, in the order they were submitted.
 pub(super) struct Submitted {
     /// One ticket per batch; tickets complete in LSN order, so the last one
@@ -33,6 +42,7 @@ pub(super) fn submit(
     at: u64,
     durability: Durability,
     record_max: usize,
+    how: Submit,
 ) -> Result<Submitted> {
     let mut batches = Vec::new();
     let mut batch = Batch::with_capacity((bodies.len() * 64).min(BATCH_BUFFER_MAX_BYTES));
@@ -48,7 +58,7 @@ pub(super) fn submit(
     batches.push(batch);
     let mut submitted = Submitted { tickets: Vec::new(), batches: Vec::new() };
     for batch in batches {
-        submit_one(journal, batch, durability, &mut submitted)?;
+        submit_one(journal, batch, durability, how, &mut submitted)?;
     }
     Ok(submitted)
 }
@@ -57,10 +67,14 @@ fn submit_one(
     journal: &Journal,
     batch: Batch,
     durability: Durability,
+    how: Submit,
     submitted: &mut Submitted,
 ) -> Result<()> {
     let count = batch.len();
-    let ticket = journal.submit(batch, durability)?;
+    let ticket = match how {
+        Submit::Now => journal.submit(batch, durability)?,
+        Submit::Staged => journal.submit_staged(batch, durability)?,
+    };
     submitted.batches.push((ticket.lsns().first_lsn, count));
     submitted.tickets.push(ticket);
     Ok(())

@@ -10,10 +10,12 @@
 //! * `options`: what a gateway chooses, and the open report.
 //! * `open`: evidence, recovery, checkpoint load, the new epoch.
 //! * `append`: decided events encoded, submitted and folded.
+//! * `batch`: many commands under one hold of the lock, one fsync.
 //! * `checkpointer`: checkpoints, on a background thread.
 //! * `pending`: the answer on its way to disk.
 
 mod append;
+mod batch;
 mod checkpointer;
 mod consumers;
 mod open;
@@ -34,7 +36,8 @@ use crate::fold;
 use crate::rules::{Decision, Lifecycle};
 use crate::session::{Meta, SessionState};
 use crate::store::ProjectionStore;
-use append::{apply_appended, submit};
+use append::{Submit, apply_appended, submit};
+pub use batch::BATCH_COMMANDS_MAX;
 use checkpointer::{BackgroundCheckpoints, checkpoint, checkpoint_in_background, collect_checkpoints};
 pub(crate) use open::OPEN_SYNC_TIMEOUT;
 use options::CHECKPOINT_BACKLOG_FACTOR;
@@ -123,7 +126,15 @@ impl SessionJournal {
 
     /// Validates and appends one command at time `at` (now when `None`).
     /// The returned [`Pending`] completes once the command is durable.
-    pub fn execute(&self, mut command: Command, at: Option<u64>) -> Result<Pending<Ack>> {
+    pub fn execute(&self, command: Command, at: Option<u64>) -> Result<Pending<Ack>> {
+        let (command, at) = self.prepare(command, at)?;
+        let mut core = lock(&self.inner.core);
+        self.execute_in(&mut core, command, at, Submit::Now)
+    }
+
+    /// The checks a command passes before it takes the core lock; a start
+    /// without an id gets one.
+    fn prepare(&self, mut command: Command, at: Option<u64>) -> Result<(Command, u64)> {
         self.check_poison()?;
         let at = self.check_at(at)?;
         if let Command::Start(start) = &mut command
@@ -131,11 +142,15 @@ impl SessionJournal {
         {
             start.fields.session_id = uuid::Uuid::now_v7().to_string();
         }
+        Ok((command, at))
+    }
+
+    /// Decides, submits and folds one command under the core lock.
+    fn execute_in(&self, core: &mut Core, command: Command, at: u64, how: Submit) -> Result<Pending<Ack>> {
         let durability = self.durability_of(&command);
         let is_close = matches!(command, Command::Close { .. });
         let rules = self.inner.options.rules;
-        let mut core = lock(&self.inner.core);
-        let decision = self.with_store_retry(&mut core, |core| {
+        let decision = self.with_store_retry(core, |core| {
             let decision = core.life.decide(&command, at, &rules)?;
             if let Decision::Append { events, .. } = &decision {
                 // Folding them must not need the store after they are submitted.
@@ -154,16 +169,16 @@ impl SessionJournal {
             Decision::Append { events, answer, session_id, reason } => (events, answer, session_id, reason),
         };
         let record_max = self.inner.options.journal.record_size_max_bytes;
-        let mut submitted = submit(&self.inner.journal, &events, at, durability, record_max)
+        let mut submitted = submit(&self.inner.journal, &events, at, durability, record_max, how)
             .map_err(|e| self.poison_on(e))?;
         let appended = apply_appended(&mut core.life, &submitted, events, at)?;
         let lsn = answer.and_then(|i| appended.get(i)).or(appended.last()).map(|e| e.lsn);
         core.events_since_checkpoint += appended.len() as u64;
-        if !is_close {
-            // A close checkpoints (or not) on its own terms: save_for_next_open.
-            self.maybe_checkpoint(&mut core);
+        if !is_close && how == Submit::Now {
+            // A close checkpoints (or not) on its own terms
+            // (save_for_next_open); a batch once it is all staged.
+            self.maybe_checkpoint(core);
         }
-        drop(core);
         let ack = Ack { lsn, duplicate: false, session_id, reason, events: appended };
         let last = submitted.tickets.pop().ok_or(Error::Journal(bookend_journal::Error::EmptyBatch))?;
         Ok(Pending { value: ack, wait: Wait::Ticket(last), owner: self.clone() })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bookend_journal::fs::{Fs, StdFs};
 use bookend_journal::{Durability, Evidence, Journal, JournalId, LockedDir};
 
-use super::append::{apply_appended, submit};
+use super::append::{Submit, apply_appended, submit};
 use super::checkpointer::{BackgroundCheckpoints, checkpoint};
 use super::options::{OnUnclean, OpenReport, SessionJournalOptions, StoreLocation};
 use super::{Core, Inner, SessionJournal};
@@ -241,7 +241,8 @@ fn begin_epoch(
         tracing::warn!(sessions = active, "the journal was not closed cleanly; {what}");
     }
     let at = options.clock.now_ms();
-    let submitted = submit(journal, &bodies, at, Durability::Durable, options.journal.record_size_max_bytes)?;
+    let record_max = options.journal.record_size_max_bytes;
+    let submitted = submit(journal, &bodies, at, Durability::Durable, record_max, Submit::Now)?;
     apply_appended(&mut core.life, &submitted, bodies, at)?;
     if !journal.wait_durable_blocking(core.life.meta.last_lsn, OPEN_SYNC_TIMEOUT)? {
         let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
