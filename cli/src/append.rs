@@ -1,7 +1,9 @@
 //! `bookend append`: JSON-lines commands in, JSON-lines acks out, in order.
 //!
-//! The reading thread validates and submits each command as it arrives (so
-//! many are in flight and durable ones share fsyncs); the printing thread
+//! The reading thread validates each command as it arrives and submits
+//! the commands already read together, as one batch, whenever the input
+//! has no more ready (so many are in flight and share one write and one
+//! fsync, and a command typed alone is submitted at once); the printing thread
 //! waits for each in input order and prints its ack only once it is
 //! durable. The window between them is bounded.
 //!
@@ -21,14 +23,18 @@ use std::time::Duration;
 use anyhow::Context;
 use bookend_journal::Durability;
 use bookend_projector::{
-    Ack, CloseReason, Command, OnUnclean, Pending, SessionJournal, SessionJournalOptions, Sessions,
-    parse_command_text,
+    Ack, CloseReason, Command, CommandLine, OnUnclean, Pending, SessionJournal, SessionJournalOptions,
+    Sessions, parse_command_text,
 };
 
 use crate::output::error_ack;
 
 /// Commands in flight between reading and printing.
 const WINDOW: usize = 4096;
+/// Commands submitted as one batch, at most.
+const BATCH_MAX: usize = 1024;
+/// The input buffer: commands already in it are submitted together.
+const INPUT_BUFFER_BYTES: usize = 256 * 1024;
 /// The longest command line accepted.
 pub const LINE_MAX_BYTES: usize = 1024 * 1024;
 
@@ -148,53 +154,98 @@ fn read_commands(journal: &SessionJournal, input: &Input, tx: SyncSender<Item>) 
 }
 
 fn read_until_end(journal: &SessionJournal, input: &Input, tx: &SyncSender<Item>) -> std::io::Result<()> {
-    let mut stdin = std::io::stdin().lock();
+    let mut stdin = std::io::BufReader::with_capacity(INPUT_BUFFER_BYTES, std::io::stdin().lock());
     let mut buf = Vec::new();
     let mut line = 0u64;
     let mut closed = false;
+    let mut waiting = Waiting::default();
     while let Some(too_long) = read_line_bounded(&mut stdin, &mut buf, LINE_MAX_BYTES)? {
         line += 1;
-        if !too_long && buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let _gate = input.gate.lock().unwrap_or_else(|p| p.into_inner());
-        if input.stopping.load(Ordering::Acquire) {
-            return Ok(());
-        }
         let item = if too_long {
             let message = format!("line is longer than {LINE_MAX_BYTES} bytes");
-            Item::Refused { line, kind: "oversize", message }
+            Some(Item::Refused { line, kind: "oversize", message })
+        } else if buf.iter().all(u8::is_ascii_whitespace) {
+            None
         } else {
-            submit(journal, &buf, line, &mut closed)
+            parse(&buf, line, &mut closed, &mut waiting)
         };
-        if tx.send(item).is_err() {
+        // Commands wait while more input is already here; what is not a
+        // command goes out after the commands before it.
+        if (item.is_some() || stdin.buffer().is_empty() || waiting.lines.len() >= BATCH_MAX)
+            && !waiting.submit(journal, input, tx)
+        {
             return Ok(());
         }
+        if let Some(item) = item {
+            let _gate = input.gate.lock().unwrap_or_else(|p| p.into_inner());
+            if input.stopping.load(Ordering::Acquire) || tx.send(item).is_err() {
+                return Ok(());
+            }
+        }
     }
+    waiting.submit(journal, input, tx);
     Ok(())
 }
 
-/// Validates one line and hands it to the journal.
-fn submit(journal: &SessionJournal, bytes: &[u8], line: u64, closed: &mut bool) -> Item {
+/// Commands read and not yet submitted: they go to the journal together
+/// (`execute_batch`: one hold of the command lock, one write, one fsync)
+/// once the input has nothing more ready, or `BATCH_MAX` of them wait.
+#[derive(Default)]
+struct Waiting {
+    lines: Vec<u64>,
+    commands: Vec<CommandLine>,
+}
+
+impl Waiting {
+    /// Submits them and enqueues their answers in order; false once the
+    /// run is stopping (nothing is submitted then) or the printer is gone.
+    fn submit(&mut self, journal: &SessionJournal, input: &Input, tx: &SyncSender<Item>) -> bool {
+        if self.lines.is_empty() {
+            return true;
+        }
+        let _gate = input.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if input.stopping.load(Ordering::Acquire) {
+            return false;
+        }
+        let lines = std::mem::take(&mut self.lines);
+        let answers = match journal.execute_batch(std::mem::take(&mut self.commands)) {
+            Ok(answers) => answers,
+            Err(e) => {
+                let refuse = |line| Item::Refused { line, kind: e.kind(), message: e.to_string() };
+                return lines.into_iter().all(|line| tx.send(refuse(line)).is_ok());
+            }
+        };
+        lines.into_iter().zip(answers).all(|(line, answer)| {
+            let item = match answer {
+                Ok(pending) => Item::Pending { pending },
+                Err(e) => Item::Refused { line, kind: e.kind(), message: e.to_string() },
+            };
+            tx.send(item).is_ok()
+        })
+    }
+}
+
+/// Validates one line: a command waits in `waiting`; anything else (a
+/// refusal, a close) is returned to be enqueued after the waiting ones.
+fn parse(bytes: &[u8], line: u64, closed: &mut bool, waiting: &mut Waiting) -> Option<Item> {
     let parsed = match parse_command_text(bytes) {
         Ok(p) => p,
-        Err(e) => return Item::Refused { line, kind: e.kind(), message: e.to_string() },
+        Err(e) => return Some(Item::Refused { line, kind: e.kind(), message: e.to_string() }),
     };
     if *closed {
-        return Item::Refused {
+        return Some(Item::Refused {
             line,
             kind: "closed",
             message: "the journal was closed by an earlier close command".into(),
-        };
+        });
     }
     if let Command::Close { reason, sessions } = parsed.command {
         *closed = true;
-        return Item::Close { line, reason, sessions };
+        return Some(Item::Close { line, reason, sessions });
     }
-    match journal.execute(parsed.command, parsed.at) {
-        Ok(pending) => Item::Pending { pending },
-        Err(e) => Item::Refused { line, kind: e.kind(), message: e.to_string() },
-    }
+    waiting.lines.push(line);
+    waiting.commands.push(parsed);
+    None
 }
 
 /// Acks printed so far, and whether stdout still takes them.

@@ -206,6 +206,10 @@ fn main() {
         );
         return;
     }
+    if std::env::args().any(|a| a == "--append-only") {
+        pipelined_append(200_000);
+        return;
+    }
     if std::env::args().any(|a| a == "--stalled-only") {
         let (free, stalled) = stalled_consumer_ratio(20);
         println!("free {free:.0}  stalled {stalled:.0}  ratio {:.2}", stalled / free);
