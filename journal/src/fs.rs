@@ -58,6 +58,19 @@ pub trait Fs: Send + Sync + Debug {
     /// (created if missing). `None` if another holder prevents it. The lock
     /// is released when the guard is dropped or the process dies.
     fn try_lock(&self, path: &Path, mode: LockMode) -> io::Result<Option<LockGuard>>;
+    /// Takes an advisory lock on `path`, waiting while another holder has
+    /// it (a dead holder's lock is released by the kernel). The default
+    /// retries [`Fs::try_lock`] with a short, growing sleep.
+    fn lock(&self, path: &Path, mode: LockMode) -> io::Result<LockGuard> {
+        let mut wait = std::time::Duration::from_micros(10);
+        loop {
+            if let Some(guard) = self.try_lock(path, mode)? {
+                return Ok(guard);
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 /// The real file system, through `std`.
@@ -141,14 +154,12 @@ impl Fs for StdFs {
         path.exists()
     }
 
+    fn lock(&self, path: &Path, mode: LockMode) -> io::Result<LockGuard> {
+        StdFs::lock_blocking(path, mode)
+    }
+
     fn try_lock(&self, path: &Path, mode: LockMode) -> io::Result<Option<LockGuard>> {
-        // A directory is locked through a read-only handle on it: it cannot
-        // be unlinked from under its holder the way a lock file can.
-        let file = if path.is_dir() {
-            File::open(path)?
-        } else {
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?
-        };
+        let file = lockable(path)?;
         let taken = match mode {
             LockMode::Exclusive => file.try_lock(),
             LockMode::Shared => file.try_lock_shared(),
@@ -158,6 +169,29 @@ impl Fs for StdFs {
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+impl StdFs {
+    /// The blocking flock (`Fs::lock`): the kernel wakes the waiter.
+    pub fn lock_blocking(path: &Path, mode: LockMode) -> io::Result<LockGuard> {
+        let file = lockable(path)?;
+        match mode {
+            LockMode::Exclusive => file.lock()?,
+            LockMode::Shared => file.lock_shared()?,
+        }
+        Ok(Box::new(file))
+    }
+}
+
+/// A handle to lock `path` through. A directory is locked through a
+/// read-only handle on it: it cannot be unlinked from under its holder the
+/// way a lock file can.
+fn lockable(path: &Path) -> io::Result<File> {
+    if path.is_dir() {
+        File::open(path)
+    } else {
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
     }
 }
 

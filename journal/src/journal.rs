@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use crate::batch::Batch;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::format::JournalId;
 use crate::fs::{Fs, LockGuard, StdFs};
 use crate::open::{self, LockedDir};
@@ -78,7 +78,9 @@ impl Journal {
     /// Opens the journal in `dir` through `fs`: takes the writer lock, runs
     /// recovery (truncating a torn tail), and starts the writer thread.
     pub fn open_with_fs(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, options: JournalOptions) -> Result<Journal> {
-        LockedDir::lock(fs, dir)?.open(options, Evidence::default())
+        let locked =
+            if options.shared_writers { LockedDir::lock_shared(fs, dir)? } else { LockedDir::lock(fs, dir)? };
+        locked.open(options, Evidence::default())
     }
 
     /// Recovers the journal in a locked directory with the caller's own
@@ -86,11 +88,20 @@ impl Journal {
     pub(crate) fn start(locked: LockedDir, options: JournalOptions, evidence: Evidence) -> Result<Journal> {
         options.validate()?;
         let LockedDir { fs, dir, guard } = locked;
-        let start = open::prepare(&*fs, &dir, &options, evidence)?;
+        let start = {
+            // Several writers: nobody appends while this one recovers.
+            let _turn = match options.shared_writers {
+                true => Some(append_lock(&*fs, &dir)?),
+                false => None,
+            };
+            open::prepare(&*fs, &dir, &options, evidence)?
+        };
+        let turns = options.shared_writers.then(|| writer::Turns::new(&dir));
         let report = start.report;
         let last_lsn = start.segment.last_lsn;
         let shared = Arc::new(Shared::new(dir, fs, start.manifest, last_lsn)?);
-        let pipeline = Arc::new(Pipeline::new(Writer::new(shared.clone(), options.clone(), start.segment)));
+        let pipeline =
+            Arc::new(Pipeline::new(Writer::new(shared.clone(), options.clone(), start.segment, turns)));
         let thread = match writer::spawn(pipeline.clone(), shared.clone(), options.fsyncs_in_flight_max) {
             Ok(thread) => thread,
             Err(e) => {
@@ -193,6 +204,8 @@ impl Journal {
             }
             return Err(self.shared.poisoned().map_or(Error::Closed, |cause| Error::Poisoned { cause }));
         }
+        // Several writers: take the append lock and what the others wrote.
+        writer.begin_turn()?;
         let first_lsn = writer.next_lsn();
         let ack = AppendAck { first_lsn, last_lsn: first_lsn + count - 1 };
         let frame = batch.seal(first_lsn, self.shared.durable_lsn_fast(), payload_hasher.as_ref());
@@ -202,6 +215,7 @@ impl Journal {
             (false, false) => Hold::No,
         };
         let wake = writer.append(&frame, ack, durability, done, hold);
+        writer.end_turn();
         drop(writer);
         if wake && !staged {
             self.pipeline.wake_writer();
@@ -317,6 +331,13 @@ impl Journal {
         // A later open that finds the journal ending before this knows that
         // acknowledged data was lost.
         if self.shared.poisoned().is_none() {
+            let _turn = match self.options.shared_writers {
+                true => Some(append_lock(&**self.fs(), self.dir())?),
+                false => None,
+            };
+            if self.options.shared_writers {
+                self.shared.reload_manifest()?;
+            }
             self.shared.store_floor(self.shared.durable_lsn())?;
         }
         Ok(())
@@ -337,6 +358,12 @@ impl Drop for Journal {
         // The writer threads sync what is written when the pipeline closes.
         self.stop_writer();
     }
+}
+
+/// The append lock of a journal several processes write.
+fn append_lock(fs: &dyn Fs, dir: &Path) -> Result<LockGuard> {
+    let path = dir.join(crate::format::APPEND_LOCK_FILE_NAME);
+    fs.lock(&path, crate::fs::LockMode::Exclusive).ctx("lock", &path)
 }
 
 /// A submitted append: await it (async) or [`AppendTicket::wait`] (blocking).

@@ -41,9 +41,20 @@ impl LockedDir {
     /// Creates `dir` if needed and takes its writer lock; `Locked` (naming
     /// the holder's pid) if another process holds it.
     pub fn lock(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<LockedDir> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::lock_mode(fs, dir.as_ref(), LockMode::Exclusive)
+    }
+
+    /// The same, for one of several writer processes
+    /// (`JournalOptions::shared_writers`): the lock is shared with the
+    /// others, and still excludes a single writer and `repair`.
+    pub fn lock_shared(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<LockedDir> {
+        Self::lock_mode(fs, dir.as_ref(), LockMode::Shared)
+    }
+
+    fn lock_mode(fs: Arc<dyn Fs>, dir: &Path, mode: LockMode) -> Result<LockedDir> {
+        let dir = dir.to_path_buf();
         create_dir_durably(&*fs, &dir).ctx("create directory", &dir)?;
-        let Some(guard) = fs.try_lock(&dir, LockMode::Exclusive).ctx("lock", &dir)? else {
+        let Some(guard) = fs.try_lock(&dir, mode).ctx("lock", &dir)? else {
             return Err(Error::Locked { pid: recovery::read_holder(&*fs, &dir), dir });
         };
         let pid_path = dir.join(LOCK_FILE_NAME);

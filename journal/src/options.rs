@@ -90,6 +90,13 @@ pub struct JournalOptions {
     /// Past it, `submit` waits for room: backpressure, instead of a queue
     /// that grows without bound when the disk falls behind.
     pub submission_queue_max_requests: usize,
+    /// Let several processes open this journal for writing at once, each
+    /// with this option (docs/ARCHITECTURE.md, "Several writer
+    /// processes"): each append happens in a turn under an exclusive flock
+    /// on `bookend.append`, after taking in what the others appended. The
+    /// journal layer only: `SessionJournal` does not use it yet. A
+    /// directory opened one way refuses the other (`Locked`).
+    pub shared_writers: bool,
 }
 
 impl Default for JournalOptions {
@@ -104,6 +111,7 @@ impl Default for JournalOptions {
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
             accept_data_loss: false,
             submission_queue_max_requests: SUBMISSION_QUEUE_MAX_REQUESTS_DEFAULT,
+            shared_writers: false,
         }
     }
 }

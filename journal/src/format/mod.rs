@@ -59,6 +59,10 @@ pub const SEGMENT_TEMP_SUFFIX: &str = ".wal.tmp";
 /// under a running writer; deleting this file changes nothing.
 pub const LOCK_FILE_NAME: &str = "bookend.lock";
 
+/// Held (flock, exclusive) for one turn of appends when several processes
+/// write the journal (`JournalOptions::shared_writers`).
+pub const APPEND_LOCK_FILE_NAME: &str = "bookend.append";
+
 /// Small files replaced atomically are first written under their name plus
 /// this suffix.
 pub const TEMP_SUFFIX: &str = ".tmp";

@@ -26,6 +26,8 @@ mod chain;
 mod repair;
 mod tail;
 
+pub(crate) use tail::save_torn;
+
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};

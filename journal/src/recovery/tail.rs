@@ -187,7 +187,7 @@ pub(super) fn settle(
 
 /// Saves the bytes from `offset` on to `<segment>.<offset>.torn` and
 /// truncates the segment there (the same as a torn tail on open).
-pub(super) fn save_torn(fs: &dyn Fs, seg: &SegmentInfo, offset: u64, reason: String) -> Result<TornTail> {
+pub(crate) fn save_torn(fs: &dyn Fs, seg: &SegmentInfo, offset: u64, reason: String) -> Result<TornTail> {
     torn_tail(fs, seg, offset, reason, Apply::Truncate)
 }
 

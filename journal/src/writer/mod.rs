@@ -31,6 +31,7 @@
 
 mod shared;
 mod sync;
+mod turn;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub(crate) use shared::Shared;
 pub use shared::{FSYNC_BUCKETS_MICROS, GROUP_BUCKETS_EVENTS};
 use shared::{Waiter, lock};
 pub(crate) use sync::{Pipeline, spawn};
+pub(crate) use turn::Turns;
 
 /// Acknowledgement of an append: the LSNs its events got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,8 @@ pub(crate) struct Writer {
 
     /// The journal is closing: the threads make what is written durable and stop.
     closed: bool,
+    /// The append lock, when several processes write the journal.
+    turns: Option<Turns>,
 }
 
 /// Whether an append may leave its frame in the group buffer for later.
@@ -138,7 +142,12 @@ pub(crate) struct SyncTarget {
 }
 
 impl Writer {
-    pub fn new(shared: Arc<Shared>, options: JournalOptions, start: ActiveStart) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        options: JournalOptions,
+        start: ActiveStart,
+        turns: Option<Turns>,
+    ) -> Self {
         let last_lsn = start.last_lsn;
         Writer {
             shared,
@@ -162,6 +171,7 @@ impl Writer {
             staged: Vec::new(),
             unwritten: Vec::new(),
             closed: false,
+            turns,
         }
     }
 
@@ -445,6 +455,9 @@ impl Writer {
     }
 
     fn record_segment(&self, first_lsn: u64) -> Result<()> {
+        if self.turns.is_some() {
+            self.shared.reload_manifest()?;
+        }
         let mut manifest = lock(&self.shared.manifest);
         let mut updated = manifest.clone();
         updated.last_segment_first_lsn = first_lsn;

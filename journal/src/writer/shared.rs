@@ -181,6 +181,22 @@ impl Shared {
         Ok(())
     }
 
+    /// Takes in the manifest another writer process stored (several
+    /// writers, under the append lock): its segment and floor, or ours if
+    /// they are further on.
+    pub fn reload_manifest(&self) -> Result<()> {
+        let Some(stored) = crate::manifest::load_manifest(&*self.fs, &self.dir)? else { return Ok(()) };
+        if stored.journal_id != self.id {
+            return Ok(());
+        }
+        let mut manifest = lock(&self.manifest);
+        let mut merged = stored;
+        merged.durable_floor_lsn = merged.durable_floor_lsn.max(manifest.durable_floor_lsn);
+        merged.last_segment_first_lsn = merged.last_segment_first_lsn.max(manifest.last_segment_first_lsn);
+        *manifest = merged;
+        Ok(())
+    }
+
     pub fn poisoned(&self) -> Option<String> {
         lock(&self.poison).clone()
     }
