@@ -145,7 +145,9 @@ impl Journal {
         &self.recovery
     }
 
-    /// The LSN the next append will get.
+    /// The LSN the next append will get. With `shared_writers` it is the
+    /// next LSN as of this process's last turn: another process may take it
+    /// first (an append's ticket names the LSNs it really got).
     pub fn next_lsn(&self) -> u64 {
         self.pipeline.lock().next_lsn()
     }
