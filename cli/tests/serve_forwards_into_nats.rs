@@ -57,7 +57,8 @@ fn serve_forwards_every_event_through_its_close() {
     }
     let stopping = Instant::now();
     assert!(server.stop().success());
-    assert!(stopping.elapsed() < Duration::from_secs(10), "shutdown took {:?}", stopping.elapsed());
+    // At most the 5 s drain grace and the 6 s stop grace, with room to spare.
+    assert!(stopping.elapsed() < Duration::from_secs(15), "shutdown took {:?}", stopping.elapsed());
     let (clean, report) = fleet_verify(&url);
     assert!(clean, "{report:#}");
     let journal = &report["journals"][0];
