@@ -90,10 +90,7 @@ impl Journal {
         let LockedDir { fs, dir, guard } = locked;
         let start = {
             // Several writers: nobody appends while this one recovers.
-            let _turn = match options.shared_writers {
-                true => Some(append_lock(&*fs, &dir)?),
-                false => None,
-            };
+            let _turn = append_lock(options.shared_writers, &*fs, &dir)?;
             open::prepare(&*fs, &dir, &options, evidence)?
         };
         let turns = options.shared_writers.then(|| writer::Turns::new(&dir));
@@ -333,11 +330,10 @@ impl Journal {
         // A later open that finds the journal ending before this knows that
         // acknowledged data was lost.
         if self.shared.poisoned().is_none() {
-            let _turn = match self.options.shared_writers {
-                true => Some(append_lock(&**self.fs(), self.dir())?),
-                false => None,
-            };
-            if self.options.shared_writers {
+            // Several writers: merge with the manifest the others stored,
+            // and store it, in one turn.
+            let turn = append_lock(self.options.shared_writers, &**self.fs(), self.dir())?;
+            if turn.is_some() {
                 self.shared.reload_manifest()?;
             }
             self.shared.store_floor(self.shared.durable_lsn())?;
@@ -362,10 +358,14 @@ impl Drop for Journal {
     }
 }
 
-/// The append lock of a journal several processes write.
-fn append_lock(fs: &dyn Fs, dir: &Path) -> Result<LockGuard> {
+/// The append lock of a journal several processes write (`None`, taking
+/// nothing, for a single writer).
+fn append_lock(shared_writers: bool, fs: &dyn Fs, dir: &Path) -> Result<Option<LockGuard>> {
+    if !shared_writers {
+        return Ok(None);
+    }
     let path = dir.join(crate::format::APPEND_LOCK_FILE_NAME);
-    fs.lock(&path, crate::fs::LockMode::Exclusive).ctx("lock", &path)
+    fs.lock(&path, crate::fs::LockMode::Exclusive).ctx("lock", &path).map(Some)
 }
 
 /// A submitted append: await it (async) or [`AppendTicket::wait`] (blocking).

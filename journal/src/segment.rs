@@ -385,7 +385,7 @@ impl SegmentCursor {
 
 /// Reads into `buf` from `at` until it is full or the file ends; returns
 /// how many bytes were read.
-fn read_full(file: &dyn FsFile, path: &Path, buf: &mut [u8], at: u64) -> Result<usize> {
+pub(crate) fn read_full(file: &dyn FsFile, path: &Path, buf: &mut [u8], at: u64) -> Result<usize> {
     let mut read = 0;
     while read < buf.len() {
         let n = file.read_at(&mut buf[read..], at + read as u64).ctx("read", path)?;

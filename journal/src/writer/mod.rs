@@ -84,6 +84,32 @@ struct ActiveSegment {
     allocated: u64,
 }
 
+impl ActiveSegment {
+    /// A segment holding only its `header`: the next frame goes right after it.
+    fn starting(
+        file: Box<dyn FsFile>,
+        path: PathBuf,
+        first_lsn: u64,
+        header: &[u8],
+        generation: u64,
+    ) -> Self {
+        let len = header.len() as u64;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(header);
+        ActiveSegment {
+            file,
+            path,
+            first_lsn,
+            last_frame_offset: len,
+            crc,
+            generation,
+            len,
+            written: len,
+            allocated: len,
+        }
+    }
+}
+
 /// The writer's state, behind the pipeline's lock: appenders stage and
 /// write into it; a writer thread takes the waiters and syncs.
 pub(crate) struct Writer {
@@ -255,6 +281,12 @@ impl Writer {
             // The writer thread fails (or, closing, syncs) them.
             return;
         }
+        self.flush_or_fail();
+    }
+
+    /// Writes the group buffer; a failed write poisons the journal and
+    /// fails every append waiting for a writer thread.
+    fn flush_or_fail(&mut self) {
         if let Err(e) = self.flush_buf() {
             let failed = std::mem::take(&mut self.pending);
             self.shared.fail_with(e, failed);
@@ -436,21 +468,7 @@ impl Writer {
         tracing::debug!(segment = %path.display(), "started a new segment");
         self.shared.counters.segments_created.fetch_add(1, Ordering::Relaxed);
         let header = crate::format::encode_segment_header(first_lsn, self.shared.id, Some(seal));
-        let len = header.len() as u64;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&header);
-        let generation = self.segment.generation + 1;
-        self.segment = ActiveSegment {
-            file,
-            path,
-            first_lsn,
-            last_frame_offset: len,
-            crc,
-            generation,
-            len,
-            written: len,
-            allocated: len,
-        };
+        self.segment = ActiveSegment::starting(file, path, first_lsn, &header, self.segment.generation + 1);
         self.record_segment(first_lsn)
     }
 

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE};
-use crate::fs::{FsFile, LockGuard, LockMode};
-use crate::segment::SegmentInfo;
+use crate::fs::{LockGuard, LockMode};
+use crate::segment::{SegmentInfo, read_full};
 
 use super::{ActiveSegment, Writer};
 
@@ -30,19 +30,6 @@ impl Turns {
     pub fn new(dir: &std::path::Path) -> Turns {
         Turns { path: dir.join(format::APPEND_LOCK_FILE_NAME), held: None }
     }
-}
-
-/// Reads `buf.len()` bytes at `offset`, fewer only at the end of the file.
-fn read_full(file: &dyn FsFile, path: &std::path::Path, buf: &mut [u8], offset: u64) -> Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let n = file.read_at(&mut buf[done..], offset + done as u64).ctx("read", path)?;
-        if n == 0 {
-            break;
-        }
-        done += n;
-    }
-    Ok(done)
 }
 
 impl Writer {
@@ -67,11 +54,8 @@ impl Writer {
         if self.turns.as_ref().is_none_or(|t| t.held.is_none()) {
             return;
         }
-        if self.shared.poisoned().is_none()
-            && let Err(e) = self.flush_buf()
-        {
-            let failed = std::mem::take(&mut self.pending);
-            self.shared.fail_with(e, failed);
+        if self.shared.poisoned().is_none() {
+            self.flush_or_fail();
         }
         if let Some(turns) = self.turns.as_mut() {
             turns.held = None;
@@ -151,21 +135,8 @@ impl Writer {
                 format!("segment header says first LSN {} where {first_lsn} was due", header.first_lsn);
             return Err(Error::corruption(&path, 0, reason));
         }
-        let size = header.size() as u64;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&head[..header.size()]);
         let generation = self.segment.generation + 1;
-        self.segment = ActiveSegment {
-            file,
-            path,
-            first_lsn,
-            last_frame_offset: size,
-            crc,
-            generation,
-            len: size,
-            written: size,
-            allocated: size,
-        };
+        self.segment = ActiveSegment::starting(file, path, first_lsn, &head[..header.size()], generation);
         Ok(true)
     }
 }
