@@ -35,12 +35,9 @@ fn failed(e: &bookend_projector::Error) -> Failure {
     e.to_json()
 }
 
-/// One command's answer in a batch: its ack, or its error with its index.
-fn batch_answer(index: usize, answer: bookend_projector::Result<bookend_projector::Ack>) -> Value {
-    match answer {
-        Ok(ack) => ack.to_json(),
-        Err(e) => json!({"ok": false, "error": e.to_json(), "index": index}),
-    }
+/// A refused command's answer in a batch: its error, with its index.
+fn batch_error(index: usize, error: Value) -> Value {
+    json!({"ok": false, "error": error, "index": index})
 }
 
 fn sessions_json(rows: &[SessionState]) -> String {
@@ -141,32 +138,24 @@ impl NativeJournal {
             Ok(_) => return Err(errors::kind(py, "invalid_command", "a batch is a JSON array of commands")),
             Err(e) => return Err(errors::lifecycle(py, &e)),
         };
-        let mut lines = Vec::with_capacity(values.len());
-        let mut answers: Vec<Option<Value>> = Vec::with_capacity(values.len());
-        for (i, value) in values.into_iter().enumerate() {
-            match bookend_projector::parse_command(value) {
-                Ok(line) => {
-                    lines.push(line);
-                    answers.push(None);
-                }
-                Err(e) => answers.push(Some(json!({"ok": false, "error": e.to_json(), "index": i}))),
-            }
-        }
-        let executed = self.run(py, move |j| {
-            let pending = j.execute_batch(lines).map_err(|e| failed(&e))?;
-            Ok(pending.into_iter().map(|p| p.and_then(|p| p.wait())).collect::<Vec<_>>())
-        })?;
-        let mut executed = executed.into_iter();
-        let all: Vec<Value> = answers
+        let items: Vec<_> = values
             .into_iter()
             .enumerate()
-            .map(|(i, refused)| match refused.or_else(|| executed.next().map(|r| batch_answer(i, r))) {
-                Some(answer) => answer,
-                None => {
-                    json!({"ok": false, "error": {"kind": "internal", "message": "no answer"}, "index": i})
-                }
+            .map(|(i, value)| {
+                bookend_projector::parse_command(value).map_err(|e| batch_error(i, e.to_json()))
             })
             .collect();
+        let all = self.run(py, move |j| {
+            let answers =
+                j.execute_batch_among(items, |i, e| batch_error(i, e.to_json())).map_err(|e| failed(&e))?;
+            let waited = answers.into_iter().enumerate().map(|(i, answer)| match answer {
+                Ok(pending) => {
+                    pending.wait().map_or_else(|e| batch_error(i, e.to_json()), |ack| ack.to_json())
+                }
+                Err(refused) => refused,
+            });
+            Ok(waited.collect::<Vec<Value>>())
+        })?;
         Ok(Value::Array(all).to_string())
     }
 

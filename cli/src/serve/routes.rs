@@ -183,40 +183,19 @@ fn parse_one(value: Value, index: Option<usize>) -> Result<bookend_projector::Co
 /// Validates and submits the commands of one request as one batch (one
 /// hold of the command lock, one fsync); each answer waits for its own.
 fn submit_all(state: &AppState, values: Vec<Value>, batch: bool) -> Vec<Result<Pending<Ack>, Value>> {
-    let mut lines = Vec::with_capacity(values.len());
-    let mut refused: Vec<Option<Value>> = Vec::with_capacity(values.len());
-    for (i, value) in values.into_iter().enumerate() {
-        match parse_one(value, batch.then_some(i)) {
-            Ok(line) => {
-                lines.push(line);
-                refused.push(None);
-            }
-            Err(ack) => refused.push(Some(ack)),
-        }
-    }
+    let index = |i: usize| batch.then_some(i);
+    let count = values.len();
+    let items: Vec<_> = values.into_iter().enumerate().map(|(i, v)| parse_one(v, index(i))).collect();
+    let refuse = |i: usize, e: bookend_projector::Error| error_ack_with(index(i), e.to_json());
     // Validation takes the journal's command lock and may wait for a
     // checkpoint's fsync: keep it off the async worker.
-    let mut executed = match tokio::task::block_in_place(|| state.journal.execute_batch(lines)) {
-        Ok(answers) => answers.into_iter(),
+    match tokio::task::block_in_place(|| state.journal.execute_batch_among(items, refuse)) {
+        Ok(answers) => answers,
         Err(e) => {
             let error = e.to_json();
-            return (0..refused.len())
-                .map(|i| Err(error_ack_with(batch.then_some(i), error.clone())))
-                .collect();
+            (0..count).map(|i| Err(error_ack_with(index(i), error.clone()))).collect()
         }
-    };
-    let index = |i: usize| batch.then_some(i);
-    refused
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| match r {
-            Some(ack) => Err(ack),
-            None => match executed.next() {
-                Some(answer) => answer.map_err(|e| error_ack_with(index(i), e.to_json())),
-                None => Err(error_ack(index(i), "internal", "the batch lost a command's answer")),
-            },
-        })
-        .collect()
+    }
 }
 
 /// The commands of one request: one object, or an array of them, parsed

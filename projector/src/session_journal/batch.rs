@@ -51,4 +51,37 @@ impl SessionJournal {
         self.maybe_checkpoint(&mut lock(&self.inner.core));
         Ok(answers)
     }
+
+    /// [`SessionJournal::execute_batch`] for a list in which some commands
+    /// were already refused before they got here (malformed JSON, a
+    /// command the caller does not allow): those keep their refusal, the
+    /// others run as one batch, and the answers come back in the list's
+    /// order, with the journal's refusal of the command at `i` made into
+    /// an `E` by `refuse(i, error)`. The server's arrays and Python's
+    /// `batch` both go through here.
+    pub fn execute_batch_among<E>(
+        &self,
+        items: Vec<std::result::Result<CommandLine, E>>,
+        refuse: impl Fn(usize, Error) -> E,
+    ) -> Result<Vec<std::result::Result<Pending<Ack>, E>>> {
+        let mut lines = Vec::with_capacity(items.len());
+        let mut positions = Vec::with_capacity(items.len());
+        let mut out: Vec<Option<std::result::Result<Pending<Ack>, E>>> = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Ok(line) => {
+                    lines.push(line);
+                    positions.push(i);
+                    out.push(None);
+                }
+                Err(refused) => out.push(Some(Err(refused))),
+            }
+        }
+        let answers = self.execute_batch(lines)?;
+        assert_eq!(answers.len(), positions.len(), "execute_batch answers every command");
+        for (i, answer) in positions.into_iter().zip(answers) {
+            out[i] = Some(answer.map_err(|e| refuse(i, e)));
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
 }
