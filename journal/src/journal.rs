@@ -265,8 +265,12 @@ impl Journal {
         if self.shared.durable_lsn() >= lsn {
             return Ok(true);
         }
-        // The reply is not awaited: the durable LSN is what we wait on.
-        drop(self.request_sync()?);
+        // The reply is not awaited: the durable LSN is what we wait on. No
+        // request when an fsync covering `lsn` is already on its way (a
+        // durable append just submitted): it would cost a second fsync.
+        if !self.pipeline.lock().sync_coming(lsn) {
+            drop(self.request_sync()?);
+        }
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());

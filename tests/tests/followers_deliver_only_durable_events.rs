@@ -37,9 +37,8 @@ fn a_cross_process_follower_never_acknowledges_what_a_power_cut_takes_back() {
     for synced in [0usize, 5, 17] {
         let sim = SimFs::new();
         let journal = SessionJournal::open_with_fs(sim_fs(&sim), sim_dir(), options()).unwrap();
-        // Let the sync request open leaves behind finish first: on a busy
-        // machine it could otherwise run after the buffered starts below
-        // and make some of them durable behind the test's back.
+        // Let everything open asked of the writer finish first, so nothing
+        // but the test's own syncs makes the buffered starts below durable.
         journal.journal().sync_blocking().unwrap();
         for i in 0..40 {
             journal.start(start(&format!("s{i}"), &format!("k{i}"))).unwrap().wait().unwrap();

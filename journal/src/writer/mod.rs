@@ -293,6 +293,17 @@ impl Writer {
         }
     }
 
+    /// Whether an fsync that makes `lsn` durable is already on its way: a
+    /// durable append at or past it waits for a writer thread, or a writer
+    /// thread has taken (or started syncing) a group that covers it.
+    pub fn sync_coming(&self, lsn: u64) -> bool {
+        let pending = self.pending.iter().any(|d| matches!(d, Done::Append(ack, _) if ack.last_lsn >= lsn));
+        pending || {
+            let sync = lock(&self.shared.sync);
+            sync.claimed >= lsn || sync.waiters.back().is_some_and(|w| w.lsn >= lsn)
+        }
+    }
+
     /// Buffered appends wait for the buffer to be written.
     pub fn has_unwritten(&self) -> bool {
         !self.unwritten.is_empty()
