@@ -323,6 +323,11 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let ended = meta.sessions_total - active;
     let journal_id = journal.journal_id();
     let consumers: Vec<Value> = journal.consumers()?.into_iter().map(|c| c.to_json()).collect();
+    let open_epochs = journal.open_epochs();
+    let epochs_json: Vec<Value> = open_epochs
+        .iter()
+        .map(|e| json!({"epoch": e.epoch, "pid": e.pid, "host": e.host, "sessions_owned": e.sessions_owned}))
+        .collect();
     let stats = json!({
         "journal_id": journal_id.map(|id| id.to_string()),
         "segments": segments.len(),
@@ -333,6 +338,7 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         "sessions": {"total": meta.sessions_total, "active": active, "ended": ended,
                      "awaiting_finalization": meta.awaiting_finalization.len()},
         "ends_by_reason": meta.ends_by_reason,
+        "open_epochs": epochs_json,
         "consumers": consumers,
     });
     let mut out = std::io::stdout().lock();
@@ -358,6 +364,10 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     )?;
     for (reason, n) in &meta.ends_by_reason {
         writeln!(out, "  ended {}: {n}", safe(reason))?;
+    }
+    for e in &open_epochs {
+        let (epoch, pid, owned) = (e.epoch, e.pid, e.sessions_owned);
+        writeln!(out, "open epoch {epoch}: pid {pid} on {}, {owned} active sessions owned", safe(&e.host))?;
     }
     if consumers.is_empty() {
         writeln!(out, "consumers: none")?;

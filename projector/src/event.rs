@@ -104,6 +104,9 @@ impl<'de> Deserialize<'de> for EndReason {
 pub enum CloseReason {
     Shutdown,
     Restart,
+    /// Written by another writer process for an epoch whose process died
+    /// (its owner lock was released without a close).
+    WriterDied,
 }
 
 impl CloseReason {
@@ -111,6 +114,7 @@ impl CloseReason {
         match self {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Restart => "restart",
+            CloseReason::WriterDied => "writer_died",
         }
     }
 
@@ -119,6 +123,7 @@ impl CloseReason {
         match self {
             CloseReason::Shutdown => EndReason::Shutdown,
             CloseReason::Restart => EndReason::Restart,
+            CloseReason::WriterDied => EndReason::CrashRecovered,
         }
     }
 }
@@ -219,6 +224,23 @@ pub enum EventBody {
         lost_to: u64,
         evidence: String,
     },
+    /// A process opening a journal that several processes write
+    /// (`shared_writers`) starts epoch `epoch` beside the epochs still
+    /// open, where `journal:open` (a single writer) supersedes them.
+    /// `keep_on_death`: the sessions it owns are kept, not ended, if it
+    /// dies (its `on_unclean`).
+    JournalJoin {
+        epoch: u64,
+        pid: u32,
+        host: String,
+        version: String,
+        keep_on_death: bool,
+    },
+    /// The events after this one, up to the next `journal:turn`, were
+    /// written by epoch `epoch` (several writers only).
+    JournalTurn {
+        epoch: u64,
+    },
 }
 
 /// The stored form of one event: when, and what. The LSN is where the
@@ -251,11 +273,13 @@ impl EventBody {
             EventBody::SessionEnd { .. } => "session:end",
             EventBody::SessionReopen { .. } => "session:reopen",
             EventBody::JournalDataLoss { .. } => "journal:data_loss",
+            EventBody::JournalJoin { .. } => "journal:join",
+            EventBody::JournalTurn { .. } => "journal:turn",
         }
     }
 
     /// Every `type` name, for validating filters.
-    pub const TYPE_NAMES: [&'static str; 10] = [
+    pub const TYPE_NAMES: [&'static str; 12] = [
         "journal:open",
         "journal:close",
         "session:start",
@@ -266,6 +290,8 @@ impl EventBody {
         "session:end",
         "session:reopen",
         "journal:data_loss",
+        "journal:join",
+        "journal:turn",
     ];
 
     /// The session the event is about, if any.
@@ -273,7 +299,9 @@ impl EventBody {
         match self {
             EventBody::JournalOpen { .. }
             | EventBody::JournalClose { .. }
-            | EventBody::JournalDataLoss { .. } => None,
+            | EventBody::JournalDataLoss { .. }
+            | EventBody::JournalJoin { .. }
+            | EventBody::JournalTurn { .. } => None,
             EventBody::SessionStart(s) => Some(&s.session_id),
             EventBody::SessionActivity { session_id, .. }
             | EventBody::SessionFlush { session_id, .. }
@@ -289,7 +317,9 @@ impl EventBody {
         match self {
             EventBody::JournalOpen { .. }
             | EventBody::JournalClose { .. }
-            | EventBody::JournalDataLoss { .. } => None,
+            | EventBody::JournalDataLoss { .. }
+            | EventBody::JournalJoin { .. }
+            | EventBody::JournalTurn { .. } => None,
             EventBody::SessionStart(s) => s.key.as_deref(),
             EventBody::SessionActivity { key, .. }
             | EventBody::SessionFlush { key, .. }
@@ -338,6 +368,10 @@ impl Event {
             EventBody::JournalDataLoss { lost_from, lost_to, evidence } => {
                 json!({"lost_from": lost_from, "lost_to": lost_to, "evidence": evidence})
             }
+            EventBody::JournalJoin { epoch, pid, host, version, keep_on_death } => json!({
+                "epoch": epoch, "pid": pid, "host": host, "version": version, "keep_on_death": keep_on_death,
+            }),
+            EventBody::JournalTurn { epoch } => json!({"epoch": epoch}),
         };
         if let Value::Object(fields) = fields {
             map.extend(fields);

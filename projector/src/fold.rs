@@ -55,6 +55,7 @@ pub fn load_checkpoint(life: &mut Lifecycle, journal_last: u64) -> Result<bool> 
             match table.load_active(&meta) {
                 Ok(()) => {
                     life.table = table;
+                    life.writers.assume_single(meta.epoch, meta.epoch_open);
                     life.meta = meta;
                     return Ok(true);
                 }

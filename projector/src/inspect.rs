@@ -84,6 +84,11 @@ impl Inspection {
         &self.life.meta
     }
 
+    /// The epochs the journal leaves open, and the sessions each owns.
+    pub fn open_epochs(&self) -> Vec<crate::rules::WriterEpoch> {
+        self.life.writers.listing(self.life.meta.active.len())
+    }
+
     /// The sessions `keep` accepts, in id order.
     pub fn sessions_where(&self, keep: impl Fn(&SessionState) -> bool) -> Result<Vec<SessionState>> {
         fold::sessions_where(&self.life, keep)

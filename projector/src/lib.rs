@@ -98,7 +98,7 @@ pub use limits::{
 };
 pub use page::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SessionPage};
 pub use projection::{Projection, ProjectionRunner};
-pub use rules::{ACTIVITY_COALESCE_MS_DEFAULT, FINALIZE_ATTEMPTS_MAX_DEFAULT, Rules, Violation};
+pub use rules::{ACTIVITY_COALESCE_MS_DEFAULT, FINALIZE_ATTEMPTS_MAX_DEFAULT, Rules, Violation, WriterEpoch};
 pub use session::{Meta, SessionState};
 pub use session_journal::{
     BATCH_COMMANDS_MAX, CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, Clock, ManualClock,

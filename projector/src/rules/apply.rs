@@ -5,7 +5,7 @@
 
 use super::{Lifecycle, Violation};
 use crate::error::Result;
-use crate::event::{EndReason, EventBody, SessionsOnClose, StartFields, StoredEvent};
+use crate::event::{CloseReason, EndReason, EventBody, SessionsOnClose, StartFields, StoredEvent};
 use crate::session::SessionState;
 
 /// One event being folded: where it is, and what it broke so far.
@@ -52,8 +52,22 @@ impl Lifecycle {
         }
         self.meta.last_lsn = lsn;
         match &event.body {
-            EventBody::JournalOpen { epoch, .. } => self.apply_open(*epoch, &mut f),
-            EventBody::JournalClose { epoch, sessions, .. } => self.apply_close(*epoch, *sessions, &mut f),
+            EventBody::JournalOpen { epoch, pid, host, .. } => {
+                self.apply_open(*epoch, &mut f);
+                self.writers.open_alone(*epoch, *pid, host);
+            }
+            EventBody::JournalJoin { epoch, pid, host, keep_on_death, .. } => {
+                self.apply_open(*epoch, &mut f);
+                self.writers.join_shared(*epoch, *pid, host, *keep_on_death);
+            }
+            EventBody::JournalTurn { epoch } => {
+                if !self.writers.turn(*epoch) {
+                    f.violation(None, format!("a turn of epoch {epoch}, which is not open"));
+                }
+            }
+            EventBody::JournalClose { epoch, reason, sessions } => {
+                self.apply_close(*epoch, *reason, *sessions, &mut f)
+            }
             EventBody::JournalDataLoss { .. } => {}
             EventBody::SessionStart(fields) => self.apply_start(fields, decided, &mut f)?,
             EventBody::SessionEnd { session_id, reason, next_id, .. } => {
@@ -82,15 +96,19 @@ impl Lifecycle {
         self.meta.epoch_open = true;
     }
 
-    fn apply_close(&mut self, epoch: u64, sessions: SessionsOnClose, f: &mut Folding) {
-        if !self.meta.epoch_open || epoch != self.meta.epoch {
-            f.violation(None, format!("close of epoch {epoch}, which is not the open epoch"));
+    fn apply_close(&mut self, epoch: u64, reason: CloseReason, sessions: SessionsOnClose, f: &mut Folding) {
+        if !self.meta.epoch_open || !self.writers.is_open(epoch) {
+            f.violation(None, format!("close of epoch {epoch}, which is not an open epoch"));
         }
-        if sessions == SessionsOnClose::Ended && !self.meta.active.is_empty() {
-            let message = format!("close says sessions ended, but {} remain active", self.meta.active.len());
-            f.violation(None, message);
+        if sessions == SessionsOnClose::Ended {
+            let own = reason != CloseReason::WriterDied;
+            let left = self.meta.active.iter().filter(|id| self.writers.closes_with(epoch, id, own)).count();
+            if left > 0 {
+                f.violation(None, format!("close says sessions ended, but {left} remain active"));
+            }
         }
-        self.meta.epoch_open = false;
+        self.writers.close(epoch);
+        self.meta.epoch_open = self.writers.open_epochs().next().is_some();
     }
 
     /// The session an event names, to change; `None` (with a violation) if
@@ -122,6 +140,7 @@ impl Lifecycle {
         }
         self.table.insert(SessionState::started(fields.clone(), f.lsn, f.at));
         self.meta.active.insert(id.to_string());
+        self.writers.own(id);
         self.meta.sessions_total += 1;
         self.meta.spans_total += 1;
         Ok(())
@@ -152,6 +171,7 @@ impl Lifecycle {
             self.table.release_key(&key, id);
         }
         self.meta.active.remove(id);
+        self.writers.disown(id);
         *self.meta.ends_by_reason.entry(reason.as_str().to_string()).or_insert(0) += 1;
         if awaits {
             self.meta.awaiting_finalization.insert(id.to_string());
@@ -183,6 +203,7 @@ impl Lifecycle {
             self.table.set_key_owner(&key, id);
         }
         self.meta.active.insert(id.to_string());
+        self.writers.own(id);
         self.meta.awaiting_finalization.remove(id);
         self.meta.spans_total += 1;
         Ok(())

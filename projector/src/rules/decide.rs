@@ -259,15 +259,22 @@ impl Lifecycle {
         batch_or_nothing(events)
     }
 
+    /// The close of this process's epoch: it ends only the sessions this
+    /// epoch owns (and orphans), never another live writer's.
     fn decide_close(&self, reason: CloseReason, sessions: Sessions) -> Decision {
+        let epoch = self.meta.epoch;
         let (mut events, sessions): (Vec<EventBody>, _) = match sessions {
             Sessions::End => {
-                let ends = self.active_sessions().map(|s| end_of(s, reason.end_reason(), None)).collect();
+                let ends = self
+                    .active_sessions()
+                    .filter(|s| self.writers.closes_with(epoch, s.id(), true))
+                    .map(|s| end_of(s, reason.end_reason(), None))
+                    .collect();
                 (ends, SessionsOnClose::Ended)
             }
             Sessions::Keep => (Vec::new(), SessionsOnClose::Kept),
         };
-        events.push(EventBody::JournalClose { epoch: self.meta.epoch, reason, sessions });
+        events.push(EventBody::JournalClose { epoch, reason, sessions });
         append(events, None, None)
     }
 

@@ -11,12 +11,15 @@
 
 mod apply;
 mod decide;
+mod writers;
 
 use crate::command::Ack;
 use crate::error::{LifecycleError, Result};
 use crate::event::{EndReason, EventBody};
 use crate::session::{Meta, SessionState};
 use crate::table::SessionTable;
+pub use writers::WriterEpoch;
+pub(crate) use writers::Writers;
 
 /// Default number of finalize attempts before a session stops being pending.
 pub const FINALIZE_ATTEMPTS_MAX_DEFAULT: u32 = 3;
@@ -68,12 +71,14 @@ pub struct Violation {
 pub(crate) struct Lifecycle {
     pub(crate) meta: Meta,
     pub(crate) table: SessionTable,
+    /// Open epochs and the owners of active sessions.
+    pub(crate) writers: Writers,
 }
 
 impl Lifecycle {
     /// An empty state whose table keeps ended sessions in `table`'s way.
     pub fn with_table(table: SessionTable) -> Lifecycle {
-        Lifecycle { meta: Meta::default(), table }
+        Lifecycle { meta: Meta::default(), table, writers: Writers::default() }
     }
 
     /// Active sessions, in id order. Active sessions are always in memory.

@@ -483,6 +483,13 @@ impl SessionJournal {
         lock(&self.inner.poison).clone().or_else(|| self.inner.journal.poisoned())
     }
 
+    /// The epochs the journal has open: with several writer processes,
+    /// each live one (and any dead one no survivor has closed yet).
+    pub fn writers(&self) -> Vec<crate::rules::WriterEpoch> {
+        let core = lock(&self.inner.core);
+        core.life.writers.listing(core.life.meta.active.len())
+    }
+
     /// The folded journal-wide state.
     pub fn meta(&self) -> Meta {
         lock(&self.inner.core).life.meta.clone()
