@@ -16,6 +16,10 @@
 //! lets go of the lock and calls fdatasync through its own handle; the
 //! fsync completes every waiter it covers. Appends that arrive while it
 //! sits in fdatasync collect in the buffer and ride the next one together.
+//! Before it syncs, a writer thread waits (at most one fsync's time) for
+//! as many appends as the last fsync released: callers that come straight
+//! back ride one fsync together instead of splitting into two alternating
+//! halves (`Pipeline::gather`).
 //!
 //! There are `JournalOptions::fsyncs_in_flight_max` such threads (1 by
 //! default). With more than one, while one sits in fdatasync the next takes
@@ -217,6 +221,11 @@ impl Writer {
     /// Appends and sync requests waiting for a writer thread.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Durable appends waiting for a writer thread.
+    fn pending_appends(&self) -> usize {
+        self.pending.iter().filter(|d| matches!(d, Done::Append(..))).count()
     }
 
     /// One numbered frame from `Journal::submit`: staged, then written at

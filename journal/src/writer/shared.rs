@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,11 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// What the writer threads share about fsyncs.
     pub(super) sync: Mutex<SyncState>,
+    /// Durable appends the last fsync completed, and how long it took:
+    /// how many callers are likely to come straight back, and how long
+    /// waiting for them may cost (see `Pipeline::gather`).
+    last_cohort: AtomicUsize,
+    last_fsync_nanos: AtomicU64,
 }
 
 /// Who waits for which LSN to become durable.
@@ -159,6 +164,8 @@ impl Shared {
             durable_watch: watch::Sender::new(durable_lsn),
             written_lsn: AtomicU64::new(durable_lsn),
             counters: Counters::default(),
+            last_cohort: AtomicUsize::new(0),
+            last_fsync_nanos: AtomicU64::new(0),
         })
     }
 
@@ -239,8 +246,19 @@ impl Shared {
                 done.extend(sync.waiters.pop_front().map(|w| w.done));
             }
         }
+        let appends = done.iter().filter(|d| matches!(d, Done::Append(..))).count();
+        if appends > 0 {
+            self.last_cohort.store(appends, Ordering::Relaxed);
+        }
         done.into_iter().for_each(Done::succeed);
         Ok(())
+    }
+
+    /// Durable appends the last fsync that completed any acknowledged, and
+    /// that fsync's duration.
+    pub(super) fn last_cohort(&self) -> (usize, Duration) {
+        let nanos = self.last_fsync_nanos.load(Ordering::Relaxed);
+        (self.last_cohort.load(Ordering::Relaxed), Duration::from_nanos(nanos))
     }
 
     /// fdatasync through `file`, counted and timed.
@@ -251,6 +269,7 @@ impl Shared {
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.counters.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.counters.fsync_micros.observe(&FSYNC_BUCKETS_MICROS, nanos / 1_000);
+        self.last_fsync_nanos.store(nanos, Ordering::Relaxed);
         result
     }
 

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::error::IoContext;
 use crate::fs::FsFile;
@@ -80,12 +81,48 @@ impl Pipeline {
                 }
             }
         }
+        let mut writer = self.gather(writer);
         let next = writer.take_group();
         drop(writer);
         self.room.notify_all();
         next
     }
 }
+
+impl Pipeline {
+    /// Before syncing, waits for the callers the last fsync released to
+    /// come back, so they ride this fsync rather than the next.
+    ///
+    /// Without it a steady crowd of N callers splits in two: the first to
+    /// return after an fsync is taken alone while the others are still on
+    /// their way, the rest gather during that lone fsync, and every other
+    /// fsync carries one append (N/2 appends per fsync instead of N). The
+    /// wait ends as soon as as many appends are pending as the last fsync
+    /// completed, and never lasts longer than that fsync took (at most
+    /// `GATHER_WAIT_MAX`): a lone caller (a cohort of one) never waits, and
+    /// a caller that does not come back costs the others at most one fsync's
+    /// time once, after which the cohort is counted smaller.
+    fn gather<'a>(&'a self, mut writer: MutexGuard<'a, Writer>) -> MutexGuard<'a, Writer> {
+        let (cohort, fsync) = writer.shared.last_cohort();
+        let window = fsync.min(GATHER_WAIT_MAX);
+        if cohort < 2 || window.is_zero() {
+            return writer;
+        }
+        let deadline = Instant::now() + window;
+        while !writer.closed() && (1..cohort).contains(&writer.pending_appends()) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                break;
+            };
+            writer = self.work.wait_timeout(writer, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        writer
+    }
+}
+
+/// The longest a writer thread waits for a returning cohort (a bound on
+/// the latency `Pipeline::gather` may add, whatever the device's fsync
+/// costs).
+const GATHER_WAIT_MAX: Duration = Duration::from_millis(2);
 
 /// Starts the writer threads; returns a handle that finishes when all of
 /// them have stopped (after [`Pipeline::close`]).
