@@ -26,8 +26,8 @@ use crate::writer::{self, AppendAck, Hold, Pipeline, Shared, Writer};
 /// share one write and one fsync.
 pub struct Journal {
     shared: Arc<Shared>,
-    options: JournalOptions,
-    pipeline: Arc<Pipeline>,
+    pub(crate) options: JournalOptions,
+    pub(crate) pipeline: Arc<Pipeline>,
     thread: Mutex<Option<JoinHandle<()>>>,
     recovery: RecoveryReport,
     /// Released when the journal is dropped, after the writer has stopped.

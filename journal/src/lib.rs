@@ -40,6 +40,7 @@ mod reader;
 mod recovery;
 mod segment;
 pub mod sim;
+mod turn;
 mod writer;
 
 pub use batch::Batch;
@@ -55,6 +56,7 @@ pub use reader::{FOLLOW_POLL_INTERVAL_DEFAULT, Follower, FrameView, OwnedFrame, 
 pub use recovery::{
     Evidence, HeaderRewrite, Moved, RecoveryReport, RepairReport, ScanMode, TornTail, repair,
 };
+pub use turn::HeldTurn;
 pub use writer::{AppendAck, FSYNC_BUCKETS_MICROS, GROUP_BUCKETS_EVENTS};
 
 use std::path::Path;

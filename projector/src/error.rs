@@ -105,7 +105,12 @@ pub enum Error {
     /// A consumer name that cannot be used as a cursor file name.
     #[error("invalid consumer name {name:?}: {reason}")]
     InvalidConsumer { name: String, reason: String },
-    /// I/O outside the journal (cursor files).
+    /// Several writer processes disagree about the journal (an owner file
+    /// held for an epoch that is not open, frames another writer left that
+    /// cannot be read under the append lock).
+    #[error("several writers on {path}: {reason}")]
+    SharedWriters { path: std::path::PathBuf, reason: String },
+    /// I/O outside the journal (cursor files, owner files).
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -138,6 +143,7 @@ impl Error {
             Error::CursorAhead { .. } => "cursor_ahead",
             Error::AckAhead { .. } => "invalid_ack",
             Error::UnknownEventType { .. } => "unknown_event_type",
+            Error::SharedWriters { .. } => "shared_writers",
             Error::Io { .. } => "io",
         }
     }

@@ -103,7 +103,7 @@ pub use session::{Meta, SessionState};
 pub use session_journal::{
     BATCH_COMMANDS_MAX, CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, Clock, ManualClock,
     OnUnclean, OpenReport, Pending, SessionJournal, SessionJournalOptions, StoreLocation, Summary,
-    SystemClock,
+    SystemClock, WRITER_CHECK_INTERVAL_DEFAULT, WRITERS_DIR_NAME,
 };
 pub use store::{CACHE_CAPACITY_BYTES_DEFAULT, ProjectionStore, STORE_DIR_NAME, STORE_FORMAT};
 pub use verify::{CorruptionReport, DataLossReport, ReplayReport, VerifyReport, rebuild_and_compare, verify};

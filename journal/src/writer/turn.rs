@@ -24,11 +24,14 @@ use super::{ActiveSegment, Writer};
 pub(crate) struct Turns {
     path: PathBuf,
     held: Option<LockGuard>,
+    /// A caller holds the turn across several appends (`Journal::hold_turn`):
+    /// the appends inside it do not let go of the lock.
+    outer: bool,
 }
 
 impl Turns {
     pub fn new(dir: &std::path::Path) -> Turns {
-        Turns { path: dir.join(format::APPEND_LOCK_FILE_NAME), held: None }
+        Turns { path: dir.join(format::APPEND_LOCK_FILE_NAME), held: None, outer: false }
     }
 }
 
@@ -48,10 +51,26 @@ impl Writer {
         caught_up
     }
 
-    /// Ends a turn: everything staged in it is written before the lock is
-    /// released, so no frame of this process is ever written outside one.
+    /// Keeps the turn begun last until `release_turn` (`Journal::hold_turn`).
+    pub fn hold_turn(&mut self) {
+        if let Some(turns) = self.turns.as_mut() {
+            turns.outer = turns.held.is_some();
+        }
+    }
+
+    /// Ends a turn kept by `hold_turn`.
+    pub fn release_turn(&mut self) {
+        if let Some(turns) = self.turns.as_mut() {
+            turns.outer = false;
+        }
+        self.end_turn();
+    }
+
+    /// Ends a turn (unless a caller holds it): everything staged in it is
+    /// written before the lock is released, so no frame of this process is
+    /// ever written outside one.
     pub fn end_turn(&mut self) {
-        if self.turns.as_ref().is_none_or(|t| t.held.is_none()) {
+        if self.turns.as_ref().is_none_or(|t| t.held.is_none() || t.outer) {
             return;
         }
         if self.shared.poisoned().is_none() {

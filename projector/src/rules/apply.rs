@@ -101,8 +101,9 @@ impl Lifecycle {
             f.violation(None, format!("close of epoch {epoch}, which is not an open epoch"));
         }
         if sessions == SessionsOnClose::Ended {
-            let own = reason != CloseReason::WriterDied;
-            let left = self.meta.active.iter().filter(|id| self.writers.closes_with(epoch, id, own)).count();
+            let orphans = self.writers.close_takes_orphans(epoch, reason == CloseReason::WriterDied);
+            let left =
+                self.meta.active.iter().filter(|id| self.writers.closes_with(epoch, id, orphans)).count();
             if left > 0 {
                 f.violation(None, format!("close says sessions ended, but {left} remain active"));
             }
@@ -140,7 +141,7 @@ impl Lifecycle {
         }
         self.table.insert(SessionState::started(fields.clone(), f.lsn, f.at));
         self.meta.active.insert(id.to_string());
-        self.writers.own(id);
+        self.writers.take_ownership(id);
         self.meta.sessions_total += 1;
         self.meta.spans_total += 1;
         Ok(())
@@ -203,7 +204,7 @@ impl Lifecycle {
             self.table.set_key_owner(&key, id);
         }
         self.meta.active.insert(id.to_string());
-        self.writers.own(id);
+        self.writers.take_ownership(id);
         self.meta.awaiting_finalization.remove(id);
         self.meta.spans_total += 1;
         Ok(())

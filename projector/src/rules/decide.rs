@@ -260,14 +260,16 @@ impl Lifecycle {
     }
 
     /// The close of this process's epoch: it ends only the sessions this
-    /// epoch owns (and orphans), never another live writer's.
+    /// epoch owns (and orphans, when no other writer is open), never
+    /// another live writer's.
     fn decide_close(&self, reason: CloseReason, sessions: Sessions) -> Decision {
-        let epoch = self.meta.epoch;
+        let epoch = self.writers.own().unwrap_or(self.meta.epoch);
+        let orphans = self.writers.close_takes_orphans(epoch, false);
         let (mut events, sessions): (Vec<EventBody>, _) = match sessions {
             Sessions::End => {
                 let ends = self
                     .active_sessions()
-                    .filter(|s| self.writers.closes_with(epoch, s.id(), true))
+                    .filter(|s| self.writers.closes_with(epoch, s.id(), orphans))
                     .map(|s| end_of(s, reason.end_reason(), None))
                     .collect();
                 (ends, SessionsOnClose::Ended)

@@ -12,6 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::event::{CloseReason, EndReason, EventBody, SessionsOnClose};
+
 /// An open epoch: the process writing it (pid 0 and an empty host when
 /// its `journal:open` is behind a checkpoint).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,9 @@ pub(crate) struct Writers {
     /// single writer's journal, where every session is the one open
     /// epoch's or an orphan, costs no map).
     shared: bool,
+    /// The epoch of the process holding this state, once it has joined
+    /// (several writers): its close is of this epoch, whoever wrote last.
+    own: Option<u64>,
 }
 
 impl Writers {
@@ -61,6 +66,34 @@ impl Writers {
         self.current = epoch;
     }
 
+    /// This process writes as `epoch` (several writers).
+    pub fn set_own(&mut self, epoch: u64) {
+        self.own = Some(epoch);
+    }
+
+    pub fn own(&self) -> Option<u64> {
+        self.own
+    }
+
+    /// The epoch whose events are being folded (the last to take a turn).
+    pub fn current(&self) -> u64 {
+        self.current
+    }
+
+    /// Whether a close of `epoch` for `reason` also ends orphans (sessions
+    /// whose owner is closed or unknown): only a process's own close, and
+    /// only when no other writer is open, so that one process's close
+    /// never ends what a live neighbour may still resume.
+    pub fn close_takes_orphans(&self, epoch: u64, died: bool) -> bool {
+        !died && self.open.keys().all(|e| *e == epoch)
+    }
+
+    /// Whether no epoch ever owned this active session (it was started by
+    /// a single writer, or behind a checkpoint).
+    pub fn unowned(&self, session_id: &str) -> bool {
+        !self.owner.contains_key(session_id)
+    }
+
     /// `journal:join` also switches owner tracking on.
     pub fn join_shared(&mut self, epoch: u64, pid: u32, host: &str, keep_on_death: bool) {
         self.shared = true;
@@ -83,7 +116,7 @@ impl Writers {
     }
 
     /// A start or reopen: the session now belongs to the epoch writing.
-    pub fn own(&mut self, session_id: &str) {
+    pub fn take_ownership(&mut self, session_id: &str) {
         if !self.shared {
             return;
         }
@@ -137,6 +170,44 @@ impl WriterEpoch {
     }
 }
 
+/// The batches several writer processes append about each other.
+impl super::Lifecycle {
+    /// What a survivor appends for a writer that died with `epoch` open:
+    /// the end of every session it owned (`crash_recovered`), unless it
+    /// asked for them to be kept (`on_unclean` keep), and the close of its
+    /// epoch (`writer_died`).
+    pub fn dead_writer_batch(&self, epoch: u64) -> Vec<EventBody> {
+        let keep = self.writers.open.get(&epoch).is_some_and(|w| w.keep_on_death);
+        let mut events: Vec<EventBody> = if keep {
+            Vec::new()
+        } else {
+            self.active_sessions()
+                .filter(|s| self.writers.closes_with(epoch, s.id(), false))
+                .map(|s| super::end_of(s, EndReason::CrashRecovered, None))
+                .collect()
+        };
+        let sessions = if keep { SessionsOnClose::Kept } else { SessionsOnClose::Ended };
+        events.push(EventBody::JournalClose { epoch, reason: CloseReason::WriterDied, sessions });
+        events
+    }
+
+    /// The ends of active sessions no epoch ever owned (a single writer's,
+    /// left by its crash), `crash_recovered`: what a joining process does
+    /// when it finds no other writer alive, as a single writer's unclean
+    /// open does.
+    pub fn unowned_ends(&self) -> Vec<EventBody> {
+        self.active_sessions()
+            .filter(|s| self.writers.unowned(s.id()))
+            .map(|s| super::end_of(s, EndReason::CrashRecovered, None))
+            .collect()
+    }
+
+    /// Whether `epoch` is open and not this process's own.
+    pub fn is_other_open_epoch(&self, epoch: u64) -> bool {
+        self.writers.own() != Some(epoch) && self.writers.is_open(epoch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,11 +220,11 @@ mod tests {
     fn sessions_follow_the_epoch_that_started_or_reopened_them() {
         let mut w = Writers::default();
         w.join_shared(1, 10, "h", false);
-        w.own("a");
+        w.take_ownership("a");
         w.join_shared(2, 20, "h", true);
-        w.own("b");
+        w.take_ownership("b");
         assert!(w.turn(1));
-        w.own("b"); // reopened by epoch 1
+        w.take_ownership("b"); // reopened by epoch 1
         assert_eq!(owned(&w), [(1, 2), (2, 0)]);
         assert!(w.closes_with(1, "b", false) && !w.closes_with(2, "b", false));
         w.disown("a");
@@ -164,9 +235,9 @@ mod tests {
     fn a_closed_owner_leaves_orphans_that_any_close_ends() {
         let mut w = Writers::default();
         w.join_shared(1, 10, "h", false);
-        w.own("a");
+        w.take_ownership("a");
         w.join_shared(2, 20, "h", false);
-        w.own("b");
+        w.take_ownership("b");
         assert!(!w.closes_with(2, "a", true), "epoch 1 is alive: its session is not epoch 2's to end");
         assert!(w.close(1));
         assert!(w.closes_with(2, "a", true), "an orphan is ended by the next close");

@@ -33,6 +33,7 @@ impl SessionJournal {
         self.check_poison()?;
         let mut answers = Vec::with_capacity(lines.len());
         let mut core = lock(&self.inner.core);
+        let turn = self.turn(&mut core)?;
         for line in lines {
             answers.push(match line.command {
                 Command::Close { .. } => Err(Error::from(LifecycleError::Invalid {
@@ -43,9 +44,11 @@ impl SessionJournal {
                     .and_then(|(command, at)| self.execute_in(&mut core, command, at, Submit::Staged)),
             });
         }
-        drop(core);
-        // Always, even if a command failed: earlier ones are staged.
+        // Always, even if a command failed: earlier ones are staged. In the
+        // turn, with several writers: every frame is written inside one.
         self.inner.journal.commit_staged();
+        drop(turn);
+        drop(core);
         // A checkpoint due waits for the batch's fsync, so it comes after
         // the whole batch is staged, never in the middle of it.
         self.maybe_checkpoint(&mut lock(&self.inner.core));

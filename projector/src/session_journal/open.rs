@@ -14,6 +14,7 @@ use bookend_journal::{Durability, Evidence, Journal, JournalId, LockedDir};
 use super::append::{Submit, apply_appended, submit};
 use super::checkpointer::{BackgroundCheckpoints, checkpoint};
 use super::options::{OnUnclean, OpenReport, SessionJournalOptions, StoreLocation};
+use super::shared_writers::{self, Joined, SharedWriting};
 use super::{Core, Inner, SessionJournal};
 use crate::error::{Error, Result};
 use crate::event::EventBody;
@@ -25,7 +26,7 @@ use crate::table::SessionTable;
 /// How long open waits for its `journal:open` batch to become durable.
 pub(crate) const OPEN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn host_name() -> String {
+pub(super) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())
@@ -47,7 +48,15 @@ impl SessionJournal {
     ) -> Result<SessionJournal> {
         let started = Instant::now();
         let dir = dir.as_ref();
-        let locked = LockedDir::lock(fs.clone(), dir)?;
+        let mut options = options;
+        let shared = options.journal.shared_writers;
+        if shared {
+            // sled allows one process: several writers keep no store, and
+            // each folds the journal at open (docs/ARCHITECTURE.md).
+            options.store = StoreLocation::Disabled;
+        }
+        let locked =
+            if shared { LockedDir::lock_shared(fs.clone(), dir)? } else { LockedDir::lock(fs.clone(), dir)? };
         let known_id = locked.journal_id()?;
         let store = open_store(dir, &options, known_id)?;
         let evidence = gather_evidence(&*fs, dir, known_id, store.as_ref())?;
@@ -70,7 +79,7 @@ impl SessionJournal {
             background,
             store_failure: None,
         };
-        let (epoch, unclean, crash_recovered) = begin_epoch(&journal, &mut core, &options)?;
+        let (epoch, unclean, crash_recovered, joined) = enter_epoch(&journal, &mut core, &options)?;
         let open_report = OpenReport {
             epoch,
             unclean,
@@ -95,8 +104,12 @@ impl SessionJournal {
             poison: Mutex::new(None),
             open_report,
             consumers: Default::default(),
+            shared: joined.map(SharedWriting::new),
         };
         let journal = SessionJournal { inner: Arc::new(inner) };
+        if let Some(shared) = &journal.inner.shared {
+            shared.watch(Arc::downgrade(&journal.inner), journal.inner.options.writer_check_interval)?;
+        }
         journal.rebuild_if_store_failed()?;
         Ok(journal)
     }
@@ -202,6 +215,25 @@ fn start_background(
         _ => None,
     };
     life.table.store().cloned().map(|store| BackgroundCheckpoints::start(store, id_scan)).transpose()
+}
+
+/// The new epoch: alone (`journal:open`) or beside other writer processes
+/// (`journal:join`). Returns the epoch, whether the last writers left
+/// without closing, the sessions that open ended, and what joining took.
+fn enter_epoch(
+    journal: &Journal,
+    core: &mut Core,
+    options: &SessionJournalOptions,
+) -> Result<(u64, bool, Vec<String>, Option<Joined>)> {
+    if !options.journal.shared_writers {
+        let (epoch, unclean, ended) = begin_epoch(journal, core, options)?;
+        return Ok((epoch, unclean, ended, None));
+    }
+    let keep = options.on_unclean == OnUnclean::Keep;
+    let at = options.clock.now_ms();
+    let joined = shared_writers::join(journal, core, keep, at, options.journal.record_size_max_bytes)?;
+    let unclean = !joined.ended.is_empty();
+    Ok((joined.epoch, unclean, joined.ended.clone(), Some(joined)))
 }
 
 /// Appends the new epoch's batch: a record of every loss this open

@@ -90,6 +90,9 @@ pub enum StoreLocation {
     Disabled,
 }
 
+/// Default interval between checks for dead writer processes (several
+/// writers only): deaths are noticed within about this long.
+pub const WRITER_CHECK_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
 /// Default number of events between checkpoints.
 pub const CHECKPOINT_EVERY_EVENTS_DEFAULT: u64 = 5_000;
 /// Default longest time between checkpoints while events arrive.
@@ -117,6 +120,10 @@ pub struct SessionJournalOptions {
     /// refused with `invalid_time` (a session dated in the far future would
     /// never be expired or reaped).
     pub clock_skew_max_ms: u64,
+    /// With several writer processes (`journal.shared_writers`): how often
+    /// each checks whether another has died. A death is noticed, and its
+    /// sessions ended, within this interval plus one append turn.
+    pub writer_check_interval: Duration,
 }
 
 impl Default for SessionJournalOptions {
@@ -132,6 +139,7 @@ impl Default for SessionJournalOptions {
             checkpoint_interval: CHECKPOINT_INTERVAL_DEFAULT,
             clock: Arc::new(SystemClock),
             clock_skew_max_ms: crate::limits::CLOCK_SKEW_MAX_MS_DEFAULT,
+            writer_check_interval: WRITER_CHECK_INTERVAL_DEFAULT,
         }
     }
 }
