@@ -73,14 +73,23 @@ enum Outcome {
     StdoutClosed,
 }
 
-pub fn run(
-    dir: &Path,
-    durability: Option<Durability>,
-    on_unclean: OnUnclean,
-    accept_data_loss: bool,
-) -> anyhow::Result<ExitCode> {
+/// How `append` opens the journal.
+pub struct Opening {
+    pub durability: Option<Durability>,
+    pub on_unclean: OnUnclean,
+    pub accept_data_loss: bool,
+    /// Beside other writer processes, checking for dead ones this often.
+    pub shared: Option<std::time::Duration>,
+}
+
+pub fn run(dir: &Path, opening: Opening) -> anyhow::Result<ExitCode> {
+    let Opening { durability, on_unclean, accept_data_loss, shared } = opening;
     let mut options = SessionJournalOptions { durability, on_unclean, ..SessionJournalOptions::default() };
     options.journal.accept_data_loss = accept_data_loss;
+    if let Some(interval) = shared {
+        options.journal.shared_writers = true;
+        options.writer_check_interval = interval;
+    }
     let journal = SessionJournal::open(dir, options)
         .with_context(|| format!("opening the journal in {}", dir.display()))?;
     let (tx, rx) = mpsc::sync_channel(WINDOW);

@@ -324,10 +324,7 @@ pub fn stats(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let journal_id = journal.journal_id();
     let consumers: Vec<Value> = journal.consumers()?.into_iter().map(|c| c.to_json()).collect();
     let open_epochs = journal.open_epochs();
-    let epochs_json: Vec<Value> = open_epochs
-        .iter()
-        .map(|e| json!({"epoch": e.epoch, "pid": e.pid, "host": e.host, "sessions_owned": e.sessions_owned}))
-        .collect();
+    let epochs_json: Vec<Value> = open_epochs.iter().map(|e| e.to_json()).collect();
     let stats = json!({
         "journal_id": journal_id.map(|id| id.to_string()),
         "segments": segments.len(),

@@ -69,6 +69,17 @@ enum Command {
         /// refusing to open. See docs/operations.md before using it.
         #[arg(long)]
         accept_data_loss: bool,
+        /// Write the journal beside other processes opened the same way
+        /// (docs/ARCHITECTURE.md, "Several writer processes"): this
+        /// process's sessions are its own, and a writer that dies has its
+        /// sessions ended by a survivor.
+        #[arg(long)]
+        shared_writers: bool,
+        /// With --shared-writers: how often to check whether another writer
+        /// has died, in ms (10..=60000).
+        #[arg(long, value_name = "MS", default_value_t = 500, requires = "shared_writers",
+              value_parser = clap::value_parser!(u64).range(10..=60_000))]
+        writer_check_ms: u64,
     },
     /// Print events as JSON lines.
     #[command(
@@ -206,8 +217,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Append { dir, durability, on_unclean, accept_data_loss } => {
-            append::run(&dir.dir, durability, on_unclean, accept_data_loss)
+        Command::Append {
+            dir,
+            durability,
+            on_unclean,
+            accept_data_loss,
+            shared_writers,
+            writer_check_ms,
+        } => {
+            let shared = shared_writers.then_some(std::time::Duration::from_millis(writer_check_ms));
+            append::run(&dir.dir, append::Opening { durability, on_unclean, accept_data_loss, shared })
         }
         Command::Tail { dir, from, follow, consumer, types } => {
             tail::run(&dir.dir, from, follow, consumer, types)

@@ -205,7 +205,7 @@ class EventStream(Stream):
 
 def open(directory: str | os.PathLike[str], *, durability: str | None = None, on_unclean: str = "end",
          checkpoint_every_events: int | None = None, clock_skew_max_ms: int | None = None,
-         store: bool = True) -> Journal:
+         store: bool = True, shared_writers: bool = False, writer_check_ms: int = 500) -> Journal:
     """Opens (or creates) the journal in ``directory`` for writing.
 
     ``durability``: ``"durable"`` (every command after fdatasync) or
@@ -214,15 +214,22 @@ def open(directory: str | os.PathLike[str], *, durability: str | None = None, on
     do with sessions a crashed process left active: ``"end"`` them
     ``crash_recovered`` or ``"keep"`` them for the gateway to resume.
     ``store=False`` keeps no projection store (every open replays).
-    Raises :class:`Locked` (naming the holder's pid) if another process has it.
+    ``shared_writers=True`` writes the journal beside other processes
+    opened the same way (a gateway, CLI sessions, cron jobs): each owns the
+    sessions it starts, and one killed with -9 has its sessions ended by a
+    survivor within about ``writer_check_ms`` milliseconds (no store is
+    kept; each process folds the journal at open).
+    Raises :class:`Locked` (naming the holder's pid) if another process has
+    it: a single writer, or shared writers when this one is not shared.
     """
     if durability is not None and durability not in ("durable", "buffered"):
         raise _invalid(f"durability {durability!r}: use \"durable\" or \"buffered\"")
     if on_unclean not in ("end", "keep"):
         raise _invalid(f"on_unclean {on_unclean!r}: use \"end\" or \"keep\"")
     path = os.fspath(directory)
+    check_ms = writer_check_ms if shared_writers else None
     native = _native.NativeJournal(path, durability, on_unclean, checkpoint_every_events,
-                                   clock_skew_max_ms, store)
+                                   clock_skew_max_ms, store, check_ms)
     return Journal(native, path)
 
 

@@ -98,7 +98,11 @@ impl NativeJournal {
 #[pymethods]
 impl NativeJournal {
     #[new]
-    #[pyo3(signature = (dir, durability=None, on_unclean="end", checkpoint_every_events=None, clock_skew_max_ms=None, store=true))]
+    /// `shared_writers_check_ms`: with a value, the journal is written
+    /// beside other processes, checking for dead ones that often.
+    #[pyo3(signature = (dir, durability=None, on_unclean="end", checkpoint_every_events=None, clock_skew_max_ms=None, store=true, shared_writers_check_ms=None))]
+    // One argument per keyword of `bookend.open`.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         dir: PathBuf,
@@ -107,9 +111,18 @@ impl NativeJournal {
         checkpoint_every_events: Option<u64>,
         clock_skew_max_ms: Option<u64>,
         store: bool,
+        shared_writers_check_ms: Option<u64>,
     ) -> PyResult<NativeJournal> {
-        let options = options(durability, on_unclean, checkpoint_every_events, clock_skew_max_ms, store)
+        let mut options = options(durability, on_unclean, checkpoint_every_events, clock_skew_max_ms, store)
             .map_err(|m| errors::kind(py, "invalid_argument", &m))?;
+        if let Some(ms) = shared_writers_check_ms {
+            if !(10..=60_000).contains(&ms) {
+                let message = format!("writer_check_ms {ms} must be between 10 and 60000");
+                return Err(errors::kind(py, "invalid_argument", &message));
+            }
+            options.journal.shared_writers = true;
+            options.writer_check_interval = Duration::from_millis(ms);
+        }
         let opened = py.detach(|| SessionJournal::open(&dir, options).map_err(|e| failed(&e)));
         let journal = opened.map_err(|e| errors::from_json(py, &e))?;
         Ok(NativeJournal { journal: Mutex::new(Some(journal)), completer: Completer::default(), dir })

@@ -144,6 +144,13 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(alias = "forward-token-file")]
     pub forward_token_file: Option<PathBuf>,
+    /// Write the journal beside other processes opened the same way
+    /// (other servers, `bookend append --shared-writers`, Python's
+    /// `bookend.open(..., shared_writers=True)`); a writer that dies has its
+    /// sessions ended by a survivor.
+    #[arg(long)]
+    #[serde(alias = "shared-writers", default)]
+    pub shared_writers: bool,
     /// A JSON file with any of these settings (snake_case or kebab-case names).
     #[arg(long)]
     #[serde(skip)]
@@ -177,6 +184,7 @@ pub struct Settings {
     pub activity_coalesce_ms: u64,
     pub clock_skew_ms: u64,
     pub accept_data_loss: bool,
+    pub shared_writers: bool,
     /// The in-process forwarder (`--forward-nats`).
     pub forward: Option<ForwardArgs>,
 }
@@ -224,6 +232,7 @@ impl ServeArgs {
             activity_coalesce_ms: COALESCE.check(args.activity_coalesce_ms)?,
             clock_skew_ms: CLOCK_SKEW.check(args.clock_skew_ms)?,
             accept_data_loss: args.accept_data_loss,
+            shared_writers: args.shared_writers,
             forward,
         })
     }
@@ -251,6 +260,7 @@ impl ServeArgs {
             ($($f:ident),*) => { ServeArgs {
                 $($f: self.$f.or(file.$f),)*
                 allow_remote: self.allow_remote || file.allow_remote,
+                shared_writers: self.shared_writers || file.shared_writers,
                 config: self.config,
                 accept_data_loss: self.accept_data_loss,
             } };

@@ -56,6 +56,7 @@ fn journal_options(s: &Settings) -> SessionJournalOptions {
     };
     options.rules.activity_coalesce_ms = s.activity_coalesce_ms;
     options.journal.accept_data_loss = s.accept_data_loss;
+    options.journal.shared_writers = s.shared_writers;
     options
 }
 

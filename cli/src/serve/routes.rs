@@ -150,6 +150,7 @@ async fn get_health(State(state): State<Shared>, headers: HeaderMap) -> Response
         "durable_lsn": journal.journal().durable_lsn(),
         "next_lsn": journal.journal().next_lsn(),
         "active_sessions": summary.active,
+        "writers": journal.writers().iter().map(|w| w.to_json()).collect::<Vec<_>>(),
         "poisoned": poisoned,
     });
     (status, axum::Json(body)).into_response()

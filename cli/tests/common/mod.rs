@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod nats;
+pub mod writers;
 
 use std::io::Write;
 use std::path::Path;

@@ -165,6 +165,14 @@ impl Writers {
 }
 
 impl WriterEpoch {
+    /// `{"epoch", "pid", "host", "sessions_owned"}`, as `bookend stats`,
+    /// `GET /v1/stats` and `GET /v1/health` list the live writers.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "epoch": self.epoch, "pid": self.pid, "host": self.host, "sessions_owned": self.sessions_owned,
+        })
+    }
+
     fn unknown(epoch: u64) -> WriterEpoch {
         WriterEpoch { epoch, pid: 0, host: String::new(), keep_on_death: false, sessions_owned: 0 }
     }

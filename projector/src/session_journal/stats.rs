@@ -8,7 +8,9 @@ use crate::error::Result;
 
 impl SessionJournal {
     /// The journal's identity, its LSNs, session counts, ends by reason,
-    /// consumers' lag (from one snapshot of the folded state), and what
+    /// consumers' lag (from one snapshot of the folded state), the open
+    /// epochs (with several writer processes, each live one: pid, host and
+    /// sessions owned), and what
     /// this process's writer has done since open (`writer`: appends,
     /// group commits, fsyncs, bytes).
     ///
@@ -30,6 +32,7 @@ impl SessionJournal {
         let active = meta.active.len() as u64;
         let writer = journal.stats();
         let consumers: Vec<Value> = self.consumers()?.into_iter().map(|c| c.to_json()).collect();
+        let writers: Vec<Value> = self.writers().iter().map(|w| w.to_json()).collect();
         Ok(json!({
             "journal_id": self.journal_id().to_string(),
             "events": meta.last_lsn,
@@ -45,6 +48,7 @@ impl SessionJournal {
             },
             "ends_by_reason": meta.ends_by_reason,
             "consumers": consumers,
+            "open_epochs": writers,
             "writer": {
                 "appends": writer.appends,
                 "events": writer.events,
