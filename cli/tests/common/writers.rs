@@ -45,6 +45,8 @@ pub struct Writer {
     stdin: Option<ChildStdin>,
     acks: Arc<Mutex<Vec<Value>>>,
     reader: Option<JoinHandle<()>>,
+    /// Every line sent, in order: ack `i` answers line `i`.
+    lines: Vec<String>,
     pub sent: usize,
 }
 
@@ -74,19 +76,42 @@ impl Writer {
         });
         let pid = child.id();
         let stdin = child.stdin.take();
-        Writer { name: name.to_string(), pid, child, stdin, acks, reader: Some(reader), sent: 0 }
+        Writer {
+            name: name.to_string(),
+            pid,
+            child,
+            stdin,
+            acks,
+            reader: Some(reader),
+            lines: Vec::new(),
+            sent: 0,
+        }
     }
 
     /// Sends one command line; false if the process no longer reads.
     pub fn send(&mut self, line: &str) -> bool {
         let Some(stdin) = self.stdin.as_mut() else { return false };
         let ok = writeln!(stdin, "{line}").and_then(|()| stdin.flush()).is_ok();
-        self.sent += usize::from(ok);
+        if ok {
+            self.sent += 1;
+            self.lines.push(line.to_string());
+        }
         ok
     }
 
     pub fn acks(&self) -> Vec<Value> {
         self.acks.lock().unwrap().clone()
+    }
+
+    /// `(session, LSN)` of every start this process acknowledged (a start's
+    /// ack names the session's start LSN).
+    pub fn acked_starts(&self) -> Vec<(String, u64)> {
+        let acks = self.acks();
+        let pairs =
+            self.lines.iter().zip(&acks).filter(|(l, a)| l.contains(r#""cmd":"start""#) && a["ok"] == true);
+        pairs
+            .map(|(_, a)| (a["session_id"].as_str().unwrap().to_string(), a["lsn"].as_u64().unwrap()))
+            .collect()
     }
 
     /// Waits until every command sent has its ack (at most `limit`).
@@ -101,23 +126,25 @@ impl Writer {
         true
     }
 
-    /// kill -9; returns the wall-clock ms of the kill and every ack it printed.
-    pub fn kill9(mut self) -> (u64, Vec<Value>) {
+    /// kill -9; returns the wall-clock ms of the kill and the starts it
+    /// acknowledged.
+    pub fn kill9(mut self) -> (u64, Vec<(String, u64)>) {
         self.child.kill().expect("kill -9");
         let killed_at = now_ms();
         let _ = self.child.wait();
         self.reader.take().map(|r| r.join());
-        (killed_at, self.acks())
+        (killed_at, self.acked_starts())
     }
 
-    /// Closes the journal (`close` with `sessions`), ends input and waits.
-    pub fn finish(mut self, sessions: &str) -> Vec<Value> {
+    /// Closes the journal (`close` with `sessions`), ends input and waits;
+    /// returns the starts it acknowledged.
+    pub fn finish(mut self, sessions: &str) -> Vec<(String, u64)> {
         self.send(&format!(r#"{{"cmd":"close","reason":"shutdown","sessions":"{sessions}"}}"#));
         drop(self.stdin.take());
         let status = self.child.wait().unwrap();
         self.reader.take().map(|r| r.join());
         assert!(status.success(), "{} exited with {status}", self.name);
-        self.acks()
+        self.acked_starts()
     }
 }
 
