@@ -108,17 +108,20 @@ def openclaw_rows(sessions_json: Path, agent: str | None) -> list[Row]:
     return sorted(out, key=lambda r: (r.started_ms, r.session_id))
 
 
-def _timeline(rows: Iterable[Row]) -> list[tuple[int, int, Row]]:
-    """Starts and ends in time order. At the same millisecond an end comes
-    before another session's start (a key is free again before it is
-    reused), but after its own session's start."""
+def _timeline(rows: Iterable[Row]) -> list[tuple[int, bool, Row]]:
+    """Starts and ends (``True`` for an end) in time order. ``rows`` come in
+    the order the sessions started, which is finer than a millisecond: at
+    the same millisecond, events go in that order, and a session's end
+    after its own start. So an end comes before the start of any session
+    that began after it (a key is free again before it is reused), even
+    when a reset, its end and the next start share one millisecond."""
     events = []
-    for row in rows:
-        events.append((row.started_ms, 1, row))
+    for rank, row in enumerate(rows):
+        events.append((row.started_ms, rank, False, row))
         if row.ended_ms is not None:
-            at = max(row.ended_ms, row.started_ms)
-            events.append((at, 0 if at > row.started_ms else 2, row))
-    return sorted(events, key=lambda e: (e[0], e[1], e[2].session_id))
+            events.append((max(row.ended_ms, row.started_ms), rank, True, row))
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    return [(at, is_end, row) for at, _, is_end, row in events]
 
 
 def run_import(journal: bookend.Journal, rows: list[Row], open_rows: str, merge: bool) -> Summary:
@@ -130,11 +133,11 @@ def run_import(journal: bookend.Journal, rows: list[Row], open_rows: str, merge:
             f"the journal already has {len(foreign)} sessions that are not in this store; "
             "pass --merge to import beside them")
     summary = Summary(skipped=len(ids & known))
-    for at, kind, row in _timeline(rows):
+    for at, is_end, row in _timeline(rows):
         if row.session_id in known:
             continue
         try:
-            if kind == 1:
+            if not is_end:
                 journal.start(row.session_id, key=row.key, platform=row.platform, user_id=row.user_id,
                               parent_id=row.parent_id, attrs=row.attrs or None, at=at)
                 summary.started += 1
