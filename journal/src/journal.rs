@@ -149,9 +149,15 @@ impl Journal {
         self.pipeline.lock().next_lsn()
     }
 
-    /// Every event up to this LSN is on disk and fsynced.
+    /// Every event up to this LSN is on disk and fsynced. With
+    /// `shared_writers`, another process's fsync counts too (its durable
+    /// hint), so a consumer here may acknowledge what it made durable.
     pub fn durable_lsn(&self) -> u64 {
-        self.shared.durable_lsn()
+        let own = self.shared.durable_lsn();
+        if !self.options.shared_writers {
+            return own;
+        }
+        own.max(crate::manifest::read_durable_hint(&*self.shared.fs, &self.shared.dir, self.shared.id))
     }
 
     /// Numbers `batch` and hands it to the writer; returns at once. The
@@ -292,8 +298,14 @@ impl Journal {
         Reader::open_bounded(self.shared.clone(), from_lsn)
     }
 
-    /// A follower from `from_lsn` that waits for new durable events.
+    /// A follower from `from_lsn` that waits for new durable events. With
+    /// `shared_writers` it follows the files and the durable hint, as a
+    /// reader in another process does: other processes append and fsync
+    /// without this one's writer knowing.
     pub fn follow(&self, from_lsn: u64) -> Result<Follower> {
+        if self.options.shared_writers {
+            return Ok(Follower::open_with_fs(self.shared.fs.clone(), &self.shared.dir, from_lsn));
+        }
         Ok(Follower::new(self.reader(from_lsn)?, Some(self.shared.clone())))
     }
 

@@ -3,7 +3,8 @@
 hermes loads this through the ``hermes_agent.plugins`` entry point and
 calls :func:`register` once per process when ``plugins.enabled`` lists
 ``bookend``. Register opens the journal (``plugins.entries.bookend.dir``,
-``BOOKEND_JOURNAL_DIR``, or ``$HERMES_HOME/bookend``), wraps ``SessionDB``'s
+``BOOKEND_JOURNAL_DIR``, or ``$HERMES_HOME/bookend``) beside the other
+hermes processes (``shared_writers``), wraps ``SessionDB``'s
 lifecycle methods (``patch.py``), starts the state.db mirror, and closes
 the journal at exit. A journal that cannot be opened is reported once, with
 the reason, and hermes runs as it would without the plugin.
@@ -54,7 +55,9 @@ def start(settings: config.Settings | None = None) -> Active | None:
         settings = settings or config.load()
         try:
             settings.dir.parent.mkdir(parents=True, exist_ok=True)
-            journal = bookend.open(settings.dir, durability=settings.durability, on_unclean=settings.on_unclean)
+            journal = bookend.open(settings.dir, durability=settings.durability, on_unclean=settings.on_unclean,
+                                   shared_writers=settings.shared_writers,
+                                   writer_check_ms=settings.writer_check_ms)
         except (bookend.BookendError, OSError) as e:
             logger.warning("bookend: the journal %s cannot be opened, so this process's sessions are not"
                            " journaled: %s", settings.dir, e)
@@ -71,7 +74,7 @@ def start(settings: config.Settings | None = None) -> Active | None:
         atexit.register(stop)
         report = journal.open_report
         if report["crash_recovered"]:
-            logger.info("bookend: %d sessions left open by a process that died were ended crash_recovered",
+            logger.info("bookend: %d sessions left open by processes that died were ended crash_recovered",
                         len(report["crash_recovered"]))
         return _active
 

@@ -25,6 +25,12 @@ class Settings:
     state_db: Path
     #: The mirror's consumer name (its durable cursor).
     consumer: str
+    #: Share the journal with the other hermes processes (gateway, CLI,
+    #: cron), each owning its sessions; a killed one's sessions are ended
+    #: by a survivor within about ``writer_check_ms``. Default on: hermes
+    #: is several processes. Off, a second process cannot open the journal.
+    shared_writers: bool = True
+    writer_check_ms: int = 500
 
 
 def hermes_home() -> Path:
@@ -57,4 +63,6 @@ def load() -> Settings:
         mirror=bool(entry.get("mirror", True)),
         state_db=Path(os.path.expanduser(str(entry.get("state_db") or home / "state.db"))),
         consumer=str(entry.get("consumer", "hermes-mirror")),
+        shared_writers=bool(entry.get("shared_writers", True)),
+        writer_check_ms=int(entry.get("writer_check_ms", 500)),
     )

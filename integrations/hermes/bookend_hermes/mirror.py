@@ -26,6 +26,11 @@ from .reasons import to_hermes
 logger = logging.getLogger("bookend_hermes")
 
 
+#: How often a process whose mirror cursor another hermes process holds
+#: tries again (one process mirrors at a time; another takes over when it
+#: exits or dies).
+BUSY_RETRY_SECONDS = 1.0
+
 #: End reasons only bookend produces.
 ORIGINATED = frozenset({"crash_recovered", "reaped", "superseded", "shutdown", "restart"})
 
@@ -78,7 +83,20 @@ class MirrorThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            db = _connect(self.state_db)
+            while not self.stopping.is_set():
+                try:
+                    self._mirror()
+                except bookend.ConsumerBusy:
+                    # Another hermes process mirrors; take over if it dies.
+                    self.stopping.wait(BUSY_RETRY_SECONDS)
+        except bookend.Closed:
+            pass
+        except Exception as e:  # noqa: BLE001 - the mirror must not take hermes down
+            logger.warning("bookend's state.db mirror stopped: %s (run `bookend-hermes mirror` to catch up)", e)
+
+    def _mirror(self) -> None:
+        db = _connect(self.state_db)
+        try:
             with self.journal.events(consumer=self.consumer, types=["session:end"]) as stream:
                 while not self.stopping.is_set():
                     event = stream.poll(0.2)
@@ -86,11 +104,8 @@ class MirrorThread(threading.Thread):
                         continue
                     self.closed_rows += self._apply(db, event)
                     stream.ack(event["lsn"])
+        finally:
             db.close()
-        except bookend.Closed:
-            pass
-        except Exception as e:  # noqa: BLE001 - the mirror must not take hermes down
-            logger.warning("bookend's state.db mirror stopped: %s (run `bookend-hermes mirror` to catch up)", e)
 
     def _apply(self, db: sqlite3.Connection, event: dict) -> bool:
         try:

@@ -17,11 +17,13 @@ ROOT = HERE.parents[2]
 
 
 class Home:
-    def __init__(self, path: pathlib.Path, enabled: bool) -> None:
+    def __init__(self, path: pathlib.Path, enabled: bool, settings: str = "") -> None:
+        """``settings``: YAML lines for ``plugins.entries.bookend``."""
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         plugins = "[bookend]" if enabled else "[]"
-        (path / "config.yaml").write_text(f"plugins:\n  enabled: {plugins}\n")
+        entries = f"  entries:\n    bookend:\n{settings}" if settings else ""
+        (path / "config.yaml").write_text(f"plugins:\n  enabled: {plugins}\n{entries}")
 
     @property
     def env(self) -> dict[str, str]:

@@ -65,10 +65,10 @@ def history(sdb) -> None:
     sdb.create_session(session_id="open2", source="telegram", user_id="u3", session_key="agent:main:telegram:dm:3")
 
 
-def hold(sdb, count: int) -> None:
+def hold(sdb, count: int, prefix: str = "h") -> None:
     for i in range(count):
-        sdb.create_session(session_id=f"h{i}", source="cli", user_id="me")
-        print(json.dumps({"created": f"h{i}"}), flush=True)
+        sdb.create_session(session_id=f"{prefix}{i}", source="cli", user_id="me")
+        print(json.dumps({"created": f"{prefix}{i}"}), flush=True)
     print("ready", flush=True)
     time.sleep(120)
 
@@ -133,7 +133,7 @@ def main() -> None:
     elif scenario == "history":
         history(sdb)
     elif scenario == "hold":
-        hold(sdb, int(sys.argv[2]))
+        hold(sdb, int(sys.argv[2]), *sys.argv[3:4])
     elif scenario == "store_resets":
         store_resets()
     elif scenario == "open_and_mirror":

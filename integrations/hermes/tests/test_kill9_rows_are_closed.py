@@ -13,7 +13,7 @@ import signal
 
 import bookend
 
-from conftest import verify
+from conftest import Home, verify
 
 OPEN = 5
 
@@ -56,7 +56,9 @@ def test_with_the_plugin_the_next_process_closes_them(home):
     assert verify(home.journal).returncode == 0
 
 
-def test_a_second_process_while_the_journal_is_held_is_told_and_hermes_goes_on(home):
+def test_a_second_process_while_the_journal_is_held_is_told_and_hermes_goes_on(tmp_path):
+    # With shared_writers off, the journal has one writer at a time.
+    home = Home(tmp_path / "hermes-single", enabled=True, settings="      shared_writers: false\n")
     holder = home.spawn("hold", "1")
     assert holder.stdout is not None
     for line in holder.stdout:
