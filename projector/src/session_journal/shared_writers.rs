@@ -319,8 +319,10 @@ impl SessionJournal {
     }
 
     /// Ends the sessions of every other writer process that died and
-    /// closes its epoch, in one durable batch; returns how many died.
-    pub(crate) fn end_dead_writers(&self) -> Result<usize> {
+    /// closes its epoch, in one durable batch; returns how many died (0
+    /// for a single writer). The watcher thread calls it every
+    /// `writer_check_interval`; call it to check now.
+    pub fn end_dead_writers(&self) -> Result<usize> {
         if self.shared().is_none() {
             return Ok(0);
         }
