@@ -63,6 +63,9 @@ struct Core {
     /// Why the background writer could not save the last checkpoint: the
     /// next command rebuilds the store.
     store_failure: Option<String>,
+    /// Several writers: where this process's reading of the journal has
+    /// got to, kept across turns so each turn reads only what is new.
+    catch_up: Option<bookend_journal::Reader>,
 }
 
 struct Inner {

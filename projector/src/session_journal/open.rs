@@ -78,6 +78,7 @@ impl SessionJournal {
             last_checkpoint: Instant::now(),
             background,
             store_failure: None,
+            catch_up: None,
         };
         let (epoch, unclean, crash_recovered, joined) = enter_epoch(&journal, &mut core, &options)?;
         let open_report = OpenReport {

@@ -29,6 +29,10 @@ use crate::error::{Error, Result};
 use crate::event::EventBody;
 use crate::rules::Lifecycle;
 
+/// How many times a catch-up reads again where the reader saw the end of
+/// the data before the journal's end (stale read-ahead), before it gives up.
+const CATCH_UP_RETRIES: u32 = 3;
+
 /// The folder of owner files, inside the journal directory.
 pub const WRITERS_DIR_NAME: &str = "writers";
 
@@ -59,23 +63,53 @@ fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> Error {
     Error::Io { op, path: path.to_path_buf(), source }
 }
 
-/// Folds what other processes appended after `life`'s last LSN, up to
-/// `end` (the journal's end as the turn found it). Returns how many
-/// events that was.
-pub(super) fn catch_up(journal: &Journal, life: &mut Lifecycle, end: u64) -> Result<u64> {
+/// Folds what other processes appended after `core`'s last LSN, up to
+/// `end` (the journal's end as the turn found it). Returns how many events
+/// that was. The reader is kept for the next turn: it passes over this
+/// process's own frames (already folded) rather than searching the
+/// segment for the first new frame every time.
+pub(super) fn catch_up(journal: &Journal, core: &mut Core, end: u64) -> Result<u64> {
+    let life = &mut core.life;
     if life.meta.last_lsn >= end {
         return Ok(0);
     }
-    let from = life.meta.last_lsn + 1;
-    let reader = Reader::open_with_fs(journal.fs().clone(), journal.dir(), from);
-    let folded = crate::fold::fold_journal_with(
-        life,
-        reader,
-        None,
-        |v| tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in another writer's events: {}", v.message),
-        |_| {},
-    )?;
+    let next = life.meta.last_lsn + 1;
+    let reader = match core.catch_up.take() {
+        Some(reader) if reader.next_lsn() <= next => reader,
+        _ => Reader::open_with_fs(journal.fs().clone(), journal.dir(), next),
+    };
+    let reader = core.catch_up.insert(reader);
+    let (mut folded, mut misses) = (0, 0);
+    while life.meta.last_lsn < end {
+        let Some(frame) = reader.next_frame()? else {
+            // The reader may have met bytes it read before they were
+            // written (preallocated zeros); it reads them afresh next time.
+            misses += 1;
+            if misses > CATCH_UP_RETRIES {
+                break;
+            }
+            continue;
+        };
+        let mut gap = frame.follows_gap;
+        for (lsn, bytes) in frame.events() {
+            if let Some((lost_from, lost_to)) = gap.take()
+                && lost_from == life.meta.last_lsn + 1
+            {
+                life.meta.last_lsn = lost_to;
+            }
+            if lsn <= life.meta.last_lsn {
+                continue; // this process's own, folded when it appended them
+            }
+            let event = crate::event_codec::decode_event(lsn, bytes)?;
+            let stored = crate::event::StoredEvent { at: event.at, body: event.body };
+            for v in life.apply(lsn, &stored)? {
+                tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in another writer's events: {}", v.message);
+            }
+            folded += 1;
+        }
+    }
     if life.meta.last_lsn != end {
+        core.catch_up = None;
         let reason = format!(
             "the journal ends at LSN {end} under the append lock, but its frames could be read only up to LSN {}",
             life.meta.last_lsn
@@ -168,7 +202,7 @@ pub(super) fn join(
 ) -> Result<Joined> {
     let (fs, dir) = (journal.fs().clone(), journal.dir().to_path_buf());
     let turn = journal.hold_turn()?.ok_or(Error::Journal(bookend_journal::Error::Closed))?;
-    catch_up(journal, &mut core.life, turn.end_lsn())?;
+    catch_up(journal, core, turn.end_lsn())?;
     let epoch = core.life.meta.epoch + 1;
     let owner = claim_owner_file(&*fs, &dir, epoch)?;
     let dead = dead_epochs(&*fs, &dir, &core.life)?;
@@ -287,7 +321,7 @@ impl SessionJournal {
     /// processes appended; `None` (taking nothing) for a single writer.
     pub(super) fn turn<'a>(&'a self, core: &mut Core) -> Result<Option<HeldTurn<'a>>> {
         let Some(turn) = self.inner.journal.hold_turn()? else { return Ok(None) };
-        let folded = catch_up(&self.inner.journal, &mut core.life, turn.end_lsn())?;
+        let folded = catch_up(&self.inner.journal, core, turn.end_lsn())?;
         core.events_since_checkpoint += folded;
         Ok(Some(turn))
     }
