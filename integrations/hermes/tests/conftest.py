@@ -4,8 +4,10 @@ processes using the real hermes-agent installed in this environment."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -45,12 +47,33 @@ class Home:
         return subprocess.Popen([sys.executable, str(HERE / "hermes_driver.py"), *args], env=self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+    def hold(self, count: int, prefix: str = "h") -> tuple[subprocess.Popen[str], list[str]]:
+        """A hermes process that created ``count`` sessions and holds them
+        (until killed), and their ids."""
+        child = self.spawn("hold", str(count), prefix)
+        created = []
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.strip() == "ready":
+                break
+            created.append(json.loads(line)["created"])
+        return child, created
+
     def rows(self) -> dict[str, tuple]:
         db = sqlite3.connect(self.path / "state.db")
         try:
             return {r[0]: r[1:] for r in db.execute("SELECT id, ended_at, end_reason, parent_session_id FROM sessions")}
         finally:
             db.close()
+
+
+def kill9(child: subprocess.Popen[str]) -> None:
+    """kill -9, then reap the process and close its pipes."""
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    for stream in (child.stdout, child.stderr):
+        if stream is not None:
+            stream.close()
 
 
 @pytest.fixture

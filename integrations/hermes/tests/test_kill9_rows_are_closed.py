@@ -13,23 +13,14 @@ import signal
 
 import bookend
 
-from conftest import Home, verify
+from conftest import Home, kill9, verify
 
 OPEN = 5
 
 
 def kill_while_holding(home) -> list[str]:
-    child = home.spawn("hold", str(OPEN))
-    created = []
-    assert child.stdout is not None
-    for line in child.stdout:
-        if line.strip() == "ready":
-            break
-        created.append(json.loads(line)["created"])
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=10)
-    child.stdout.close()
-    child.stderr.close()
+    child, created = home.hold(OPEN)
+    kill9(child)
     return created
 
 

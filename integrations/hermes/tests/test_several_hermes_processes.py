@@ -16,33 +16,18 @@ a closed terminal or the OOM killer beside a long-lived gateway, leaving
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 
-from conftest import bookend_bin, verify
+from conftest import bookend_bin, kill9, verify
 
 OPEN = 3
 
 
 def spawn_holding(home, prefix: str):
-    child = home.spawn("hold", str(OPEN), prefix)
-    created = []
-    assert child.stdout is not None
-    for line in child.stdout:
-        if line.strip() == "ready":
-            break
-        created.append(json.loads(line)["created"])
+    child, created = home.hold(OPEN, prefix)
     assert len(created) == OPEN, child.stderr.read() if child.stderr else ""
     return child, created
-
-
-def kill(child) -> None:
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=10)
-    for stream in (child.stdout, child.stderr):
-        if stream is not None:
-            stream.close()
 
 
 def ended_in_journal(home) -> dict[str, str]:
@@ -60,7 +45,7 @@ def test_a_killed_cli_process_is_closed_by_the_survivors(home):
     cli_a, a_sessions = spawn_holding(home, "cliA")
     cli_b, b_sessions = spawn_holding(home, "cliB")
     try:
-        kill(cli_a)
+        kill9(cli_a)
         killed_at = time.monotonic()
         while not all(ended_in_journal(home).get(s) == "crash_recovered" for s in a_sessions):
             assert time.monotonic() - killed_at < 2.0, "the dead CLI process's sessions were not ended within 2 s"
@@ -78,7 +63,7 @@ def test_a_killed_cli_process_is_closed_by_the_survivors(home):
         assert {home.rows()[s][1] for s in a_sessions} == {"crash_recovered"}
     finally:
         for child in (gateway, cli_b):
-            kill(child)
+            kill9(child)
     # The last two died together: the next hermes process ends theirs too.
     home.run("open_and_mirror")
     assert open_rows(home) == set()
@@ -89,8 +74,8 @@ def test_without_the_plugin_the_killed_process_rows_stay_open(bare_home):
     gateway, _ = spawn_holding(bare_home, "gw")
     cli_a, a_sessions = spawn_holding(bare_home, "cliA")
     try:
-        kill(cli_a)
+        kill9(cli_a)
         time.sleep(2.0)
         assert set(a_sessions) <= open_rows(bare_home), "without bookend nothing closes them"
     finally:
-        kill(gateway)
+        kill9(gateway)
