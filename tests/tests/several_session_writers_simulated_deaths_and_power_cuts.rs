@@ -3,8 +3,8 @@
 //! ends), and at random steps one of them dies (its handle dropped: its
 //! owner lock and directory lock go, as the kernel releases them on kill
 //! -9) and a survivor notices, ending the dead epoch's sessions; a new
-//! writer joins in its place. Then a power cut drops, tears or keeps the
-//! unsynced writes. The journal reopens by itself, `verify` finds every
+//! writer joins in its place. Then, after a random number of steps, a
+//! power cut drops, tears or keeps the unsynced writes. The journal reopens by itself, `verify` finds every
 //! lifecycle invariant kept across all the writers (one active session per
 //! key, one end per span, closes that end exactly their epoch's sessions),
 //! every start a writer was told was durable is there at its LSN, and the
@@ -75,12 +75,13 @@ fn step(j: &SessionJournal, rng: &mut Rng, n: &mut u64, acked: &mut BTreeMap<Str
 fn writers_that_die_and_a_power_cut_leave_a_journal_that_verifies() {
     let policies = [CrashPolicy::DropUnsynced, CrashPolicy::KeepUnsyncedPrefix(53), CrashPolicy::KeepAllData];
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    for round in 0..scale(6, 60) {
+    for round in 0..scale(12, 200) {
         let sim = SimFs::new();
         let open = || SessionJournal::open_with_fs(sim_fs(&sim), sim_dir(), options()).unwrap();
         let mut writers: Vec<SessionJournal> = (0..3).map(|_| open()).collect();
         let (mut n, mut acked, mut deaths) = (0u64, BTreeMap::new(), 0);
-        for _ in 0..150 {
+        // The power cut falls after a different number of steps each round.
+        for _ in 0..1 + rng.below(150) {
             let w = rng.below(writers.len() as u64) as usize;
             step(&writers[w], &mut rng, &mut n, &mut acked);
             if rng.below(25) == 0 {
