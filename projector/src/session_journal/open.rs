@@ -48,15 +48,7 @@ impl SessionJournal {
     ) -> Result<SessionJournal> {
         let started = Instant::now();
         let dir = dir.as_ref();
-        let mut options = options;
-        let shared = options.journal.shared_writers;
-        if shared {
-            // sled allows one process: several writers keep no store, and
-            // each folds the journal at open (docs/ARCHITECTURE.md).
-            options.store = StoreLocation::Disabled;
-        }
-        let locked =
-            if shared { LockedDir::lock_shared(fs.clone(), dir)? } else { LockedDir::lock(fs.clone(), dir)? };
+        let (locked, options) = lock_dir(&fs, dir, options)?;
         let known_id = locked.journal_id()?;
         let store = open_store(dir, &options, known_id)?;
         let evidence = gather_evidence(&*fs, dir, known_id, store.as_ref())?;
@@ -81,21 +73,16 @@ impl SessionJournal {
             catch_up: None,
         };
         let (epoch, unclean, crash_recovered, joined) = enter_epoch(&journal, &mut core, &options)?;
-        let open_report = OpenReport {
-            epoch,
-            unclean,
-            crash_recovered,
-            from_checkpoint,
-            replayed_events,
-            open_millis: started.elapsed().as_millis() as u64,
-        };
+        let open_millis = started.elapsed().as_millis() as u64;
+        let open_report =
+            OpenReport { epoch, unclean, crash_recovered, from_checkpoint, replayed_events, open_millis };
         tracing::info!(
             dir = %dir.display(),
             journal_id = %journal.id(),
             epoch,
             from_checkpoint,
             replayed_events,
-            open_ms = open_report.open_millis,
+            open_ms = open_millis,
             "session journal opened"
         );
         let inner = Inner {
@@ -114,6 +101,21 @@ impl SessionJournal {
         journal.rebuild_if_store_failed()?;
         Ok(journal)
     }
+}
+
+/// The directory's lock: exclusive for a single writer, shared for one of
+/// several writers (which keep no store: sled allows one process, so each
+/// folds the journal at open; docs/ARCHITECTURE.md).
+fn lock_dir(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    mut options: SessionJournalOptions,
+) -> Result<(LockedDir, SessionJournalOptions)> {
+    if !options.journal.shared_writers {
+        return Ok((LockedDir::lock(fs.clone(), dir)?, options));
+    }
+    options.store = StoreLocation::Disabled;
+    Ok((LockedDir::lock_shared(fs.clone(), dir)?, options))
 }
 
 fn store_path(dir: &Path, options: &SessionJournalOptions) -> Option<std::path::PathBuf> {
