@@ -153,6 +153,25 @@ pub fn epoch_of(events: &[Value], pid: u32) -> Option<u64> {
     events.iter().find(|e| e["type"] == "journal:join" && e["pid"] == pid).and_then(|e| e["epoch"].as_u64())
 }
 
+/// Waits until the process `pid` has joined the journal (at most `limit`);
+/// its epoch.
+pub fn wait_joined(dir: &Path, pid: u32, limit: Duration) -> Option<u64> {
+    let deadline = Instant::now() + limit;
+    loop {
+        // Until the first writer has made it, there is no journal to read.
+        let out = super::bookend().arg("tail").arg("--dir").arg(dir).output().unwrap();
+        if out.status.success()
+            && let Some(epoch) = epoch_of(&super::json_lines(&out), pid)
+        {
+            return Some(epoch);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The `journal:close` of `epoch` with reason `writer_died`, once it is in
 /// the journal (polled with `bookend tail`, at most `limit`).
 pub fn wait_writer_died(dir: &Path, epoch: u64, limit: Duration) -> Option<Value> {
