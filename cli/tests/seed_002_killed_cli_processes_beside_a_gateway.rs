@@ -65,6 +65,14 @@ fn fifty_killed_cli_processes_leak_no_session() {
     let (status, gw) = gateway.get("/v1/sessions?key=telegram:1");
     assert_eq!(status, 200);
     assert_eq!(gw["sessions"][0]["active"], true, "the gateway's session is its own: {gw}");
+    // Every CLI process is gone: the gateway is the one live writer, owning its one session.
+    let (_, health) = gateway.get("/v1/health");
+    let writers = health["writers"].as_array().unwrap();
+    assert_eq!(writers.len(), 1, "{health}");
+    assert_eq!(
+        (writers[0]["pid"].as_u64(), writers[0]["sessions_owned"].as_u64()),
+        (Some(gateway.pid().into()), Some(1))
+    );
     assert!(gateway.stop().success());
     let (p50, p99) = percentiles(&latencies);
     eprintln!(

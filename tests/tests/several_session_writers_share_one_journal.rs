@@ -74,6 +74,14 @@ fn a_writer_that_vanishes_has_its_sessions_ended_by_the_survivor() {
     start(&survivor, "s1", "k1");
     start(&doomed, "d1", "k2");
     start(&doomed, "d2", "k3");
+    // A session reopened by another process moves to it: the doomed
+    // process's death leaves it alone.
+    start(&doomed, "moved", "k4");
+    survivor.end("moved", EndReason::ManualReset).unwrap().wait().unwrap();
+    doomed.reopen("moved", "resume").unwrap().wait().unwrap();
+    assert!(survivor.reopen("moved", "resume").is_err(), "active: nothing to reopen");
+    survivor.end("moved", EndReason::ManualReset).unwrap().wait().unwrap();
+    survivor.reopen("moved", "resume").unwrap().wait().unwrap();
     drop(doomed); // no close: the owner lock is released, as on kill -9
     let died = Instant::now();
     let deadline = died + Duration::from_secs(2);
@@ -85,6 +93,7 @@ fn a_writer_that_vanishes_has_its_sessions_ended_by_the_survivor() {
         assert_eq!(survivor.get(id).unwrap().unwrap().end_reason, Some(EndReason::CrashRecovered));
     }
     assert!(survivor.get("s1").unwrap().unwrap().active, "the survivor's own session is untouched");
+    assert!(survivor.get("moved").unwrap().unwrap().active, "reopened by the survivor, so the survivor's");
     assert!(survivor.writers().iter().all(|w| w.epoch != dead_epoch), "{:?}", survivor.writers());
     survivor.close(CloseReason::Shutdown, Sessions::End).unwrap();
     assert!(clean(&dir));
