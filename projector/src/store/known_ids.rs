@@ -20,23 +20,43 @@ const KNOWN_IDS_SCAN_CHUNK: usize = 4096;
 /// loaded by the next process.
 type IdFilter = fastbloom::BloomFilter<foldhash::fast::FixedState>;
 
-/// Bump when the saved known-ids record changes shape.
-const KNOWN_IDS_FORMAT: u32 = 1;
-const KNOWN_IDS_KEY: &[u8] = b"known-ids";
+/// Bump when the saved known-ids records change shape.
+const KNOWN_IDS_FORMAT: u32 = 2;
+/// The filter itself, a file of a megabyte or more beside sled's own in
+/// the store's directory, replaced atomically and only when its bits
+/// change. Kept in sled it was a blob, and sled keeps replaced blobs (and
+/// copies them when it relocates their pointers) for a long while: every
+/// clean open and close grew the store by the filter's size.
+const KNOWN_IDS_FILE_NAME: &str = "known-ids";
+/// The largest filter file read back (ten times the filter of 10 M ids).
+const KNOWN_IDS_FILE_MAX_BYTES: usize = 128 << 20;
+/// In sled: which checkpoint the filter file belongs to, and its CRC;
+/// rewritten at every clean close (a few bytes).
+const KNOWN_IDS_AT_KEY: &[u8] = b"known-ids-at";
+/// Where format 1 kept the filter, in sled: removed by the first save.
+const KNOWN_IDS_FORMAT_1_KEY: &[u8] = b"known-ids";
 /// Ids read back from the store to check a loaded filter against.
 const KNOWN_IDS_PROBES: usize = 256;
 
-// Format: { format u32 | lsn u64 | seed u64 | probe u64 | filters seq<(hashes u32,
+// Format: { format u32 | seed u64 | probe u64 | filters seq<(hashes u32,
 //           count u64, bits seq<u64>)> } (codec-encoded). `probe` is the hash of a
 // fixed string under `seed`: if the hash function ever changes, the record is
 // not trusted.
 #[derive(Serialize, Deserialize)]
 struct KnownIdsRecord {
     format: u32,
-    lsn: u64,
     seed: u64,
     probe: u64,
     filters: Vec<(u32, u64, Vec<u64>)>,
+}
+
+// Format: { format u32 | lsn u64 | crc u32 } (codec-encoded): the filter
+// record whose bytes have CRC `crc` holds every id of the checkpoint at `lsn`.
+#[derive(Serialize, Deserialize)]
+struct KnownIdsAt {
+    format: u32,
+    lsn: u64,
+    crc: u32,
 }
 
 fn hash_probe(seed: u64) -> u64 {
@@ -201,20 +221,59 @@ impl ProjectionStore {
             .iter()
             .map(|(f, n)| (f.num_hashes(), *n as u64, f.as_slice().to_vec()))
             .collect();
-        let record = KnownIdsRecord { format: KNOWN_IDS_FORMAT, lsn, seed, probe: hash_probe(seed), filters };
+        let record = KnownIdsRecord { format: KNOWN_IDS_FORMAT, seed, probe: hash_probe(seed), filters };
         let bytes = codec::encode(&record)?;
-        self.guarded("saving the known-ids filter", || self.db.insert(KNOWN_IDS_KEY, bytes))?;
+        let at = codec::encode(&KnownIdsAt { format: KNOWN_IDS_FORMAT, lsn, crc: crc32fast::hash(&bytes) })?;
+        let path = self.path.join(KNOWN_IDS_FILE_NAME);
+        if self.read_known_ids_file()?.as_deref() != Some(bytes.as_slice()) {
+            let fs = bookend_journal::fs::StdFs;
+            bookend_journal::fs::write_atomically(&fs, &path, &bytes).map_err(|source| Error::Io {
+                op: "write the known-ids filter",
+                path,
+                source,
+            })?;
+        }
+        self.guarded("saving the known-ids filter's LSN", || self.db.insert(KNOWN_IDS_AT_KEY, at))?;
+        if self
+            .guarded("reading the old known-ids filter", || self.db.contains_key(KNOWN_IDS_FORMAT_1_KEY))?
+        {
+            self.guarded("removing the old known-ids filter", || self.db.remove(KNOWN_IDS_FORMAT_1_KEY))?;
+        }
         Ok(())
+    }
+
+    fn read_known_ids_file(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.path.join(KNOWN_IDS_FILE_NAME);
+        bookend_journal::fs::read_small_file(&bookend_journal::fs::StdFs, &path, KNOWN_IDS_FILE_MAX_BYTES)
+            .map_err(|source| Error::Io { op: "read the known-ids filter", path, source })
+    }
+
+    /// The saved filter record's bytes, if it was saved for the checkpoint
+    /// at `lsn` and is whole.
+    fn saved_known_ids(&self, lsn: u64) -> Result<Option<Vec<u8>>> {
+        let Some(at) =
+            self.guarded("reading the known-ids filter's LSN", || self.db.get(KNOWN_IDS_AT_KEY))?
+        else {
+            return Ok(None);
+        };
+        let at: KnownIdsAt = codec::decode(&at).map_err(|e| self.store_err(e))?;
+        if at.format != KNOWN_IDS_FORMAT || at.lsn != lsn {
+            return Ok(None);
+        }
+        // A file that cannot be read only costs the next open a scan.
+        let bytes = self.read_known_ids_file().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the saved known-ids filter; scanning the store instead");
+            None
+        });
+        Ok(bytes.filter(|b| crc32fast::hash(b) == at.crc))
     }
 
     /// Loads a saved filter if it was saved at `lsn`, its hash function is
     /// unchanged, and it holds the first stored ids; else `false`.
     fn load_known_ids(&self, lsn: u64) -> Result<bool> {
-        let Some(bytes) = self.guarded("reading the known-ids filter", || self.db.get(KNOWN_IDS_KEY))? else {
-            return Ok(false);
-        };
+        let Some(bytes) = self.saved_known_ids(lsn)? else { return Ok(false) };
         let record: KnownIdsRecord = codec::decode(&bytes).map_err(|e| self.store_err(e))?;
-        if record.format != KNOWN_IDS_FORMAT || record.lsn != lsn || record.probe != hash_probe(record.seed) {
+        if record.format != KNOWN_IDS_FORMAT || record.probe != hash_probe(record.seed) {
             return Ok(false);
         }
         let filters: Vec<(IdFilter, usize)> = record
