@@ -40,6 +40,11 @@ impl Writer {
     /// lock, then takes in what the other processes appended.
     pub fn begin_turn(&mut self) -> Result<()> {
         let Some(turns) = self.turns.as_mut() else { return Ok(()) };
+        if turns.outer {
+            // Caught up when the caller took the turn, and nobody else has
+            // appended since: the lock has been ours all along.
+            return Ok(());
+        }
         if turns.held.is_none() {
             let guard = self.shared.fs.lock(&turns.path, LockMode::Exclusive).ctx("lock", &turns.path)?;
             turns.held = Some(guard);
