@@ -14,7 +14,7 @@ use bookend_journal::{Durability, Evidence, Journal, JournalId, LockedDir};
 use super::append::{Submit, apply_appended, submit};
 use super::checkpointer::{BackgroundCheckpoints, checkpoint};
 use super::options::{OnUnclean, OpenReport, SessionJournalOptions, StoreLocation};
-use super::shared_writers::{self, Joined, SharedWriting};
+use super::shared_writers::{self, Joined, SharedWriting, host_name};
 use super::{Core, Inner, SessionJournal};
 use crate::error::{Error, Result};
 use crate::event::EventBody;
@@ -25,13 +25,6 @@ use crate::table::SessionTable;
 
 /// How long open waits for its `journal:open` batch to become durable.
 pub(crate) const OPEN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub(super) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string())
-}
 
 impl SessionJournal {
     /// Opens the session journal in `dir`: journal recovery, checkpoint load,

@@ -51,6 +51,14 @@ struct Watcher {
     thread: JoinHandle<()>,
 }
 
+/// This machine's name, as `journal:open` and `journal:join` record it.
+pub(super) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
 fn owner_path(dir: &Path, epoch: u64) -> PathBuf {
     dir.join(WRITERS_DIR_NAME).join(format!("{epoch:020}.owner"))
 }
@@ -207,7 +215,7 @@ pub(super) fn join(
     let owner = claim_owner_file(&*fs, &dir, epoch)?;
     let dead = dead_epochs(&*fs, &dir, &core.life)?;
     let version = env!("CARGO_PKG_VERSION").to_string();
-    let host = super::open::host_name();
+    let host = host_name();
     let join = EventBody::JournalJoin { epoch, pid: std::process::id(), host, version, keep_on_death: keep };
     let mut bodies = vec![join];
     for (dead_epoch, _) in &dead {
