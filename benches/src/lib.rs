@@ -17,6 +17,21 @@ pub fn bench_dir(name: &str) -> PathBuf {
 }
 
 /// Where bench data lives: `target/bench-data`, or `BOOKEND_BENCH_DIR`.
+/// Session journal options as the environment asks for them:
+/// `BOOKEND_BENCH_CACHE_BYTES` sets sled's `cache_capacity`, and
+/// `BOOKEND_BENCH_STORE=off` runs without a projection store (to see what
+/// the store costs).
+pub fn session_options_from_env() -> bookend_projector::SessionJournalOptions {
+    let mut options = bookend_projector::SessionJournalOptions::default();
+    if let Some(bytes) = std::env::var("BOOKEND_BENCH_CACHE_BYTES").ok().and_then(|v| v.parse().ok()) {
+        options.cache_capacity_bytes = bytes;
+    }
+    if std::env::var("BOOKEND_BENCH_STORE").is_ok_and(|v| v == "off") {
+        options.store = bookend_projector::StoreLocation::Disabled;
+    }
+    options
+}
+
 pub fn bench_root() -> PathBuf {
     std::env::var_os("BOOKEND_BENCH_DIR")
         .map(PathBuf::from)

@@ -8,6 +8,9 @@
 //!
 //!     cargo run --release -p bookend-benches --bin compare
 //!
+//! `BOOKEND_BENCH_CACHE_BYTES` and `BOOKEND_BENCH_STORE=off` change the
+//! projection store of the bookend scenarios, to see what it costs.
+//!
 //! The workload: sessions started and ended (two events each), the way a
 //! gateway records them.
 
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bookend_benches::{BenchEvent, bench_dir, status_mib};
+use bookend_benches::{BenchEvent, bench_dir, session_options_from_env, status_mib};
 use bookend_journal::Durability;
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
 
@@ -47,7 +50,7 @@ const SCENARIOS: [&str; 15] = [
 /// runtime, as a gateway would) until `RUN_FOR` is up.
 fn bookend(tasks: u64, durability: Durability) -> (u64, Duration) {
     let dir = bench_dir("compare-bookend");
-    let options = SessionJournalOptions { durability: Some(durability), ..SessionJournalOptions::default() };
+    let options = SessionJournalOptions { durability: Some(durability), ..session_options_from_env() };
     let journal = SessionJournal::open(&dir, options).expect("open");
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
@@ -201,7 +204,7 @@ fn rewrite(dir: &Path, path: &Path, table: &BTreeMap<String, (BenchEvent, &str)>
 fn bookend_batched(durability: Durability) -> (u64, Duration) {
     use bookend_projector::{Command, CommandLine};
     let dir = bench_dir("compare-bookend-batched");
-    let options = SessionJournalOptions { durability: Some(durability), ..SessionJournalOptions::default() };
+    let options = SessionJournalOptions { durability: Some(durability), ..session_options_from_env() };
     let journal = SessionJournal::open(&dir, options).expect("open");
     let started = Instant::now();
     let mut events = 0u64;

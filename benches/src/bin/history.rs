@@ -29,11 +29,7 @@ fn threads() -> u64 {
 /// sled's `cache_capacity` for the measured runs (`BOOKEND_BENCH_CACHE_BYTES`,
 /// default: the journal's default).
 fn options() -> SessionJournalOptions {
-    let mut options = SessionJournalOptions::default();
-    if let Some(bytes) = std::env::var("BOOKEND_BENCH_CACHE_BYTES").ok().and_then(|v| v.parse().ok()) {
-        options.cache_capacity_bytes = bytes;
-    }
-    options
+    bookend_benches::session_options_from_env()
 }
 
 fn history_dir(sessions: u64) -> PathBuf {
