@@ -28,9 +28,9 @@ pub struct SessionFilter {
 pub fn sessions(dir: &Path, filter: SessionFilter, as_json: bool) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
     let bar = progress("reading the journal");
-    let journal = Inspection::open_with_progress(fs(), dir, |lsn| bar.set_position(lsn))
-        .context("folding the journal")?;
-    bar.finish_and_clear();
+    let journal =
+        Inspection::open_with_progress(fs(), dir, |lsn| bar.set(lsn)).context("folding the journal")?;
+    bar.finish();
     let keep = |s: &SessionState| {
         (!filter.active || s.active) && filter.key.as_deref().is_none_or(|k| s.key() == Some(k))
     };
@@ -205,8 +205,8 @@ fn print_verify_damage(out: &mut impl Write, r: &VerifyReport) -> std::io::Resul
 pub fn verify(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     require_journal_dir(dir)?;
     let bar = progress("verifying");
-    let report = bookend_projector::verify(fs(), dir, |lsn| bar.set_position(lsn))?;
-    bar.finish_and_clear();
+    let report = bookend_projector::verify(fs(), dir, |lsn| bar.set(lsn))?;
+    bar.finish();
     let mut out = std::io::stdout().lock();
     if as_json {
         writeln!(out, "{}", verify_report_json(&report))?;
@@ -287,7 +287,7 @@ pub fn replay(dir: &Path) -> anyhow::Result<ExitCode> {
     let bar = progress("replaying");
     let report = bookend_projector::replay(dir)
         .context("replay compares the checkpoint with the journal and needs it to itself")?;
-    bar.finish_and_clear();
+    bar.finish();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

@@ -50,10 +50,29 @@ pub fn require_journal_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A spinner counting LSNs on stderr when it is a terminal; hidden otherwise.
-pub fn progress(message: &'static str) -> indicatif::ProgressBar {
+/// A spinner counting LSNs on stderr when it is a terminal; nothing
+/// otherwise (not even a hidden bar: each update of one reads the clock,
+/// 3.6% of `bookend verify`'s time when it was piped).
+pub struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    /// The last LSN done.
+    pub fn set(&self, lsn: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(lsn);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+pub fn progress(message: &'static str) -> Progress {
     if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+        return Progress(None);
     }
     let bar = indicatif::ProgressBar::new_spinner();
     let style = indicatif::ProgressStyle::with_template("{spinner} {msg}: LSN {pos} ({per_sec})")
@@ -61,7 +80,7 @@ pub fn progress(message: &'static str) -> indicatif::ProgressBar {
     bar.set_style(style);
     bar.set_message(message);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
+    Progress(Some(bar))
 }
 
 /// Text from the journal made safe for a terminal: control characters
