@@ -43,6 +43,25 @@ pub(crate) fn for_each_event(
     Ok(read)
 }
 
+/// Folds one event, after the LSNs a person accepted as lost just before
+/// it (`gap`, if any): they exist nowhere, and the fold goes on after them.
+pub(crate) fn fold_one(
+    life: &mut Lifecycle,
+    event: Event,
+    gap: Option<(u64, u64)>,
+    mut on_violation: impl FnMut(&Violation),
+) -> Result<()> {
+    if let Some((lost_from, lost_to)) = gap
+        && lost_from == life.meta.last_lsn + 1
+    {
+        life.meta.last_lsn = lost_to;
+    }
+    for v in life.apply(event.lsn, &StoredEvent { at: event.at, body: event.body })? {
+        on_violation(&v);
+    }
+    Ok(())
+}
+
 /// Loads the checkpoint into `life` if there is a usable one for a journal
 /// whose last LSN is `journal_last`; otherwise the caller folds from LSN 1
 /// into an empty store (a store that cannot be trusted is moved aside for a
@@ -105,17 +124,7 @@ pub fn fold_journal_with(
     for_each_event(
         reader,
         |event, gap| {
-            let mut life = life.borrow_mut();
-            if let Some((lost_from, lost_to)) = gap
-                && lost_from == life.meta.last_lsn + 1
-            {
-                // LSNs a person accepted as lost: they exist nowhere, and the
-                // fold goes on after them.
-                life.meta.last_lsn = lost_to;
-            }
-            for v in life.apply(event.lsn, &StoredEvent { at: event.at, body: event.body })? {
-                on_violation(&v);
-            }
+            fold_one(&mut life.borrow_mut(), event, gap, &mut on_violation)?;
             since_save.set(since_save.get() + 1);
             Ok(())
         },

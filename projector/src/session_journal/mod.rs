@@ -46,7 +46,7 @@ pub use options::{
     SessionJournalOptions, StoreLocation, Summary, SystemClock, WRITER_CHECK_INTERVAL_DEFAULT,
 };
 pub use pending::Pending;
-use pending::Wait;
+use pending::{Wait, wait_durable};
 pub use shared_writers::WRITERS_DIR_NAME;
 
 /// The most changed sessions `close` writes to the store; a larger drain
@@ -312,13 +312,7 @@ impl SessionJournal {
     pub fn close(&self, reason: CloseReason, sessions: Sessions) -> Result<Ack> {
         let pending = self.execute(Command::Close { reason, sessions }, None)?;
         let last = pending.value.lsn.unwrap_or(0);
-        if !self.inner.journal.wait_durable_blocking(last, OPEN_SYNC_TIMEOUT)? {
-            let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
-            return Err(Error::Journal(bookend_journal::Error::Timeout {
-                what: "the close batch's fsync",
-                millis,
-            }));
-        }
+        wait_durable(&self.inner.journal, last, "the close batch's fsync")?;
         let ack = pending.value;
         {
             let mut core = lock(&self.inner.core);

@@ -14,6 +14,7 @@ use bookend_journal::{Durability, Evidence, Journal, JournalId, LockedDir};
 use super::append::{Submit, apply_appended, submit};
 use super::checkpointer::{BackgroundCheckpoints, checkpoint};
 use super::options::{OnUnclean, OpenReport, SessionJournalOptions, StoreLocation};
+use super::pending::wait_durable;
 use super::shared_writers::{self, Joined, SharedWriting, host_name};
 use super::{Core, Inner, SessionJournal};
 use crate::error::{Error, Result};
@@ -272,13 +273,7 @@ fn begin_epoch(
     let record_max = options.journal.record_size_max_bytes;
     let submitted = submit(journal, &bodies, at, Durability::Durable, record_max, Submit::Now)?;
     apply_appended(&mut core.life, &submitted, bodies, at)?;
-    if !journal.wait_durable_blocking(core.life.meta.last_lsn, OPEN_SYNC_TIMEOUT)? {
-        let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
-        return Err(Error::Journal(bookend_journal::Error::Timeout {
-            what: "the journal:open batch's fsync",
-            millis,
-        }));
-    }
+    wait_durable(journal, core.life.meta.last_lsn, "the journal:open batch's fsync")?;
     match checkpoint(journal, core) {
         // The store failed: the journal has the batch; the store is rebuilt
         // before open returns.

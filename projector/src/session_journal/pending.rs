@@ -3,10 +3,20 @@
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
-use bookend_journal::AppendTicket;
+use bookend_journal::{AppendTicket, Journal};
 
 use super::{OPEN_SYNC_TIMEOUT, SessionJournal};
 use crate::error::{Error, Result};
+
+/// Blocks until `lsn` is durable; a wait longer than `OPEN_SYNC_TIMEOUT`
+/// is `Timeout`, naming `what` was waited for.
+pub(super) fn wait_durable(journal: &Journal, lsn: u64, what: &'static str) -> Result<()> {
+    if journal.wait_durable_blocking(lsn, OPEN_SYNC_TIMEOUT)? {
+        return Ok(());
+    }
+    let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
+    Err(Error::Journal(bookend_journal::Error::Timeout { what, millis }))
+}
 
 pub(super) enum Wait {
     Ready,
@@ -56,11 +66,7 @@ impl<T> Pending<T> {
                 ticket.wait().map_err(|e| self.owner.poison_on(e.into()))?;
             }
             Wait::Durable(lsn) => {
-                if !self.owner.inner.journal.wait_durable_blocking(lsn, OPEN_SYNC_TIMEOUT)? {
-                    let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
-                    let what = "the fsync of an earlier answer";
-                    return Err(Error::Journal(bookend_journal::Error::Timeout { what, millis }));
-                }
+                wait_durable(&self.owner.inner.journal, lsn, "the fsync of an earlier answer")?
             }
         }
         Ok(self.value)

@@ -5,7 +5,8 @@
 //! is lost, and commands never fail because of it for long.
 
 use super::checkpointer::BackgroundCheckpoints;
-use super::{Core, OPEN_SYNC_TIMEOUT, SessionJournal};
+use super::pending::wait_durable;
+use super::{Core, SessionJournal};
 use crate::error::{Error, Result};
 use crate::fold;
 use crate::rules::Lifecycle;
@@ -48,13 +49,7 @@ impl SessionJournal {
         drop(old);
         let journal = &self.inner.journal;
         let last = core.life.meta.last_lsn;
-        if !journal.wait_durable_blocking(last, OPEN_SYNC_TIMEOUT)? {
-            let millis = OPEN_SYNC_TIMEOUT.as_millis() as u64;
-            return Err(Error::Journal(bookend_journal::Error::Timeout {
-                what: "a rebuild's fsync",
-                millis,
-            }));
-        }
+        wait_durable(journal, last, "a rebuild's fsync")?;
         let cache = self.inner.options.cache_capacity_bytes;
         let store = ProjectionStore::replace(&path, cache, ("broken", cause.to_string()))?;
         store.adopt(journal.id())?;

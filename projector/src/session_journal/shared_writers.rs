@@ -24,6 +24,7 @@ use bookend_journal::fs::{Fs, LockGuard, LockMode, create_dir_durably};
 use bookend_journal::{Durability, HeldTurn, Journal, Reader};
 
 use super::append::{Submit, apply_appended, submit};
+use super::pending::wait_durable;
 use super::{Core, Inner, SessionJournal, lock};
 use crate::error::{Error, Result};
 use crate::event::EventBody;
@@ -100,19 +101,13 @@ pub(super) fn catch_up(journal: &Journal, core: &mut Core, end: u64) -> Result<u
         };
         let mut gap = frame.follows_gap;
         for (lsn, bytes) in frame.events() {
-            if let Some((lost_from, lost_to)) = gap.take()
-                && lost_from == life.meta.last_lsn + 1
-            {
-                life.meta.last_lsn = lost_to;
-            }
             if lsn <= life.meta.last_lsn {
                 continue; // this process's own, folded when it appended them
             }
             let event = crate::event_codec::decode_event(lsn, bytes)?;
-            let stored = crate::event::StoredEvent { at: event.at, body: event.body };
-            for v in life.apply(lsn, &stored)? {
+            crate::fold::fold_one(life, event, gap.take(), |v| {
                 tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in another writer's events: {}", v.message);
-            }
+            })?;
             folded += 1;
         }
     }
@@ -229,13 +224,7 @@ pub(super) fn join(
     let submitted = submit(journal, &bodies, at, Durability::Durable, record_max, Submit::Now)?;
     let appended = apply_appended(&mut core.life, &submitted, bodies, at)?;
     drop(turn);
-    if !journal.wait_durable_blocking(core.life.meta.last_lsn, super::OPEN_SYNC_TIMEOUT)? {
-        let millis = super::OPEN_SYNC_TIMEOUT.as_millis() as u64;
-        return Err(Error::Journal(bookend_journal::Error::Timeout {
-            what: "the journal:join batch's fsync",
-            millis,
-        }));
-    }
+    wait_durable(journal, core.life.meta.last_lsn, "the journal:join batch's fsync")?;
     report_dead(&dead, &appended);
     remove_owner_files(&*fs, &dir, dead);
     let ended = appended.iter().filter(|e| matches!(e.body, EventBody::SessionEnd { .. }));
@@ -390,12 +379,7 @@ impl SessionJournal {
         let last = core.life.meta.last_lsn;
         drop(turn);
         drop(core);
-        if !journal.wait_durable_blocking(last, super::OPEN_SYNC_TIMEOUT)? {
-            return Err(Error::Journal(bookend_journal::Error::Timeout {
-                what: "the fsync of a dead writer's ends",
-                millis: super::OPEN_SYNC_TIMEOUT.as_millis() as u64,
-            }));
-        }
+        wait_durable(journal, last, "the fsync of a dead writer's ends")?;
         report_dead(&dead, &appended);
         let count = dead.len();
         remove_owner_files(&*fs, &dir, dead);
