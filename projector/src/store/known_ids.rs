@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use bookend_journal::codec;
 use serde::{Deserialize, Serialize};
 
-use super::{ACTIVE_PREFIX, ProjectionStore, SESSION_PREFIX};
+use super::{ACTIVE_PREFIX, ProjectionStore};
 use crate::error::{Error, Result};
 
 /// False-positive rate of each known-ids filter.
@@ -286,11 +286,11 @@ impl ProjectionStore {
                 (filter, usize::try_from(n).unwrap_or(usize::MAX))
             })
             .collect();
-        let probes = self.keys(SESSION_PREFIX).take(KNOWN_IDS_PROBES / 2);
-        for key in probes.chain(self.keys(ACTIVE_PREFIX).take(KNOWN_IDS_PROBES / 2)) {
-            let key = key?;
-            let id = self.id_of(&key)?;
-            if !filters.iter().any(|(f, _)| f.contains(id)) {
+        let ended = self.ended_entries().take(KNOWN_IDS_PROBES / 2).map(|e| e.map(|e| e.id));
+        let active = self.keys(ACTIVE_PREFIX).take(KNOWN_IDS_PROBES / 2);
+        for id in ended.chain(active.map(|key| Ok(self.id_of(&key?)?.to_string()))) {
+            let id = id?;
+            if !filters.iter().any(|(f, _)| f.contains(&id)) {
                 return Ok(false);
             }
         }
@@ -300,34 +300,36 @@ impl ProjectionStore {
         Ok(true)
     }
 
-    /// Adds every stored session id (active and ended; both prefixes are
-    /// two bytes long) to the filter; `None` if stopped.
+    /// Adds every stored session id (active, then ended and not active
+    /// again) to the filter, and counts them; `None` if stopped.
     fn scan_ids(&self) -> Result<Option<u64>> {
-        let mut chunk: Vec<sled::IVec> = Vec::with_capacity(KNOWN_IDS_SCAN_CHUNK);
+        let mut chunk: Vec<String> = Vec::with_capacity(KNOWN_IDS_SCAN_CHUNK);
         let mut count = 0u64;
         // An id that cannot be read fails the scan (the filter then never
         // claims completeness) rather than being left out of it.
-        let mut flush = |chunk: &mut Vec<sled::IVec>| -> Result<()> {
-            let ids = chunk.iter().map(|k| self.id_of(k)).collect::<Result<Vec<&str>>>()?;
-            self.known.insert(ids.into_iter());
+        let mut flush = |chunk: &mut Vec<String>| {
+            self.known.insert(chunk.iter().map(String::as_str));
             count += chunk.len() as u64;
             chunk.clear();
             for _ in 0..64 {
                 crossbeam_epoch::pin().flush();
             }
-            Ok(())
         };
-        let active = self.keys(ACTIVE_PREFIX);
-        for key in active.chain(self.keys(SESSION_PREFIX)) {
+        let active = self.index(ACTIVE_PREFIX)?;
+        let ended = self.ended_entries().filter_map(|e| match e {
+            Ok(e) if active.contains(&e.id) => None,
+            other => Some(other.map(|e| e.id)),
+        });
+        for id in active.iter().cloned().map(Ok).chain(ended) {
             if self.known.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(None);
             }
-            chunk.push(key?);
+            chunk.push(id?);
             if chunk.len() == KNOWN_IDS_SCAN_CHUNK {
-                flush(&mut chunk)?;
+                flush(&mut chunk);
             }
         }
-        flush(&mut chunk)?;
+        flush(&mut chunk);
         Ok(Some(count))
     }
 

@@ -4,25 +4,29 @@
 //!
 //! One sled tree holds `meta` (the folded journal-wide state and the last
 //! LSN folded), `journal-id` (the journal it belongs to), one record per
-//! session (`a/<session id>` while active, `s/<session id>` once ended),
-//! `f/<session id>` index keys for sessions awaiting finalization,
-//! `p/<name>` blobs for gateway-defined projections, and `known-ids` (the
-//! Bloom filter of stored session ids, saved on a clean close). A checkpoint
-//! writes the changed sessions and the meta record in one sled batch, so
-//! the state and its LSN never disagree. It is only written for LSNs that
-//! are already durable in the journal.
+//! active session (`a/<session id>`), the ended sessions packed in runs of
+//! blocks (`r/...`, listed by `runs`: see `runs.rs`), `f/<session id>`
+//! index keys for sessions awaiting finalization, `p/<name>` blobs for
+//! gateway-defined projections, and `known-ids-at` (the LSN of the Bloom
+//! filter of stored session ids in `projection/known-ids`, saved on a clean
+//! close). A checkpoint ends with one sled batch holding the meta record
+//! and the run manifest, so the state and its LSN never disagree. It is
+//! only written for LSNs that are already durable in the journal.
 //!
 //! sled never takes the process down: its errors and panics become
 //! `Error::Store` at this boundary (`guard`), and the owner then moves the
 //! store aside (never deleting it) and rebuilds it from the journal. A
 //! store of another journal, or of another format, is moved aside too.
 
+mod block;
 mod guard;
 mod known_ids;
+mod merge;
+mod runs;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bookend_journal::{JournalId, codec};
 use serde::{Deserialize, Serialize};
@@ -30,12 +34,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::session::{Meta, SessionState};
 pub(crate) use guard::move_aside;
-use guard::{Guarded, guarded, store_error, sync_tree};
+use guard::{DbGuard, Guarded, guarded, reclaim_sled_garbage, store_error, sync_tree};
 pub use known_ids::IdScan;
 use known_ids::KnownIds;
 
 /// Bump when the stored state changes shape: older stores are rebuilt.
-pub const STORE_FORMAT: u32 = 4;
+pub const STORE_FORMAT: u32 = 5;
 /// Default sled page cache: the store is a cache, so keep it small.
 pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
 /// The store's directory inside the journal directory.
@@ -49,14 +53,13 @@ const META_KEY: &[u8] = b"meta";
 /// value is the LSN it saves); see `save.rs`.
 const CHECKPOINT_IN_PROGRESS_KEY: &[u8] = b"checkpoint-in-progress";
 const JOURNAL_ID_KEY: &[u8] = b"journal-id";
-const SESSION_PREFIX: &[u8] = b"s/";
-/// `a/<id>`: an active session's record. Ended sessions are under `s/`, so
-/// a session that starts and stays active costs one key, and the active set
-/// is a prefix scan.
+/// `a/<id>`: an active session's record. Ended sessions are in runs, so a
+/// session that starts and stays active costs one key, one that ends
+/// between two checkpoints costs none, and the active set is a prefix scan.
 const ACTIVE_PREFIX: &[u8] = b"a/";
-// `id_of` strips any of these by the same length.
-const _: () =
-    assert!(ACTIVE_PREFIX.len() == SESSION_PREFIX.len() && AWAITING_PREFIX.len() == SESSION_PREFIX.len());
+/// The length of the index prefixes, which `id_of` strips.
+const INDEX_PREFIX_LEN: usize = 2;
+const _: () = assert!(ACTIVE_PREFIX.len() == INDEX_PREFIX_LEN && AWAITING_PREFIX.len() == INDEX_PREFIX_LEN);
 /// `f/<id>`: the session awaits finalization.
 const AWAITING_PREFIX: &[u8] = b"f/";
 const BLOB_PREFIX: &[u8] = b"p/";
@@ -115,44 +118,6 @@ struct Indexed {
     awaiting: HashSet<String>,
 }
 
-/// Frees what sled retired while writing `sessions` sessions. sled frees
-/// replaced pages through crossbeam-epoch, which reclaims a few bags of them
-/// (8 bags of 64) each time some thread pins, and `apply_batch` pins once per
-/// batch: with no other thread reading sled (starts of new ids no longer do),
-/// retired pages piled up (RSS grew to 360 MiB in 4 s of 64-task starts).
-/// Each pin and flush here reclaims up to 512 of them (one per 4 sessions
-/// written kept RSS near where it was); a pin with nothing to
-/// reclaim costs tens of nanoseconds.
-fn reclaim_sled_garbage(sessions: usize) {
-    for _ in 0..sessions.div_ceil(4) + 16 {
-        crossbeam_epoch::pin().flush();
-    }
-}
-
-/// Whether the sled database has failed, and its last handle. sled flushes
-/// when its last handle is dropped, and after an I/O failure inside it that
-/// flush can wait forever: the last handle of a failed database is dropped
-/// on a thread of its own, so that nothing of bookend waits for it. Every
-/// store handle drops its own sled handle before its share of this guard,
-/// so the guard's is the last one.
-struct DbGuard {
-    db: Option<sled::Db>,
-    broken: std::sync::atomic::AtomicBool,
-}
-
-impl Drop for DbGuard {
-    fn drop(&mut self) {
-        let Some(db) = self.db.take() else { return };
-        if self.broken.load(std::sync::atomic::Ordering::Acquire) {
-            let spawned =
-                std::thread::Builder::new().name("bookend-drop-store".into()).spawn(move || drop(db));
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "could not drop a failed projection store on its own thread");
-            }
-        }
-    }
-}
-
 /// An open projection store.
 #[derive(Clone)]
 pub struct ProjectionStore {
@@ -167,6 +132,13 @@ pub struct ProjectionStore {
     known: Arc<KnownIds>,
     /// Lookups answered without sled, for stats and tests.
     lookups_skipped: Arc<std::sync::atomic::AtomicU64>,
+    /// The run manifest as last written (see `runs.rs`).
+    runs: Arc<Mutex<runs::Runs>>,
+    /// Held for reading while blocks are read, for writing while the
+    /// blocks of merged runs are removed.
+    blocks: Arc<RwLock<()>>,
+    /// Held by a checkpoint's save and the merges after it.
+    writing: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for ProjectionStore {
@@ -186,10 +158,6 @@ fn prefixed(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut key = prefix.to_vec();
     key.extend_from_slice(id.as_bytes());
     key
-}
-
-fn session_key(id: &str) -> Vec<u8> {
-    prefixed(SESSION_PREFIX, id)
 }
 
 impl ProjectionStore {
@@ -214,7 +182,7 @@ impl ProjectionStore {
             }
         };
         sync_tree(path)?;
-        Ok(ProjectionStore {
+        let store = ProjectionStore {
             failed: Arc::new(DbGuard {
                 db: Some(db.clone()),
                 broken: std::sync::atomic::AtomicBool::new(false),
@@ -225,7 +193,12 @@ impl ProjectionStore {
             indexed: Arc::default(),
             known: Arc::default(),
             lookups_skipped: Arc::default(),
-        })
+            runs: Arc::default(),
+            blocks: Arc::default(),
+            writing: Arc::default(),
+        };
+        store.load_runs()?;
+        Ok(store)
     }
 
     /// Opens the store of journal `id` at `path`. A store that cannot be
@@ -395,8 +368,7 @@ impl ProjectionStore {
 
     /// The session id of a key under one of the two-byte prefixes.
     fn id_of<'k>(&self, key: &'k [u8]) -> Result<&'k str> {
-        std::str::from_utf8(key.get(SESSION_PREFIX.len()..).unwrap_or_default())
-            .map_err(|e| self.store_err(e))
+        std::str::from_utf8(key.get(INDEX_PREFIX_LEN..).unwrap_or_default()).map_err(|e| self.store_err(e))
     }
 
     fn index(&self, prefix: &[u8]) -> Result<BTreeSet<String>> {
@@ -412,14 +384,12 @@ impl ProjectionStore {
             self.lookups_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(None);
         }
-        // Ended sessions first: the owner keeps every active one in memory,
-        // so a lookup that reaches the store is almost always for an ended one.
-        for key in [session_key(id), prefixed(ACTIVE_PREFIX, id)] {
-            if let Some(bytes) = self.guarded("reading a session", || self.db.get(key))? {
-                return codec::decode(&bytes).map(Some).map_err(|e| self.store_err(e));
-            }
+        // An `a/` record shadows the runs: the session is active again.
+        let key = prefixed(ACTIVE_PREFIX, id);
+        if let Some(bytes) = self.guarded("reading a session", || self.db.get(key))? {
+            return codec::decode(&bytes).map(Some).map_err(|e| self.store_err(e));
         }
-        Ok(None)
+        self.find_ended(id)
     }
 
     /// The stored active sessions, in id order.
@@ -429,10 +399,15 @@ impl ProjectionStore {
 
     /// Every stored session: the active ones, then the others, each in id order.
     pub fn sessions(&self) -> impl Iterator<Item = Result<SessionState>> + '_ {
+        let (active, failed) = match self.index(ACTIVE_PREFIX) {
+            Ok(active) => (active, None),
+            Err(e) => (BTreeSet::new(), Some(Err(e))),
+        };
         let ended = self
-            .values(SESSION_PREFIX)
-            .map(move |bytes| codec::decode(&bytes?).map_err(|e| self.store_err(e)));
-        self.active_sessions().chain(ended)
+            .ended_entries()
+            .filter(move |entry| !entry.as_ref().is_ok_and(|entry| active.contains(&entry.id)))
+            .map(move |entry| self.packed(entry?.state()));
+        failed.into_iter().chain(self.active_sessions()).chain(ended)
     }
 
     /// Removes every record, for a rebuild from LSN 1 (the journal id stays).
@@ -442,6 +417,7 @@ impl ProjectionStore {
         *indexed = None;
         self.known.reset(0, false);
         self.guarded("clearing", || self.db.clear())?;
+        *self.runs() = runs::Runs::default();
         if let Some(id) = id {
             self.adopt(id)?;
         }

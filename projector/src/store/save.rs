@@ -1,7 +1,10 @@
-//! Saving a checkpoint: changed sessions, their index keys and the meta
-//! record.
+//! Saving a checkpoint: the ended sessions as a new run (`runs.rs`), the
+//! active ones under `a/`, their index keys, the run manifest and the meta
+//! record; then the merges of runs that are due.
 //!
-//! A checkpoint of up to [`SAVE_CHUNK_SESSIONS`] sessions is one sled
+//! The new run's blocks are written first; nothing names them until the
+//! last batch, which holds the manifest and the meta record. The index
+//! changes of up to [`SAVE_CHUNK_SESSIONS`] sessions go in that last sled
 //! batch. A larger one (an expiry or a drain of many sessions) is written in
 //! batches of that many: sled holds every page a batch replaces until the
 //! batch ends, so one batch of 400 000 sessions took 6 GB and 50 s, while
@@ -13,9 +16,10 @@
 
 use bookend_journal::codec;
 
+use super::runs::RUNS_KEY;
 use super::{
     ACTIVE_PREFIX, AWAITING_PREFIX, CHECKPOINT_IN_PROGRESS_KEY, Indexed, META_KEY, ProjectionStore,
-    StoredMeta, prefixed, reclaim_sled_garbage, session_key,
+    StoredMeta, prefixed, reclaim_sled_garbage,
 };
 use crate::error::Result;
 use crate::session::SessionState;
@@ -27,16 +31,19 @@ pub const SAVE_CHUNK_SESSIONS: usize = 1000;
 type IndexChange<'a> = (&'a str, bool, bool);
 
 impl ProjectionStore {
-    /// Writes `sessions` (active ones under `a/`, the others under `s/`),
-    /// the awaiting index keys and `meta`: one atomic batch, or, for more
-    /// than [`SAVE_CHUNK_SESSIONS`], batches bracketed by the in-progress
-    /// record (see the module's comment).
+    /// Writes `sessions` (active ones under `a/`, the others as a new run),
+    /// the awaiting index keys and `meta`: the run's blocks, then one atomic
+    /// batch, or, for more than [`SAVE_CHUNK_SESSIONS`], batches bracketed
+    /// by the in-progress record (see the module's comment). Then merges
+    /// the runs that are due.
     pub fn save<'a>(
         &self,
         meta: &StoredMeta,
         sessions: impl Iterator<Item = &'a SessionState>,
     ) -> Result<usize> {
         let sessions: Vec<&SessionState> = sessions.collect();
+        let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let runs = self.stage_run(&sessions)?;
         let chunked = sessions.len() > SAVE_CHUNK_SESSIONS;
         if chunked {
             let mut start = sled::Batch::default();
@@ -52,6 +59,9 @@ impl ProjectionStore {
             let changed = stage_sessions(&mut batch, chunk, indexed.as_ref())?;
             if i + 1 == chunks.len() {
                 batch.insert(META_KEY, codec::encode(meta)?);
+                if let Some(runs) = &runs {
+                    batch.insert(RUNS_KEY, codec::encode(runs)?);
+                }
                 if chunked {
                     batch.remove(CHECKPOINT_IN_PROGRESS_KEY);
                 }
@@ -63,7 +73,11 @@ impl ProjectionStore {
             }
         }
         drop(indexed);
+        if let Some(runs) = runs {
+            *self.runs() = runs;
+        }
         self.known.insert(sessions.iter().map(|s| s.id()));
+        self.compact()?;
         Ok(sessions.len())
     }
 }
@@ -78,21 +92,13 @@ fn stage_sessions<'a>(
     let mut changed = Vec::new();
     for s in sessions {
         let id = s.id();
-        let record = codec::encode(*s)?;
         let (active, awaiting) = (s.active, s.awaits_finalization());
         let was = indexed.map(|ix| (ix.active.contains(id), ix.awaiting.contains(id)));
         if active {
-            batch.insert(prefixed(ACTIVE_PREFIX, id), record);
-            // Only a session that has ended before (a reopen) can have
-            // a record under `s/`.
-            if s.spans > 1 {
-                batch.remove(session_key(id));
-            }
-        } else {
-            batch.insert(session_key(id), record);
-            if was.is_none_or(|w| w.0) {
-                batch.remove(prefixed(ACTIVE_PREFIX, id));
-            }
+            // A reopened session's entries in older runs stay: this shadows them.
+            batch.insert(prefixed(ACTIVE_PREFIX, id), codec::encode(*s)?);
+        } else if was.is_none_or(|w| w.0) {
+            batch.remove(prefixed(ACTIVE_PREFIX, id));
         }
         if was.is_none_or(|w| w.1 != awaiting) {
             let key = prefixed(AWAITING_PREFIX, id);

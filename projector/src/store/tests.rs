@@ -1,6 +1,6 @@
 //! Unit tests of the projection store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::event::EndReason;
@@ -89,4 +89,88 @@ fn a_store_held_by_another_handle_is_waited_for_not_reset() {
     holder.join().unwrap();
     assert_eq!(second.load_meta().unwrap().map(|m| m.last_lsn), Some(42));
     assert!(!path.with_file_name("projection.broken-1").exists());
+}
+
+/// Ended sessions live in runs that merge as checkpoints come: after every
+/// checkpoint, each session reads back as last saved (a reopened one from
+/// its `a/` record, one ended again from its newest run), a listing holds
+/// each once, and the runs stay few. Checked against a plain map.
+#[test]
+fn sessions_read_back_as_last_saved_while_runs_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ProjectionStore::open(&dir.path().join("projection"), 1 << 20).unwrap();
+    store.clear().unwrap();
+    let mut model: BTreeMap<String, SessionState> = BTreeMap::new();
+    for round in 0..60u64 {
+        let mut changed = Vec::new();
+        for n in 0..40u64 {
+            // New ids, and now and then an old one ended, reopened or finalized again.
+            let id = if n % 7 == 3 && round > 0 {
+                format!("s{:05}", (round * 13 + n) % (round * 40))
+            } else {
+                format!("s{:05}", round * 40 + n)
+            };
+            let mut s =
+                model.get(&id).cloned().unwrap_or_else(|| session(&id, false, Some(EndReason::IdleExpiry)));
+            s.spans += u32::from(model.contains_key(&id));
+            s.active = n % 5 == 0;
+            s.end_reason = if s.active { None } else { Some(EndReason::IdleExpiry) };
+            s.finalize_attempts = round as u32;
+            model.insert(id, s.clone());
+            changed.push(s);
+        }
+        let active: BTreeSet<String> =
+            model.values().filter(|s| s.active).map(|s| s.id().to_string()).collect();
+        let meta = StoredMeta::of(&Meta { last_lsn: round + 1, active, ..Meta::default() });
+        store.save(&meta, changed.iter()).unwrap();
+        for id in ["s00000", "s00003", &format!("s{:05}", round * 40 + 39)] {
+            assert_eq!(store.session(id).unwrap().as_ref(), model.get(id), "{id} after round {round}");
+        }
+        assert!(store.runs().runs.len() <= 12, "{} runs", store.runs().runs.len());
+    }
+    let listed: Vec<SessionState> = store.sessions().map(Result::unwrap).collect();
+    let (active, ended): (Vec<&SessionState>, Vec<&SessionState>) = model.values().partition(|s| s.active);
+    let expected: Vec<SessionState> = active.into_iter().chain(ended).cloned().collect();
+    assert_eq!(listed, expected);
+    for (id, s) in &model {
+        assert_eq!(store.session(id).unwrap().as_ref(), Some(s), "{id}");
+    }
+    assert_eq!(store.session("s99999").unwrap(), None);
+}
+
+/// What a cut-short checkpoint or merge leaves (blocks no manifest names)
+/// is removed at the next open, and merged runs' blocks are removed once
+/// nothing reads them; neither changes what the store holds.
+#[test]
+fn blocks_no_run_owns_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("projection");
+    let ended =
+        [session("x", false, Some(EndReason::Completed)), session("y", false, Some(EndReason::Completed))];
+    {
+        let store = ProjectionStore::open(&path, 1 << 20).unwrap();
+        store.clear().unwrap();
+        store.save(&StoredMeta::of(&Meta { last_lsn: 1, ..Meta::default() }), ended[..1].iter()).unwrap();
+        // A run written without its checkpoint: the manifest does not name it.
+        assert!(store.stage_run(&[&ended[1]]).unwrap().is_some());
+        store.flush().unwrap();
+    }
+    let store = ProjectionStore::open(&path, 1 << 20).unwrap();
+    let blocks = |store: &ProjectionStore| store.keys(b"r/").count();
+    assert_eq!(blocks(&store), 1);
+    assert_eq!(store.session("y").unwrap(), None);
+    assert_eq!(store.session("x").unwrap(), Some(ended[0].clone()));
+    // Merges while a listing reads: the replaced runs wait for it to end.
+    let listing = store.sessions();
+    for n in 0..4 {
+        let s = session(&format!("z{n}"), false, Some(EndReason::Completed));
+        store.save(&StoredMeta::of(&Meta { last_lsn: 2 + n, ..Meta::default() }), [s].iter()).unwrap();
+    }
+    assert!(!store.runs().garbage.is_empty(), "removed under a reader");
+    assert_eq!(listing.count(), 1);
+    store.compact().unwrap();
+    assert!(store.runs().garbage.is_empty());
+    assert_eq!(store.runs().runs.len(), 2);
+    assert_eq!(blocks(&store), 2);
+    assert_eq!(store.sessions().count(), 5);
 }

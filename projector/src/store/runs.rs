@@ -1,0 +1,346 @@
+//! Ended sessions in runs: each checkpoint writes the sessions it saves
+//! that have ended as one new run, their entries packed in id order into
+//! blocks of about 32 KiB (`block.rs`), one sled value a block, under
+//! `r/<run id><first id in the block>`. The manifest (`runs`) lists the
+//! runs newest first; it is written in the checkpoint's last batch, with the
+//! meta record, so a run exists only once its checkpoint does.
+//!
+//! A session stored in several runs (ended, changed again, saved again) is
+//! read from the newest; one active again is read from its `a/` record,
+//! which shadows its runs. A checkpoint's run is of level 0; four runs of
+//! one level are merged (`compact`) into one of the next, keeping each
+//! session's newest entry, so the runs are in level order, newest first, a
+//! history of N sessions has O(log N) runs, and each entry is rewritten
+//! O(log N) times, as one sequential stream, never key by key.
+//!
+//! Run ids only grow. Blocks of a run the manifest does not name yet (a
+//! checkpoint or merge cut short) have ids at or past `next_id` and are
+//! removed at open; runs a merge replaced are listed as `garbage` until
+//! their blocks are removed, which waits while anything reads blocks.
+
+use std::ops::Range;
+use std::sync::{MutexGuard, RwLockReadGuard};
+
+use bookend_journal::codec;
+use serde::{Deserialize, Serialize};
+
+use super::block::{BlockReader, BlockWriter, Entry};
+use super::guard::Guarded;
+use super::merge::{Merged, RunIter};
+use super::{ProjectionStore, reclaim_sled_garbage, store_error};
+use crate::error::{Error, Result};
+use crate::session::SessionState;
+
+pub(super) const RUNS_KEY: &[u8] = b"runs";
+const RUN_PREFIX: &[u8] = b"r/";
+/// The first key after every `r/` key ('0' follows '/').
+const RUN_KEYS_END: &[u8] = b"r0";
+/// Runs of one level merged at once.
+const MERGE_FAN_IN: usize = 4;
+/// More runs than this are merged into one, whatever their sizes.
+const RUNS_MAX: usize = 24;
+/// Blocks written in one sled batch.
+const BLOCKS_PER_BATCH: usize = 64;
+
+// Format: { next_id u64 | runs [{ id u64 | level u32 | sessions u64 }]
+//           newest first | garbage [u64] } (codec-encoded)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Runs {
+    pub next_id: u64,
+    pub runs: Vec<RunInfo>,
+    /// Runs a merge replaced whose blocks are not removed yet.
+    pub garbage: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunInfo {
+    pub id: u64,
+    /// 0 for a checkpoint's run, one more than its inputs' for a merge's.
+    pub level: u32,
+    /// Entries in the run.
+    pub sessions: u64,
+}
+
+fn run_prefix(run: u64) -> Vec<u8> {
+    let mut key = RUN_PREFIX.to_vec();
+    key.extend_from_slice(&run.to_be_bytes());
+    key
+}
+
+fn block_key(run: u64, first: &str) -> Vec<u8> {
+    let mut key = run_prefix(run);
+    key.extend_from_slice(first.as_bytes());
+    key
+}
+
+impl Runs {
+    /// The runs to merge next (positions, newest first): those of the
+    /// lowest level that has `MERGE_FAN_IN` or more (neighbours, since the
+    /// runs are in level order), or all of them once there are more than
+    /// `RUNS_MAX`.
+    pub fn to_merge(&self) -> Option<Range<usize>> {
+        let mut start = 0;
+        while start < self.runs.len() {
+            let level = self.runs[start].level;
+            let same = self.runs[start..].iter().take_while(|r| r.level == level).count();
+            if same >= MERGE_FAN_IN {
+                return Some(start..start + same);
+            }
+            start += same;
+        }
+        (self.runs.len() > RUNS_MAX).then_some(0..self.runs.len())
+    }
+
+    /// Records a checkpoint's run, the newest (its id is `next_id`).
+    fn add(&mut self, sessions: u64) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.runs.insert(0, RunInfo { id, level: 0, sessions });
+    }
+
+    /// Records the merge of the runs at `range` into one of `sessions`
+    /// (its id is `next_id`), in their place; they become garbage.
+    fn replace(&mut self, range: Range<usize>, sessions: u64) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let level = self.runs[range.clone()].iter().map(|r| r.level).max().unwrap_or(0) + 1;
+        let merged: Vec<RunInfo> = self.runs.splice(range, [RunInfo { id, level, sessions }]).collect();
+        self.garbage.extend(merged.iter().map(|r| r.id));
+    }
+}
+
+/// Blocks being written to sled, `BLOCKS_PER_BATCH` a batch.
+struct BlockSink<'a> {
+    store: &'a ProjectionStore,
+    run: u64,
+    batch: sled::Batch,
+    staged: usize,
+}
+
+impl BlockSink<'_> {
+    fn put(&mut self, (first, block): (String, Vec<u8>)) -> Result<()> {
+        self.batch.insert(block_key(self.run, &first), block);
+        self.staged += 1;
+        if self.staged == BLOCKS_PER_BATCH {
+            let batch = std::mem::take(&mut self.batch);
+            self.store.guarded("writing packed sessions", || self.store.db.apply_batch(batch))?;
+            reclaim_sled_garbage(self.staged * 16);
+            self.staged = 0;
+        }
+        Ok(())
+    }
+
+    /// Packs `entries` (in id order, each id once) into blocks and writes
+    /// them; returns how many there were. Nothing names them yet.
+    fn pack(mut self, entries: impl Iterator<Item = Result<Entry>>) -> Result<u64> {
+        let mut writer = BlockWriter::default();
+        let mut count = 0u64;
+        for entry in entries {
+            if let Some(block) = self.store.packed(writer.push(&entry?))? {
+                self.put(block)?;
+            }
+            count += 1;
+        }
+        if let Some(block) = writer.finish() {
+            self.put(block)?;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.store.guarded("writing packed sessions", || self.store.db.apply_batch(batch))?;
+        Ok(count)
+    }
+}
+
+/// A merge of runs that keeps their blocks from being removed until dropped.
+struct Reading<'a> {
+    _reading: RwLockReadGuard<'a, ()>,
+    merged: Merged<'a>,
+}
+
+impl Iterator for Reading<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        self.merged.next()
+    }
+}
+
+impl ProjectionStore {
+    pub(super) fn runs(&self) -> MutexGuard<'_, Runs> {
+        self.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reading_blocks(&self) -> RwLockReadGuard<'_, ()> {
+        self.blocks.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A block's error, named with this store.
+    pub(super) fn packed<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|e| match e {
+            Error::Store { reason, .. } => store_error(&self.path, "reading packed sessions", &reason),
+            other => other,
+        })
+    }
+
+    /// Reads the manifest (at open) and removes blocks no run owns.
+    pub(super) fn load_runs(&self) -> Result<()> {
+        let runs = match self.guarded("reading the runs", || self.db.get(RUNS_KEY))? {
+            None => Runs::default(),
+            Some(bytes) => codec::decode(&bytes).map_err(|e| self.store_err(e))?,
+        };
+        let from = run_prefix(runs.next_id);
+        let orphans = self.db.range(from.as_slice()..RUN_KEYS_END).keys();
+        let mut batch = sled::Batch::default();
+        for key in Guarded::new(orphans, &self.path, &self.failed.broken) {
+            batch.remove(key?);
+        }
+        self.guarded("removing blocks of an unfinished run", || self.db.apply_batch(batch))?;
+        *self.runs() = runs;
+        self.collect_garbage()
+    }
+
+    /// Writes the ended sessions among `sessions` as a new run; returns the
+    /// manifest naming it, for the checkpoint's last batch.
+    pub(super) fn stage_run(&self, sessions: &[&SessionState]) -> Result<Option<Runs>> {
+        let mut ended: Vec<Entry> =
+            sessions.iter().filter(|s| !s.active).map(|s| Entry::of(s)).collect::<Result<_>>()?;
+        if ended.is_empty() {
+            return Ok(None);
+        }
+        ended.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        ended.dedup_by(|later, earlier| later.id == earlier.id);
+        let mut runs = self.runs().clone();
+        let run = runs.next_id;
+        let sink = BlockSink { store: self, run, batch: sled::Batch::default(), staged: 0 };
+        let count = sink.pack(ended.into_iter().map(Ok))?;
+        runs.add(count);
+        Ok(Some(runs))
+    }
+
+    /// The newest stored entry of the ended session `id`, from the runs.
+    pub(super) fn find_ended(&self, id: &str) -> Result<Option<SessionState>> {
+        let _reading = self.reading_blocks();
+        let runs: Vec<u64> = self.runs().runs.iter().map(|r| r.id).collect();
+        for run in runs {
+            let (from, to) = (run_prefix(run), block_key(run, id));
+            let found = self.guarded("reading packed sessions", || {
+                self.db.range(from.as_slice()..=to.as_slice()).next_back().transpose()
+            })?;
+            let Some((_, block)) = found else { continue };
+            if let Some(rest) = self.packed(BlockReader::new(&block).find(id))? {
+                return self.packed(Entry { id: id.to_string(), rest }.state()).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The entries of run `run`, in id order.
+    fn run_entries(&self, run: u64) -> RunIter<'_> {
+        let blocks =
+            Guarded::new(self.db.scan_prefix(run_prefix(run)).values(), &self.path, &self.failed.broken);
+        Box::new(blocks.flat_map(move |block| match block {
+            Ok(block) => BlockReader::new(&block).map(|e| self.packed(e)).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        }))
+    }
+
+    /// Every ended session's newest entry, in id order, including those
+    /// active again (callers skip them). Blocks are not removed meanwhile.
+    pub(super) fn ended_entries(&self) -> impl Iterator<Item = Result<Entry>> + '_ {
+        let reading = self.reading_blocks();
+        let runs: Vec<u64> = self.runs().runs.iter().map(|r| r.id).collect();
+        let merged = Merged::new(runs.into_iter().map(|run| self.run_entries(run)).collect());
+        Reading { _reading: reading, merged }
+    }
+
+    /// Merges runs while some are due (see `Runs::to_merge`), then removes
+    /// the blocks of the runs replaced. Only the checkpoint's writer calls it.
+    pub(super) fn compact(&self) -> Result<()> {
+        loop {
+            // Not in the loop's head: its guard would live through the merge.
+            let due = self.runs().to_merge();
+            let Some(range) = due else { break };
+            self.merge(range)?;
+        }
+        self.collect_garbage()
+    }
+
+    fn merge(&self, range: Range<usize>) -> Result<()> {
+        let mut runs = self.runs().clone();
+        let inputs: Vec<RunInfo> = runs.runs[range.clone()].to_vec();
+        let run = runs.next_id;
+        let merged = Merged::new(inputs.iter().map(|r| self.run_entries(r.id)).collect());
+        let sink = BlockSink { store: self, run, batch: sled::Batch::default(), staged: 0 };
+        let sessions = sink.pack(merged)?;
+        runs.replace(range, sessions);
+        let manifest = codec::encode(&runs)?;
+        self.guarded("recording merged sessions", || self.db.insert(RUNS_KEY, manifest))?;
+        tracing::debug!(runs = inputs.len(), sessions, "merged runs of ended sessions");
+        *self.runs() = runs;
+        Ok(())
+    }
+
+    /// Removes the blocks of runs a merge replaced, unless something is
+    /// reading blocks (then a later call does).
+    fn collect_garbage(&self) -> Result<()> {
+        let garbage = self.runs().garbage.clone();
+        if garbage.is_empty() {
+            return Ok(());
+        }
+        let Ok(_alone) = self.blocks.try_write() else { return Ok(()) };
+        for &run in &garbage {
+            let mut batch = sled::Batch::default();
+            let keys =
+                Guarded::new(self.db.scan_prefix(run_prefix(run)).keys(), &self.path, &self.failed.broken);
+            for key in keys {
+                batch.remove(key?);
+            }
+            self.guarded("removing merged runs", || self.db.apply_batch(batch))?;
+        }
+        let mut runs = self.runs().clone();
+        runs.garbage.retain(|g| !garbage.contains(g));
+        let manifest = codec::encode(&runs)?;
+        self.guarded("recording merged runs removed", || self.db.insert(RUNS_KEY, manifest))?;
+        *self.runs() = runs;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(levels: &[u32]) -> Runs {
+        let runs = levels
+            .iter()
+            .enumerate()
+            .map(|(i, &level)| RunInfo { id: i as u64, level, sessions: 1000 })
+            .collect();
+        Runs { next_id: levels.len() as u64, runs, garbage: Vec::new() }
+    }
+
+    /// The lowest level with four runs merges; fewer wait; too many runs
+    /// merge whole.
+    #[test]
+    fn four_runs_of_one_level_merge() {
+        assert_eq!(runs(&[0, 0, 0, 1, 1, 1]).to_merge(), None);
+        assert_eq!(runs(&[0, 0, 0, 0, 1, 2]).to_merge(), Some(0..4));
+        assert_eq!(runs(&[0, 1, 1, 1, 1, 2, 2, 2, 2]).to_merge(), Some(1..5));
+        let many: Vec<u32> = (0..25).map(|i| i / 3).collect();
+        assert_eq!(runs(&many).to_merge(), Some(0..25));
+    }
+
+    /// A level's count never reaches the fan-in between merges: after any
+    /// number of checkpoints the runs stay few and in level order.
+    #[test]
+    fn checkpoints_leave_few_runs_in_level_order() {
+        let mut all = Runs::default();
+        for n in 1..=5000u64 {
+            all.add(1000);
+            while let Some(range) = all.to_merge() {
+                all.replace(range, 0);
+            }
+            assert!(all.runs.windows(2).all(|w| w[0].level <= w[1].level), "after {n}");
+            assert!(all.runs.len() <= 3 * 7, "{} runs after {n}", all.runs.len());
+        }
+    }
+}
