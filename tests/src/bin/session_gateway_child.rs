@@ -3,6 +3,8 @@
 //! killed, process left), then chats forever: starts sessions on a few keys
 //! (superseding), touches some, resets some, printing `started <id>` once a
 //! start is durable. The parent kills it with SIGKILL at random moments.
+//! `BOOKEND_CHILD_CHECKPOINT_EVERY` sets how many events wait for a
+//! checkpoint (small: many runs, and merges of them, in the store).
 
 use std::io::Write;
 
@@ -10,7 +12,11 @@ use bookend_projector::{EndReason, SessionJournal, SessionJournalOptions, Start}
 
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: session-gateway-child DIR");
-    let journal = SessionJournal::open(&dir, SessionJournalOptions::default()).expect("open session journal");
+    let mut options = SessionJournalOptions::default();
+    if let Some(every) = std::env::var("BOOKEND_CHILD_CHECKPOINT_EVERY").ok().and_then(|v| v.parse().ok()) {
+        options.checkpoint_every_events = every;
+    }
+    let journal = SessionJournal::open(&dir, options).expect("open session journal");
     let mut out = std::io::stdout().lock();
     let pid = std::process::id();
     for n in 0u64.. {
