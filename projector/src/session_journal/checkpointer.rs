@@ -49,19 +49,48 @@ impl BackgroundCheckpoints {
         let thread = std::thread::Builder::new()
             .name("bookend-checkpoint".into())
             .spawn(move || {
-                for job in job_rx {
+                let mut next = job_rx.recv().ok();
+                while let Some(job) = next {
                     let ids = job.sessions.iter().map(|s| s.id().to_string()).collect();
                     let result =
                         store.save(&job.meta, job.sessions.iter().map(|s| &**s)).map_err(|e| e.to_string());
                     if done_tx.send(CheckpointDone { ids, result }).is_err() {
                         break;
                     }
+                    next = merge_while_idle(&store, &job_rx);
                 }
             })
             .map_err(|e| Error::Io { op: "spawn checkpoint thread for", path: PathBuf::new(), source: e })?;
         background.jobs = Some(jobs);
         background.thread = Some(thread);
         Ok(background)
+    }
+}
+
+/// Merges runs of ended sessions, one merge at a time, while no checkpoint
+/// waits; returns the next checkpoint (`None` once the journal closes).
+/// A checkpoint arriving during a merge waits for that one merge only.
+fn merge_while_idle(
+    store: &ProjectionStore,
+    jobs: &std::sync::mpsc::Receiver<CheckpointJob>,
+) -> Option<CheckpointJob> {
+    loop {
+        match jobs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+        }
+        match store.merge_step() {
+            Ok(true) => {}
+            Ok(false) => return jobs.recv().ok(),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "could not merge runs of ended sessions; they stay as they are, and lookups of old sessions read more of them"
+                );
+                return jobs.recv().ok();
+            }
+        }
     }
 }
 

@@ -150,7 +150,8 @@ impl<'a> BlockReader<'a> {
     pub fn find(mut self, id: &str) -> Result<Option<Vec<u8>>> {
         while self.at < self.bytes.len() {
             let rest = self.next_raw()?;
-            match self.id()?.cmp(id) {
+            // Bytes compare as the strings do; no need to check UTF-8 here.
+            match self.id.as_slice().cmp(id.as_bytes()) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => return Ok(Some(rest.to_vec())),
                 std::cmp::Ordering::Greater => return Ok(None),

@@ -22,6 +22,7 @@ mod block;
 mod guard;
 mod known_ids;
 mod merge;
+mod run_filter;
 mod runs;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -139,6 +140,8 @@ pub struct ProjectionStore {
     blocks: Arc<RwLock<()>>,
     /// Held by a checkpoint's save and the merges after it.
     writing: Arc<Mutex<()>>,
+    /// Runs' Bloom filters read so far (see `run_filter.rs`).
+    filters: Arc<Mutex<run_filter::Filters>>,
 }
 
 impl std::fmt::Debug for ProjectionStore {
@@ -196,6 +199,7 @@ impl ProjectionStore {
             runs: Arc::default(),
             blocks: Arc::default(),
             writing: Arc::default(),
+            filters: Arc::default(),
         };
         store.load_runs()?;
         Ok(store)
@@ -418,6 +422,7 @@ impl ProjectionStore {
         self.known.reset(0, false);
         self.guarded("clearing", || self.db.clear())?;
         *self.runs() = runs::Runs::default();
+        self.filters().clear();
         if let Some(id) = id {
             self.adopt(id)?;
         }

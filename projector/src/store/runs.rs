@@ -1,14 +1,16 @@
 //! Ended sessions in runs: each checkpoint writes the sessions it saves
 //! that have ended as one new run, their entries packed in id order into
-//! blocks of about 4 KiB (`block.rs`), one sled value a block, under
+//! blocks of about 2 KiB (`block.rs`), one sled value a block, under
 //! `r/<run id><first id in the block>`. The manifest (`runs`) lists the
 //! runs newest first; it is written in the checkpoint's last batch, with the
 //! meta record, so a run exists only once its checkpoint does.
 //!
 //! A session stored in several runs (ended, changed again, saved again) is
-//! read from the newest; one active again is read from its `a/` record,
-//! which shadows its runs. A checkpoint's run is of level 0; four runs of
-//! one level are merged (`compact`) into one of the next, keeping each
+//! read from the newest (runs whose first and last ids do not bracket an
+//! id, or whose filter rules it out, are skipped: `run_filter.rs`); one
+//! active again is read from its `a/` record, which shadows its runs. A
+//! checkpoint's run is of level 0; four runs of one level are merged
+//! (`merge_step`, between checkpoints) into one of the next, keeping each
 //! session's newest entry, so the runs are in level order, newest first, a
 //! history of N sessions has O(log N) runs, and each entry is rewritten
 //! O(log N) times, as one sequential stream, never key by key.
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::block::{BlockReader, BlockWriter, Entry};
 use super::guard::Guarded;
 use super::merge::{Merged, RunIter};
+use super::run_filter::{FILTER_KEYS_END, RunFilter, filter_key, new_filter};
 use super::{ProjectionStore, reclaim_sled_garbage, store_error};
 use crate::error::{Error, Result};
 use crate::session::SessionState;
@@ -126,12 +129,21 @@ impl Runs {
     }
 }
 
-/// Blocks being written to sled, `BLOCKS_PER_BATCH` a batch.
+/// Blocks being written to sled, `BLOCKS_PER_BATCH` a batch, and the
+/// run's filter, written with the last of them.
 struct BlockSink<'a> {
     store: &'a ProjectionStore,
     run: u64,
     batch: sled::Batch,
     staged: usize,
+    filter: RunFilter,
+}
+
+impl<'a> BlockSink<'a> {
+    /// A sink for run `run` of about `expected` sessions.
+    fn new(store: &'a ProjectionStore, run: u64, expected: u64) -> BlockSink<'a> {
+        BlockSink { store, run, batch: sled::Batch::default(), staged: 0, filter: new_filter(expected) }
+    }
 }
 
 impl BlockSink<'_> {
@@ -158,13 +170,15 @@ impl BlockSink<'_> {
                 self.put(block)?;
             }
             count += 1;
+            self.filter.insert(entry.id.as_str());
             first.get_or_insert_with(|| entry.id.clone());
             last = entry.id;
         }
         if let Some(block) = writer.finish() {
             self.put(block)?;
         }
-        let batch = std::mem::take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.insert(filter_key(self.run), super::run_filter::encode(&self.filter)?);
         self.store.guarded("writing packed sessions", || self.store.db.apply_batch(batch))?;
         Ok((count, first.unwrap_or_default(), last))
     }
@@ -181,16 +195,6 @@ impl Iterator for Reading<'_> {
 
     fn next(&mut self) -> Option<Result<Entry>> {
         self.merged.next()
-    }
-}
-
-/// Frees what sled retired while reading blocks: a leaf it read in and
-/// later evicted waits for crossbeam-epoch, which frees a few bags of them
-/// each time a thread pins. Without this, 10 000 lookups of old sessions
-/// left ~350 MiB of evicted leaves behind.
-fn reclaim_read_garbage() {
-    for _ in 0..4 {
-        crossbeam_epoch::pin().flush();
     }
 }
 
@@ -217,11 +221,14 @@ impl ProjectionStore {
             None => Runs::default(),
             Some(bytes) => codec::decode(&bytes).map_err(|e| self.store_err(e))?,
         };
-        let from = run_prefix(runs.next_id);
-        let orphans = self.db.range(from.as_slice()..RUN_KEYS_END).keys();
         let mut batch = sled::Batch::default();
-        for key in Guarded::new(orphans, &self.path, &self.failed.broken) {
-            batch.remove(key?);
+        for (from, end) in
+            [(run_prefix(runs.next_id), RUN_KEYS_END), (filter_key(runs.next_id), FILTER_KEYS_END)]
+        {
+            let orphans = self.db.range(from.as_slice()..end).keys();
+            for key in Guarded::new(orphans, &self.path, &self.failed.broken) {
+                batch.remove(key?);
+            }
         }
         self.guarded("removing blocks of an unfinished run", || self.db.apply_batch(batch))?;
         *self.runs() = runs;
@@ -240,7 +247,7 @@ impl ProjectionStore {
         ended.dedup_by(|later, earlier| later.id == earlier.id);
         let mut runs = self.runs().clone();
         let run = runs.next_id;
-        let sink = BlockSink { store: self, run, batch: sled::Batch::default(), staged: 0 };
+        let sink = BlockSink::new(self, run, ended.len() as u64);
         let packed = sink.pack(ended.into_iter().map(Ok))?;
         runs.add(packed);
         Ok(Some(runs))
@@ -257,12 +264,14 @@ impl ProjectionStore {
             .map(|r| r.id)
             .collect();
         for run in runs {
+            if !self.may_hold(run, id)? {
+                continue;
+            }
             let (from, to) = (run_prefix(run), block_key(run, id));
             let found = self.guarded("reading packed sessions", || {
                 self.db.range(from.as_slice()..=to.as_slice()).next_back().transpose()
             })?;
             let Some((_, block)) = found else { continue };
-            reclaim_read_garbage();
             if let Some(rest) = self.packed(BlockReader::new(&block).find(id))? {
                 return self.packed(Entry { id: id.to_string(), rest }.state()).map(Some);
             }
@@ -274,12 +283,9 @@ impl ProjectionStore {
     fn run_entries(&self, run: u64) -> RunIter<'_> {
         let blocks =
             Guarded::new(self.db.scan_prefix(run_prefix(run)).values(), &self.path, &self.failed.broken);
-        Box::new(blocks.flat_map(move |block| {
-            reclaim_read_garbage();
-            match block {
-                Ok(block) => BlockReader::new(&block).map(|e| self.packed(e)).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e)],
-            }
+        Box::new(blocks.flat_map(move |block| match block {
+            Ok(block) => BlockReader::new(&block).map(|e| self.packed(e)).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
         }))
     }
 
@@ -293,15 +299,23 @@ impl ProjectionStore {
     }
 
     /// Merges runs while some are due (see `Runs::to_merge`), then removes
-    /// the blocks of the runs replaced. Only the checkpoint's writer calls it.
-    pub(super) fn compact(&self) -> Result<()> {
-        loop {
-            // Not in the loop's head: its guard would live through the merge.
-            let due = self.runs().to_merge();
-            let Some(range) = due else { break };
-            self.merge(range)?;
+    /// the blocks of the runs replaced.
+    pub fn compact(&self) -> Result<()> {
+        while self.merge_step()? {}
+        Ok(())
+    }
+
+    /// One merge of runs, if one is due (`true`); else removes the blocks
+    /// of runs merged before, if nothing reads them (`false`). A merge
+    /// writes at most `MERGE_SESSIONS_MAX` sessions, so the checkpoint
+    /// thread runs these between checkpoints without holding one up long.
+    pub fn merge_step(&self) -> Result<bool> {
+        let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let due = self.runs().to_merge();
+        match due {
+            Some(range) => self.merge(range).map(|()| true),
+            None => self.collect_garbage().map(|()| false),
         }
-        self.collect_garbage()
     }
 
     fn merge(&self, range: Range<usize>) -> Result<()> {
@@ -309,7 +323,7 @@ impl ProjectionStore {
         let inputs: Vec<RunInfo> = runs.runs[range.clone()].to_vec();
         let run = runs.next_id;
         let merged = Merged::new(inputs.iter().map(|r| self.run_entries(r.id)).collect());
-        let sink = BlockSink { store: self, run, batch: sled::Batch::default(), staged: 0 };
+        let sink = BlockSink::new(self, run, inputs.iter().map(|r| r.sessions).sum());
         let packed = sink.pack(merged)?;
         let sessions = packed.0;
         runs.replace(range, packed);
@@ -335,7 +349,9 @@ impl ProjectionStore {
             for key in keys {
                 batch.remove(key?);
             }
+            batch.remove(filter_key(run));
             self.guarded("removing merged runs", || self.db.apply_batch(batch))?;
+            self.filters().remove(&run);
         }
         let mut runs = self.runs().clone();
         runs.garbage.retain(|g| !garbage.contains(g));

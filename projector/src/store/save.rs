@@ -1,6 +1,7 @@
 //! Saving a checkpoint: the ended sessions as a new run (`runs.rs`), the
 //! active ones under `a/`, their index keys, the run manifest and the meta
-//! record; then the merges of runs that are due.
+//! record. Merging the runs is the caller's next step (`compact`, or
+//! `merge_step` between checkpoints).
 //!
 //! The new run's blocks are written first; nothing names them until the
 //! last batch, which holds the manifest and the meta record. The index
@@ -34,8 +35,7 @@ impl ProjectionStore {
     /// Writes `sessions` (active ones under `a/`, the others as a new run),
     /// the awaiting index keys and `meta`: the run's blocks, then one atomic
     /// batch, or, for more than [`SAVE_CHUNK_SESSIONS`], batches bracketed
-    /// by the in-progress record (see the module's comment). Then merges
-    /// the runs that are due.
+    /// by the in-progress record (see the module's comment).
     pub fn save<'a>(
         &self,
         meta: &StoredMeta,
@@ -77,7 +77,6 @@ impl ProjectionStore {
             *self.runs() = runs;
         }
         self.known.insert(sessions.iter().map(|s| s.id()));
-        self.compact()?;
         Ok(sessions.len())
     }
 }

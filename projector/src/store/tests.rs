@@ -123,6 +123,7 @@ fn sessions_read_back_as_last_saved_while_runs_merge() {
             model.values().filter(|s| s.active).map(|s| s.id().to_string()).collect();
         let meta = StoredMeta::of(&Meta { last_lsn: round + 1, active, ..Meta::default() });
         store.save(&meta, changed.iter()).unwrap();
+        store.compact().unwrap();
         for id in ["s00000", "s00003", &format!("s{:05}", round * 40 + 39)] {
             assert_eq!(store.session(id).unwrap().as_ref(), model.get(id), "{id} after round {round}");
         }
@@ -165,6 +166,7 @@ fn blocks_no_run_owns_are_removed() {
     for n in 0..4 {
         let s = session(&format!("z{n}"), false, Some(EndReason::Completed));
         store.save(&StoredMeta::of(&Meta { last_lsn: 2 + n, ..Meta::default() }), [s].iter()).unwrap();
+        store.compact().unwrap();
     }
     assert!(!store.runs().garbage.is_empty(), "removed under a reader");
     assert_eq!(listing.count(), 1);

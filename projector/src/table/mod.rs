@@ -211,12 +211,15 @@ impl SessionTable {
     /// sessions written. Without a store, ended sessions are packed in
     /// memory instead, and 0 is returned.
     pub fn save(&mut self, meta: &Meta) -> Result<usize> {
-        let Some(store) = self.store.as_ref() else {
+        let Some(store) = self.store.clone() else {
             self.pack_ended();
             return Ok(0);
         };
         let written = store.save(&crate::store::StoredMeta::of(meta), self.dirty())?;
         self.checkpointed();
+        // On this path (a fold, or checkpoints without their own thread)
+        // the merges that are due run now.
+        store.compact()?;
         Ok(written)
     }
 
