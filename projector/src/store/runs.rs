@@ -110,18 +110,14 @@ impl Runs {
         None
     }
 
-    /// Records a checkpoint's run, the newest (its id is `next_id`).
-    fn add(&mut self, (sessions, first, last): Packed) {
-        let id = self.next_id;
-        self.next_id += 1;
+    /// Records checkpoint run `id` (reserved), the newest.
+    fn add(&mut self, id: u64, (sessions, first, last): Packed) {
         self.runs.insert(0, RunInfo { id, level: 0, sessions, first, last });
     }
 
-    /// Records the merge of the runs at `range` into one (its id is
-    /// `next_id`), in their place; they become garbage.
-    fn replace(&mut self, range: Range<usize>, (sessions, first, last): Packed) {
-        let id = self.next_id;
-        self.next_id += 1;
+    /// Records merged run `id` (reserved) in place of the runs at `range`,
+    /// which become garbage.
+    fn replace(&mut self, range: Range<usize>, id: u64, (sessions, first, last): Packed) {
         let level = self.runs[range.clone()].iter().map(|r| r.level).max().unwrap_or(0) + 1;
         let run = RunInfo { id, level, sessions, first, last };
         let merged: Vec<RunInfo> = self.runs.splice(range, [run]).collect();
@@ -245,12 +241,49 @@ impl ProjectionStore {
         }
         ended.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         ended.dedup_by(|later, earlier| later.id == earlier.id);
+        let run = self.reserve_run_id();
+        let packed = self.write_run(run, ended.len() as u64, ended.into_iter().map(Ok))?;
         let mut runs = self.runs().clone();
-        let run = runs.next_id;
-        let sink = BlockSink::new(self, run, ended.len() as u64);
-        let packed = sink.pack(ended.into_iter().map(Ok))?;
-        runs.add(packed);
+        runs.add(run, packed);
         Ok(Some(runs))
+    }
+
+    /// A run id no run of this store has had: ids are taken in memory
+    /// first, so a write cut short by an error leaves its blocks under an id
+    /// never used again (at or past the `next_id` on disk, so the next open
+    /// removes them, if the write after could not).
+    fn reserve_run_id(&self) -> u64 {
+        let mut runs = self.runs();
+        runs.next_id += 1;
+        runs.next_id - 1
+    }
+
+    /// Writes run `run` of about `expected` entries; on an error, tries to
+    /// remove what it wrote.
+    fn write_run(
+        &self,
+        run: u64,
+        expected: u64,
+        entries: impl Iterator<Item = Result<Entry>>,
+    ) -> Result<Packed> {
+        let written = BlockSink::new(self, run, expected).pack(entries);
+        if written.is_err() {
+            let _ = self.remove_run(run);
+        }
+        written
+    }
+
+    /// Removes the blocks and the filter of run `run`.
+    fn remove_run(&self, run: u64) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let keys = Guarded::new(self.db.scan_prefix(run_prefix(run)).keys(), &self.path, &self.failed.broken);
+        for key in keys {
+            batch.remove(key?);
+        }
+        batch.remove(filter_key(run));
+        self.guarded("removing a run", || self.db.apply_batch(batch))?;
+        self.filters().remove(&run);
+        Ok(())
     }
 
     /// The newest stored entry of the ended session `id`, from the runs.
@@ -319,14 +352,13 @@ impl ProjectionStore {
     }
 
     fn merge(&self, range: Range<usize>) -> Result<()> {
-        let mut runs = self.runs().clone();
-        let inputs: Vec<RunInfo> = runs.runs[range.clone()].to_vec();
-        let run = runs.next_id;
+        let inputs: Vec<RunInfo> = self.runs().runs[range.clone()].to_vec();
+        let run = self.reserve_run_id();
         let merged = Merged::new(inputs.iter().map(|r| self.run_entries(r.id)).collect());
-        let sink = BlockSink::new(self, run, inputs.iter().map(|r| r.sessions).sum());
-        let packed = sink.pack(merged)?;
+        let packed = self.write_run(run, inputs.iter().map(|r| r.sessions).sum(), merged)?;
+        let mut runs = self.runs().clone();
         let sessions = packed.0;
-        runs.replace(range, packed);
+        runs.replace(range, run, packed);
         let manifest = codec::encode(&runs)?;
         self.guarded("recording merged sessions", || self.db.insert(RUNS_KEY, manifest))?;
         tracing::debug!(runs = inputs.len(), sessions, "merged runs of ended sessions");
@@ -343,15 +375,7 @@ impl ProjectionStore {
         }
         let Ok(_alone) = self.blocks.try_write() else { return Ok(()) };
         for &run in &garbage {
-            let mut batch = sled::Batch::default();
-            let keys =
-                Guarded::new(self.db.scan_prefix(run_prefix(run)).keys(), &self.path, &self.failed.broken);
-            for key in keys {
-                batch.remove(key?);
-            }
-            batch.remove(filter_key(run));
-            self.guarded("removing merged runs", || self.db.apply_batch(batch))?;
-            self.filters().remove(&run);
+            self.remove_run(run)?;
         }
         let mut runs = self.runs().clone();
         runs.garbage.retain(|g| !garbage.contains(g));
@@ -393,7 +417,7 @@ mod tests {
             r.sessions = MERGE_SESSIONS_MAX / 2;
         }
         assert_eq!(big.to_merge(), None);
-        big.add((10, "a".into(), "b".into()));
+        big.add(8, (10, "a".into(), "b".into()));
         assert_eq!(big.to_merge(), Some(0..4));
     }
 
@@ -403,10 +427,12 @@ mod tests {
     fn checkpoints_leave_few_runs_in_level_order() {
         let mut all = Runs::default();
         for n in 1..=5000u64 {
-            all.add((1000, "a".into(), "z".into()));
+            all.next_id += 1;
+            all.add(all.next_id - 1, (1000, "a".into(), "z".into()));
             while let Some(range) = all.to_merge() {
                 let sessions = all.runs[range.clone()].iter().map(|r| r.sessions).sum();
-                all.replace(range, (sessions, "a".into(), "z".into()));
+                all.next_id += 1;
+                all.replace(range, all.next_id - 1, (sessions, "a".into(), "z".into()));
             }
             assert!(all.runs.windows(2).all(|w| w[0].level <= w[1].level), "after {n}");
             // Three a level below the size bound, then one per quarter of it.
