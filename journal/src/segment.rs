@@ -230,6 +230,7 @@ impl SegmentCursor {
             self.buf.drain(..rel);
             self.buf_start = self.offset;
         }
+        let want = self.within_file(want)?;
         while self.buf.len() < want {
             let have = self.buf.len();
             // Fill to the read size (or to `want`, for a frame bigger than
@@ -254,6 +255,19 @@ impl SegmentCursor {
             }
         }
         Ok(self.buf.len())
+    }
+
+    /// `want`, or less if the file does not hold that many bytes past the
+    /// buffer's start. Only a frame longer than the read size asks: its
+    /// length came from disk and may be anything up to the frame limit, and
+    /// must not size an allocation past the file's end.
+    fn within_file(&self, want: usize) -> Result<usize> {
+        if want <= self.read_size {
+            return Ok(want);
+        }
+        let size = self.file.size().ctx("read the size of", &self.path)?;
+        let held = usize::try_from(size.saturating_sub(self.buf_start)).unwrap_or(usize::MAX);
+        Ok(want.min(held.max(self.buf.len())))
     }
 
     /// Reads the frame at the current offset. A returned frame is consumed

@@ -250,8 +250,10 @@ impl ProjectionStore {
 
     /// A run id no run of this store has had: ids are taken in memory
     /// first, so a write cut short by an error leaves its blocks under an id
-    /// never used again (at or past the `next_id` on disk, so the next open
-    /// removes them, if the write after could not).
+    /// never used again. `write_run` then removes them; if that fails too,
+    /// they are never read, and the next open removes them unless a
+    /// manifest written since has moved `next_id` past them (then they stay
+    /// until the store is rebuilt).
     fn reserve_run_id(&self) -> u64 {
         let mut runs = self.runs();
         runs.next_id += 1;
