@@ -388,9 +388,17 @@ impl ProjectionStore {
             self.lookups_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(None);
         }
-        // An `a/` record shadows the runs: the session is active again.
-        let key = prefixed(ACTIVE_PREFIX, id);
-        if let Some(bytes) = self.guarded("reading a session", || self.db.get(key))? {
+        // An `a/` record shadows the runs: the session is active again. Once
+        // the index keys are known, only an id among them can have one (not
+        // waited for while a checkpoint holds them: then sled is asked).
+        let maybe_active = match self.indexed.try_lock() {
+            Ok(indexed) => indexed.as_ref().is_none_or(|ix| ix.active.contains(id)),
+            Err(_) => true,
+        };
+        if maybe_active
+            && let Some(bytes) =
+                self.guarded("reading a session", || self.db.get(prefixed(ACTIVE_PREFIX, id)))?
+        {
             return codec::decode(&bytes).map(Some).map_err(|e| self.store_err(e));
         }
         self.find_ended(id)
