@@ -316,11 +316,9 @@ impl ProjectionStore {
             }
         };
         let active = self.index(ACTIVE_PREFIX)?;
-        let ended = self.ended_entries().filter_map(|e| match e {
-            Ok(e) if active.contains(&e.id) => None,
-            other => Some(other.map(|e| e.id)),
-        });
-        for id in active.iter().cloned().map(Ok).chain(ended) {
+        let active_ids: Vec<String> = active.iter().cloned().collect();
+        let ended = self.ended_unshadowed(active).map(|e| e.map(|e| e.id));
+        for id in active_ids.into_iter().map(Ok).chain(ended) {
             if self.known.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(None);
             }

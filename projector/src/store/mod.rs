@@ -157,6 +157,22 @@ fn is_lock_conflict(e: &sled::Error) -> bool {
         if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock"))
 }
 
+/// `prefix` then run id `run` (big-endian, so keys sort by run).
+fn run_key(prefix: &[u8], run: u64) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&run.to_be_bytes());
+    key
+}
+
+/// The first key after every key under `prefix` (which ends below 0xff).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
 fn prefixed(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut key = prefix.to_vec();
     key.extend_from_slice(id.as_bytes());
@@ -415,10 +431,7 @@ impl ProjectionStore {
             Ok(active) => (active, None),
             Err(e) => (BTreeSet::new(), Some(Err(e))),
         };
-        let ended = self
-            .ended_entries()
-            .filter(move |entry| !entry.as_ref().is_ok_and(|entry| active.contains(&entry.id)))
-            .map(move |entry| self.packed(entry?.state()));
+        let ended = self.ended_unshadowed(active).map(move |entry| self.packed(entry?.state()));
         failed.into_iter().chain(self.active_sessions()).chain(ended)
     }
 

@@ -17,8 +17,6 @@ use super::ProjectionStore;
 use crate::error::Result;
 
 pub(super) const FILTER_PREFIX: &[u8] = b"b/";
-/// The first key after every `b/` key ('0' follows '/').
-pub(super) const FILTER_KEYS_END: &[u8] = b"b0";
 /// Fixed, since filters are stored and read back by other processes.
 const SEED: u64 = 0x626f_6f6b_656e_6421;
 const FALSE_POSITIVE: f64 = 0.01;
@@ -36,9 +34,7 @@ struct StoredFilter {
 }
 
 pub(super) fn filter_key(run: u64) -> Vec<u8> {
-    let mut key = FILTER_PREFIX.to_vec();
-    key.extend_from_slice(&run.to_be_bytes());
-    key
+    super::run_key(FILTER_PREFIX, run)
 }
 
 /// An empty filter for about `expected` ids.

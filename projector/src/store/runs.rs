@@ -20,6 +20,7 @@
 //! removed at open; runs a merge replaced are listed as `garbage` until
 //! their blocks are removed, which waits while anything reads blocks.
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::{MutexGuard, RwLockReadGuard};
 
@@ -29,15 +30,13 @@ use serde::{Deserialize, Serialize};
 use super::block::{BlockReader, BlockWriter, Entry};
 use super::guard::Guarded;
 use super::merge::{Merged, RunIter};
-use super::run_filter::{FILTER_KEYS_END, RunFilter, filter_key, new_filter};
+use super::run_filter::{FILTER_PREFIX, RunFilter, filter_key, new_filter};
 use super::{ProjectionStore, reclaim_sled_garbage, store_error};
 use crate::error::{Error, Result};
 use crate::session::SessionState;
 
 pub(super) const RUNS_KEY: &[u8] = b"runs";
 const RUN_PREFIX: &[u8] = b"r/";
-/// The first key after every `r/` key ('0' follows '/').
-const RUN_KEYS_END: &[u8] = b"r0";
 /// Runs of one level merged at once.
 const MERGE_FAN_IN: usize = 4;
 /// A merge writes at most this many sessions: runs that would merge into a
@@ -78,9 +77,7 @@ pub(crate) struct RunInfo {
 pub(crate) type Packed = (u64, String, String);
 
 fn run_prefix(run: u64) -> Vec<u8> {
-    let mut key = RUN_PREFIX.to_vec();
-    key.extend_from_slice(&run.to_be_bytes());
-    key
+    super::run_key(RUN_PREFIX, run)
 }
 
 fn block_key(run: u64, first: &str) -> Vec<u8> {
@@ -218,10 +215,11 @@ impl ProjectionStore {
             Some(bytes) => codec::decode(&bytes).map_err(|e| self.store_err(e))?,
         };
         let mut batch = sled::Batch::default();
-        for (from, end) in
-            [(run_prefix(runs.next_id), RUN_KEYS_END), (filter_key(runs.next_id), FILTER_KEYS_END)]
+        for (from, prefix) in
+            [(run_prefix(runs.next_id), RUN_PREFIX), (filter_key(runs.next_id), FILTER_PREFIX)]
         {
-            let orphans = self.db.range(from.as_slice()..end).keys();
+            let end = super::prefix_end(prefix);
+            let orphans = self.db.range(from.as_slice()..end.as_slice()).keys();
             for key in Guarded::new(orphans, &self.path, &self.failed.broken) {
                 batch.remove(key?);
             }
@@ -331,6 +329,16 @@ impl ProjectionStore {
         let runs: Vec<u64> = self.runs().runs.iter().map(|r| r.id).collect();
         let merged = Merged::new(runs.into_iter().map(|run| self.run_entries(run)).collect());
         Reading { _reading: reading, merged }
+    }
+
+    /// `ended_entries` without the sessions in `active`, whose `a/` records
+    /// shadow their runs.
+    pub(super) fn ended_unshadowed(
+        &self,
+        active: BTreeSet<String>,
+    ) -> impl Iterator<Item = Result<Entry>> + '_ {
+        self.ended_entries()
+            .filter(move |entry| !entry.as_ref().is_ok_and(|entry| active.contains(&entry.id)))
     }
 
     /// Merges runs while some are due (see `Runs::to_merge`), then removes
