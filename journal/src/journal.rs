@@ -96,7 +96,9 @@ impl Journal {
         let turns = options.shared_writers.then(|| writer::Turns::new(&dir));
         let report = start.report;
         let last_lsn = start.segment.last_lsn;
-        let shared = Arc::new(Shared::new(dir, fs, start.manifest, last_lsn)?);
+        let mut shared = Shared::new(dir, fs, start.manifest, last_lsn)?;
+        shared.seek = start.seek;
+        let shared = Arc::new(shared);
         let pipeline =
             Arc::new(Pipeline::new(Writer::new(shared.clone(), options.clone(), start.segment, turns)));
         let thread = match writer::spawn(pipeline.clone(), shared.clone(), options.fsyncs_in_flight_max) {

@@ -104,6 +104,8 @@ pub(crate) struct Start {
     pub manifest: Manifest,
     pub report: RecoveryReport,
     pub segment: ActiveStart,
+    /// Frames of the recovered last segment readers may start at.
+    pub seek: Option<crate::reader::SeekPoints>,
 }
 
 /// The active segment the writer starts on.
@@ -141,6 +143,7 @@ pub(crate) fn prepare(
         None => adopt_or_mint(fs, dir, &report, recovered.tail.as_ref())?,
     };
     let tail = recovered.tail;
+    let seek = tail.as_ref().map(|t| t.seek.clone());
     // The next segment to create, and the seal record of the one before it.
     let mut next: Option<(u64, Option<SealRecord>)> = None;
     if let Some(t) = tail.as_ref().filter(|t| t.header.version == 1) {
@@ -183,7 +186,7 @@ pub(crate) fn prepare(
     };
     report.journal_id = Some(manifest.journal_id);
     report.next_lsn = segment.last_lsn + 1;
-    Ok(Start { manifest, report, segment })
+    Ok(Start { manifest, report, segment, seek })
 }
 
 /// A manifest for a journal that has none: a new one, one written before

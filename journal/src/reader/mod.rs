@@ -22,6 +22,7 @@
 
 mod follower;
 mod frame;
+mod seek;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub use follower::Follower;
 pub use frame::{FrameView, OwnedFrame};
+pub(crate) use seek::SeekPoints;
 
 use crate::error::{Error, Result};
 use crate::format::{JournalId, Manifest};
@@ -68,6 +70,10 @@ pub struct Reader {
     expected: Option<u64>,
     /// The frame `advance` accepted last: first LSN and count.
     current: (u64, u32),
+    /// Where to start in the segment holding `from_lsn`, if recovery
+    /// checked it at open: (segment's first LSN, a frame's first LSN, its
+    /// offset). Used by the first `position` only.
+    start_at: Option<(u64, u64, u64)>,
 }
 
 /// What to do after the active segment reports its end or a damaged head.
@@ -97,11 +103,16 @@ impl Reader {
             from_lsn: from_lsn.max(1),
             expected: None,
             current: (0, 0),
+            start_at: None,
         }
     }
 
     pub(crate) fn open_bounded(shared: Arc<Shared>, from_lsn: u64) -> Result<Reader> {
         let mut reader = Self::open_with_fs(shared.fs.clone(), &shared.dir, from_lsn);
+        reader.start_at = shared.seek.as_ref().and_then(|points| {
+            let (lsn, offset) = points.before(points.segment_first_lsn, reader.from_lsn)?;
+            Some((points.segment_first_lsn, lsn, offset))
+        });
         reader.bound = Bound::Writer(shared);
         Ok(reader)
     }
@@ -276,6 +287,15 @@ impl Reader {
         let target = self.next_lsn();
         let index = self.segments.iter().rposition(|s| s.first_lsn <= target).unwrap_or(0);
         self.open_segment(index)?;
+        if let Some((segment_first_lsn, lsn, offset)) = self.start_at.take()
+            && self.expected.is_none()
+            && self.segments[index].first_lsn == segment_first_lsn
+            && let Some(cursor) = self.cursor.as_mut()
+        {
+            // Recovery checked every frame before it at open.
+            cursor.seek(offset);
+            self.expected = Some(lsn);
+        }
         Ok(true)
     }
 

@@ -130,6 +130,8 @@ pub(crate) struct Tail {
     /// CRC of its bytes `0..end`.
     pub crc: u32,
     pub last_lsn: u64,
+    /// Frames readers may start at, up to `end` (see `reader::seek`).
+    pub seek: crate::reader::SeekPoints,
 }
 
 /// Acknowledged LSNs found missing while the caller accepts the loss.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::format::SegmentHeader;
 use crate::fs::Fs;
+use crate::reader::SeekPoints;
 use crate::segment::{self, FrameRead, SegmentCursor, SegmentInfo};
 
 use super::{Apply, Broken, Evidence, Options, RecoveryReport, ScanMode, Tail, TornTail};
@@ -36,6 +37,8 @@ pub(super) struct Scan {
     /// The highest durable watermark of its valid frames before the damage.
     pub max_watermark: u64,
     pub damage: Option<Damage>,
+    /// Frames readers may start at (see `reader::seek`).
+    pub seek: SeekPoints,
 }
 
 impl Scan {
@@ -56,6 +59,7 @@ impl Scan {
             let error = Error::corruption(&seg.path, offset, reason);
             return Err(Broken::Frame { segment: seg.clone(), offset, error });
         }
+        self.seek.note(h.first_lsn, offset);
         self.last_lsn = h.last_lsn();
         self.last_frame_offset = offset;
         self.end = offset + h.frame_len() as u64;
@@ -102,6 +106,7 @@ pub(super) fn scan(
         crc: 0,
         max_watermark: 0,
         damage: None,
+        seek: SeekPoints::new(seg.first_lsn),
     };
     let (offset, reason) = loop {
         match cursor.next_frame()? {
@@ -158,6 +163,7 @@ pub(super) fn settle(
         last_frame_offset: scan.last_frame_offset,
         crc: scan.crc,
         last_lsn: scan.last_lsn,
+        seek: scan.seek.clone().end_at(scan.last_lsn + 1, end),
     };
     let Some(damage) = scan.damage.clone() else { return Ok(tail(scan.end)) };
     let before = scan.last_lsn;

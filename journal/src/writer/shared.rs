@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     /// waiting for them may cost (see `Pipeline::gather`).
     last_cohort: AtomicUsize,
     last_fsync_nanos: AtomicU64,
+    /// Frames of the segment recovered at open that readers may start at.
+    pub seek: Option<crate::reader::SeekPoints>,
 }
 
 /// Who waits for which LSN to become durable.
@@ -166,6 +168,7 @@ impl Shared {
             counters: Counters::default(),
             last_cohort: AtomicUsize::new(0),
             last_fsync_nanos: AtomicU64::new(0),
+            seek: None,
         })
     }
 
