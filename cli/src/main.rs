@@ -4,6 +4,10 @@
 
 /// mimalloc instead of glibc malloc: folding a large journal allocates and
 /// frees millions of small strings, where glibc's free dominated `verify`.
+/// Built without transparent huge pages (`no_thp`): sled allocates 40
+/// metrics histograms of 512 KiB at open, and with huge pages each of them
+/// became 2 MiB of zeroed, resident memory (an idle `append` on a
+/// 10M-event journal peaked at 136 MiB instead of 47).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
