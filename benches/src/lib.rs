@@ -1,6 +1,8 @@
 //! Shared pieces of bookend's benches: where bench data lives (a real disk,
 //! never tmpfs) and a representative session-sized event.
 
+pub mod heap;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,9 @@
 //!
 //! `BOOKEND_BENCH_CACHE_BYTES` and `BOOKEND_BENCH_STORE=off` change the
 //! projection store of the bookend scenarios, to see what it costs.
+//! `BOOKEND_BENCH_HEAP=1` adds each scenario's peak live heap (counted by
+//! the allocator, which slows allocation a little): peak RSS minus it is
+//! what the allocator holds on to, plus stacks and the binary.
 //!
 //! The workload: sessions started and ended (two events each), the way a
 //! gateway records them.
@@ -21,9 +24,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bookend_benches::heap::{CountingAlloc, count_if_asked, peak_heap_mib};
 use bookend_benches::{BenchEvent, bench_dir, session_options_from_env, status_mib};
 use bookend_journal::Durability;
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 /// How long each time-bounded scenario runs.
 const RUN_FOR: Duration = Duration::from_secs(4);
@@ -252,11 +259,13 @@ fn run_scenario(name: &str) -> (u64, Duration) {
 }
 
 fn main() {
+    count_if_asked();
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--scenario") {
         let name = &args[pos + 1];
         let (events, elapsed) = run_scenario(name);
-        println!("{events} {} {:.1}", elapsed.as_secs_f64(), status_mib("VmHWM:"));
+        let heap = peak_heap_mib().map_or_else(|| "-".to_string(), |mib| format!("{mib:.1}"));
+        println!("{events} {} {:.1} {heap}", elapsed.as_secs_f64(), status_mib("VmHWM:"));
         return;
     }
     let only: Vec<&String> = args.iter().skip(1).collect();
@@ -269,13 +278,14 @@ fn main() {
         let events: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
         let secs: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(1.0);
         let rss: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let heap = parts.next().unwrap_or("-").to_string();
         eprintln!("{name}: {:.0} events/s", events / secs);
-        rows.push((name.to_string(), events / secs, rss));
+        rows.push((name.to_string(), events / secs, rss, heap));
     }
     let baseline = rows.iter().find(|r| r.0 == "sqlite-full-per-event").map_or(1.0, |r| r.1);
-    println!("| scenario | events/s | × SQLite FULL per-event | peak RSS MiB |");
-    println!("|---|---|---|---|");
-    for (name, rate, rss) in rows {
-        println!("| {name} | {rate:.0} | {:.1} | {rss:.1} |", rate / baseline);
+    println!("| scenario | events/s | × SQLite FULL per-event | peak RSS MiB | peak heap MiB |");
+    println!("|---|---|---|---|---|");
+    for (name, rate, rss, heap) in rows {
+        println!("| {name} | {rate:.0} | {:.1} | {rss:.1} | {heap} |", rate / baseline);
     }
 }
