@@ -49,6 +49,10 @@ impl BackgroundCheckpoints {
         let thread = std::thread::Builder::new()
             .name("bookend-checkpoint".into())
             .spawn(move || {
+                if let Err(e) = store.sync_opened() {
+                    // The next save tries again, and fails as a checkpoint.
+                    tracing::warn!(error = %e, "could not fsync the projection store's files after open");
+                }
                 let mut next = job_rx.recv().ok();
                 while let Some(job) = next {
                     let ids = job.sessions.iter().map(|s| s.id().to_string()).collect();

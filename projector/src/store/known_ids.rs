@@ -269,6 +269,7 @@ impl ProjectionStore {
         if !self.ids_known() {
             return Ok(());
         }
+        self.sync_opened()?;
         let crc = self.write_known_ids_file()?;
         let at = codec::encode(&KnownIdsAt { format: KNOWN_IDS_FORMAT, lsn, crc })?;
         self.guarded("saving the known-ids filter's LSN", || self.db.insert(KNOWN_IDS_AT_KEY, at))?;

@@ -142,6 +142,8 @@ pub struct ProjectionStore {
     writing: Arc<Mutex<()>>,
     /// Runs' Bloom filters read so far (see `run_filter.rs`).
     filters: Arc<Mutex<run_filter::Filters>>,
+    /// What sled changed at open is not fsynced yet (see `sync_opened`).
+    unsynced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for ProjectionStore {
@@ -183,6 +185,14 @@ impl ProjectionStore {
     /// Opens (creating) the store at `path` with a page cache of
     /// `cache_capacity_bytes`, and makes durable what sled left unsynced.
     pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<ProjectionStore> {
+        let store = Self::open_unsynced(path, cache_capacity_bytes)?;
+        store.sync_opened()?;
+        Ok(store)
+    }
+
+    /// Opens the store, leaving what sled changed at open to be fsynced by
+    /// `sync_opened`, which every write calls first.
+    fn open_unsynced(path: &Path, cache_capacity_bytes: u64) -> Result<ProjectionStore> {
         // sled releases its file lock when its background threads finish,
         // a moment after the previous owner in this process dropped it.
         let deadline = std::time::Instant::now() + LOCK_WAIT_MAX;
@@ -200,7 +210,6 @@ impl ProjectionStore {
                 Err(panic) => return Err(panic),
             }
         };
-        sync_tree(path)?;
         let store = ProjectionStore {
             failed: Arc::new(DbGuard {
                 db: Some(db.clone()),
@@ -216,6 +225,7 @@ impl ProjectionStore {
             blocks: Arc::default(),
             writing: Arc::default(),
             filters: Arc::default(),
+            unsynced: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         store.load_runs()?;
         Ok(store)
@@ -230,7 +240,7 @@ impl ProjectionStore {
         cache_capacity_bytes: u64,
         id: Option<JournalId>,
     ) -> Result<ProjectionStore> {
-        let problem = match Self::open(path, cache_capacity_bytes) {
+        let problem = match Self::open_unsynced(path, cache_capacity_bytes) {
             Err(e @ Error::StoreLocked { .. }) => return Err(e),
             Err(e) => ("broken", e.to_string()),
             Ok(store) => match store.check_owner(id) {
@@ -437,6 +447,7 @@ impl ProjectionStore {
 
     /// Removes every record, for a rebuild from LSN 1 (the journal id stays).
     pub fn clear(&self) -> Result<()> {
+        self.sync_opened()?;
         let id = self.journal_id()?;
         let mut indexed = self.indexed();
         *indexed = None;
@@ -457,11 +468,14 @@ impl ProjectionStore {
     /// sled itself leaves unsynced.
     pub fn flush(&self) -> Result<()> {
         self.guarded("flushing", || self.db.flush())?;
-        sync_tree(&self.path)
+        sync_tree(&self.path)?;
+        self.unsynced.store(false, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Stores a gateway projection's state and the LSN it reflects, in one write.
     pub fn save_blob(&self, name: &str, lsn: u64, state: Vec<u8>) -> Result<()> {
+        self.sync_opened()?;
         let record = codec::encode(&BlobRecord { lsn, state })?;
         self.guarded("saving a projection", || self.db.insert(prefixed(BLOB_PREFIX, name), record))?;
         Ok(())

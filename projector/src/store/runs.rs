@@ -353,6 +353,7 @@ impl ProjectionStore {
     /// writes at most `MERGE_SESSIONS_MAX` sessions, so the checkpoint
     /// thread runs these between checkpoints without holding one up long.
     pub fn merge_step(&self) -> Result<bool> {
+        self.sync_opened()?;
         let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let due = self.runs().to_merge();
         match due {

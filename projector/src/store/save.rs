@@ -42,6 +42,7 @@ impl ProjectionStore {
         sessions: impl Iterator<Item = &'a SessionState>,
     ) -> Result<usize> {
         let sessions: Vec<&SessionState> = sessions.collect();
+        self.sync_opened()?;
         let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let runs = self.stage_run(&sessions)?;
         let chunked = sessions.len() > SAVE_CHUNK_SESSIONS;

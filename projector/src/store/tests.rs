@@ -176,3 +176,26 @@ fn blocks_no_run_owns_are_removed() {
     assert_eq!(blocks(&store), 2);
     assert_eq!(store.sessions().count(), 5);
 }
+
+/// The session journal's open (`open_for`) leaves the fsync of what sled
+/// changed at open to later, off the open's path; the first write does it
+/// before writing anything, and a plain `open` does it at once.
+#[test]
+fn what_sled_changed_at_open_is_synced_before_the_first_write() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("projection");
+    let store = ProjectionStore::open(&path, 1 << 20).unwrap();
+    assert!(!store.unsynced.load(Ordering::Acquire), "open syncs at once");
+    drop(store);
+
+    let store = ProjectionStore::open_for(&path, 1 << 20, None).unwrap();
+    assert!(store.unsynced.load(Ordering::Acquire), "open_for leaves the sync to later");
+    store.save(&StoredMeta::of(&Meta { last_lsn: 1, ..Meta::default() }), std::iter::empty()).unwrap();
+    assert!(!store.unsynced.load(Ordering::Acquire), "the first save synced first");
+    drop(store);
+
+    let store = ProjectionStore::open_for(&path, 1 << 20, None).unwrap();
+    store.merge_step().unwrap();
+    assert!(!store.unsynced.load(Ordering::Acquire), "a merge step syncs first too");
+}
