@@ -17,7 +17,7 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
-use common::writers::{Rng, Writer, epoch_of, percentiles, wait_writer_died};
+use common::writers::{Rng, Writer, closed_after_kill, epoch_of, percentiles};
 use serde_json::Value;
 
 const CLI_PROCESSES: usize = 50;
@@ -54,9 +54,8 @@ fn fifty_killed_cli_processes_leak_no_session() {
         for (pid, killed_at) in killed {
             // A process killed before it joined wrote nothing.
             let Some(epoch) = epoch_of(&events, pid) else { continue };
-            let close = wait_writer_died(&dir, epoch, Duration::from_secs(2))
-                .unwrap_or_else(|| panic!("pid {pid} (epoch {epoch}) not closed within 2 s of its kill -9"));
-            latencies.push(close["at"].as_u64().unwrap().saturating_sub(killed_at));
+            let (_, latency) = closed_after_kill(&dir, epoch, killed_at, &format!("pid {pid}"));
+            latencies.push(latency);
         }
     }
     let events = common::tail(&dir, &[]);

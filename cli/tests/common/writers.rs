@@ -174,6 +174,22 @@ pub fn wait_joined(dir: &Path, pid: u32, limit: Duration) -> Option<u64> {
 
 /// The `journal:close` of `epoch` with reason `writer_died`, once it is in
 /// the journal (polled with `bookend tail`, at most `limit`).
+/// The `writer_died` close of `epoch`, which must say it was appended at
+/// most `DETECTION_MAX_MS` after `killed_at` (ms since the epoch). It is
+/// polled for much longer: each poll runs `bookend tail` over the whole
+/// journal, slow on a loaded machine, and what is tested is when the
+/// survivor closed the epoch, not how soon the test saw it.
+pub fn closed_after_kill(dir: &Path, epoch: u64, killed_at: u64, what: &str) -> (Value, u64) {
+    let close = wait_writer_died(dir, epoch, Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("{what}: epoch {epoch} not closed within 15 s of its kill -9"));
+    let latency = close["at"].as_u64().unwrap_or(0).saturating_sub(killed_at);
+    assert!(latency <= DETECTION_MAX_MS, "{what}: epoch {epoch} was closed {latency} ms after its kill -9");
+    (close, latency)
+}
+
+/// How soon after a kill -9 a survivor must close the dead writer's epoch.
+pub const DETECTION_MAX_MS: u64 = 2_000;
+
 pub fn wait_writer_died(dir: &Path, epoch: u64, limit: Duration) -> Option<Value> {
     let deadline = Instant::now() + limit;
     loop {
