@@ -40,23 +40,18 @@ impl SessionJournal {
         dir: impl AsRef<Path>,
         options: SessionJournalOptions,
     ) -> Result<SessionJournal> {
-        let started = Instant::now();
+        let mut times = OpenTimes::start();
         let dir = dir.as_ref();
         let (locked, options) = lock_dir(&fs, dir, options)?;
         let known_id = locked.journal_id()?;
         let store = open_store(dir, &options, known_id)?;
+        let store_ms = times.lap();
         let evidence = gather_evidence(&*fs, dir, known_id, store.as_ref())?;
         let journal = locked.open(options.journal.clone(), evidence)?;
+        let recovery_ms = times.lap();
         let store = settle_store(store, &journal, dir, &options)?;
-        let mut life = Lifecycle::with_table(SessionTable::with_store(store));
-        let from_checkpoint = fold::load_checkpoint(&mut life, journal.next_lsn() - 1)?;
-        // The checkpoint's session count and LSN: the store holds at least
-        // these sessions (the replay below may add more, in memory or saved).
-        let checkpoint = from_checkpoint.then_some((life.meta.sessions_total, life.meta.last_lsn));
-        let tail = journal.reader(life.meta.last_lsn + 1)?;
-        let replayed_events = fold::fold_journal(&mut life, tail, |v| {
-            tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in the journal: {}", v.message);
-        })?;
+        let Loaded { life, from_checkpoint, checkpoint, replayed_events } = load_and_replay(&journal, store)?;
+        let replay_ms = times.lap();
         let background = start_background(&life, checkpoint)?;
         let mut core = Core {
             life,
@@ -67,7 +62,7 @@ impl SessionJournal {
             catch_up: None,
         };
         let (epoch, unclean, crash_recovered, joined) = enter_epoch(&journal, &mut core, &options)?;
-        let open_millis = started.elapsed().as_millis() as u64;
+        let open_millis = times.total();
         let open_report =
             OpenReport { epoch, unclean, crash_recovered, from_checkpoint, replayed_events, open_millis };
         tracing::info!(
@@ -77,6 +72,9 @@ impl SessionJournal {
             from_checkpoint,
             replayed_events,
             open_ms = open_millis,
+            store_ms,
+            recovery_ms,
+            replay_ms,
             "session journal opened"
         );
         let inner = Inner {
@@ -95,6 +93,56 @@ impl SessionJournal {
         journal.rebuild_if_store_failed()?;
         Ok(journal)
     }
+}
+
+/// Where an open's time went, for its log line: opening the projection
+/// store (sled), the journal's recovery, loading the checkpoint and
+/// replaying the tail; the rest is the known-ids filter and the new epoch.
+struct OpenTimes {
+    started: Instant,
+    lap: Instant,
+}
+
+impl OpenTimes {
+    fn start() -> OpenTimes {
+        let now = Instant::now();
+        OpenTimes { started: now, lap: now }
+    }
+
+    /// Milliseconds since the last lap (or the start).
+    fn lap(&mut self) -> u64 {
+        let now = Instant::now();
+        let ms = now.duration_since(self.lap).as_millis() as u64;
+        self.lap = now;
+        ms
+    }
+
+    fn total(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// The state an open folded.
+struct Loaded {
+    life: Lifecycle,
+    from_checkpoint: bool,
+    /// The checkpoint's session count and LSN: the store holds at least
+    /// these sessions (the replay may add more, in memory or saved).
+    checkpoint: Option<(u64, u64)>,
+    replayed_events: u64,
+}
+
+/// The checkpoint in `store` if it is usable, then the journal's tail
+/// after it.
+fn load_and_replay(journal: &Journal, store: Option<ProjectionStore>) -> Result<Loaded> {
+    let mut life = Lifecycle::with_table(SessionTable::with_store(store));
+    let from_checkpoint = fold::load_checkpoint(&mut life, journal.next_lsn() - 1)?;
+    let checkpoint = from_checkpoint.then_some((life.meta.sessions_total, life.meta.last_lsn));
+    let tail = journal.reader(life.meta.last_lsn + 1)?;
+    let replayed_events = fold::fold_journal(&mut life, tail, |v| {
+        tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in the journal: {}", v.message);
+    })?;
+    Ok(Loaded { life, from_checkpoint, checkpoint, replayed_events })
 }
 
 /// The directory's lock: exclusive for a single writer, shared for one of
