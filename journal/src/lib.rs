@@ -38,6 +38,7 @@ mod open;
 mod options;
 mod reader;
 mod recovery;
+mod seek;
 mod segment;
 pub mod sim;
 mod turn;

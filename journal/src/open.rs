@@ -105,7 +105,7 @@ pub(crate) struct Start {
     pub report: RecoveryReport,
     pub segment: ActiveStart,
     /// Frames of the recovered last segment readers may start at.
-    pub seek: Option<crate::reader::SeekPoints>,
+    pub seek: Option<crate::seek::SeekPoints>,
 }
 
 /// The active segment the writer starts on.

@@ -22,7 +22,6 @@
 
 mod follower;
 mod frame;
-mod seek;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +29,6 @@ use std::time::Duration;
 
 pub use follower::Follower;
 pub use frame::{FrameView, OwnedFrame};
-pub(crate) use seek::SeekPoints;
 
 use crate::error::{Error, Result};
 use crate::format::{JournalId, Manifest};

@@ -130,8 +130,8 @@ pub(crate) struct Tail {
     /// CRC of its bytes `0..end`.
     pub crc: u32,
     pub last_lsn: u64,
-    /// Frames readers may start at, up to `end` (see `reader::seek`).
-    pub seek: crate::reader::SeekPoints,
+    /// Frames readers may start at, up to `end` (see `seek.rs`).
+    pub seek: crate::seek::SeekPoints,
 }
 
 /// Acknowledged LSNs found missing while the caller accepts the loss.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::format::SegmentHeader;
 use crate::fs::Fs;
-use crate::reader::SeekPoints;
+use crate::seek::SeekPoints;
 use crate::segment::{self, FrameRead, SegmentCursor, SegmentInfo};
 
 use super::{Apply, Broken, Evidence, Options, RecoveryReport, ScanMode, Tail, TornTail};
@@ -37,7 +37,7 @@ pub(super) struct Scan {
     /// The highest durable watermark of its valid frames before the damage.
     pub max_watermark: u64,
     pub damage: Option<Damage>,
-    /// Frames readers may start at (see `reader::seek`).
+    /// Frames readers may start at (see `seek.rs`).
     pub seek: SeekPoints,
 }
 

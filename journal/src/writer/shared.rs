@@ -88,7 +88,7 @@ pub(crate) struct Shared {
     last_cohort: AtomicUsize,
     last_fsync_nanos: AtomicU64,
     /// Frames of the segment recovered at open that readers may start at.
-    pub seek: Option<crate::reader::SeekPoints>,
+    pub seek: Option<crate::seek::SeekPoints>,
 }
 
 /// Who waits for which LSN to become durable.
