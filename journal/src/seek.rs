@@ -5,8 +5,8 @@
 //! in-process journal from an LSN in that segment starts at the nearest
 //! point before it, instead of reading and checking again every frame
 //! recovery just checked: the open of a session journal reads its tail
-//! after the checkpoint, usually a few events at the end of a 64 MiB
-//! segment.
+//! after the checkpoint, usually a few events at the end of a segment of
+//! up to 16 MiB.
 
 /// Bytes of frames between two seek points.
 pub(crate) const SEEK_POINT_SPACING: u64 = 1 << 20;
@@ -42,12 +42,8 @@ impl SeekPoints {
         self
     }
 
-    /// The nearest point at or before `lsn` in the segment starting at
-    /// `segment_first_lsn`: (its LSN, its offset).
-    pub fn before(&self, segment_first_lsn: u64, lsn: u64) -> Option<(u64, u64)> {
-        if segment_first_lsn != self.segment_first_lsn {
-            return None;
-        }
+    /// The nearest point at or before `lsn`: (its LSN, its offset).
+    pub fn before(&self, lsn: u64) -> Option<(u64, u64)> {
         let after = self.points.partition_point(|&(first, _)| first <= lsn);
         after.checked_sub(1).map(|i| self.points[i])
     }
@@ -65,11 +61,10 @@ mod tests {
         }
         let p = p.end_at(500, 64 + 40 * (SEEK_POINT_SPACING / 4));
         assert_eq!(p.points.len(), 11);
-        assert_eq!(p.before(100, 100), Some((100, 64)));
-        assert_eq!(p.before(100, 145), Some((140, 64 + SEEK_POINT_SPACING)));
-        assert_eq!(p.before(100, 900), Some((500, 64 + 10 * SEEK_POINT_SPACING)));
-        assert_eq!(p.before(100, 99), None);
-        assert_eq!(p.before(7, 145), None);
+        assert_eq!(p.before(100), Some((100, 64)));
+        assert_eq!(p.before(145), Some((140, 64 + SEEK_POINT_SPACING)));
+        assert_eq!(p.before(900), Some((500, 64 + 10 * SEEK_POINT_SPACING)));
+        assert_eq!(p.before(99), None);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //!
 //! Opening a session journal reads the journal's tail after the
 //! checkpoint: usually nothing, or a few thousand events at the end of a
-//! 64 MiB segment. The reader used to read and CRC-check that whole
-//! segment again (recovery had just done so) to find the tail; at 10M
-//! events that was a third of the open. Now recovery notes a frame every
+//! segment (16 MiB at most, 64 MiB then). The reader used to read and
+//! CRC-check that whole segment again (recovery had just done so) to find
+//! the tail; at 10M events that was a third of the open. Now recovery notes a frame every
 //! MiB and where the frames end, and `Journal::reader` starts at the
 //! nearest one. This proves that the events handed out are the same from
 //! every kind of start (the segment's first LSN, inside a frame of several

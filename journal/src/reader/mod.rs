@@ -108,7 +108,7 @@ impl Reader {
     pub(crate) fn open_bounded(shared: Arc<Shared>, from_lsn: u64) -> Result<Reader> {
         let mut reader = Self::open_with_fs(shared.fs.clone(), &shared.dir, from_lsn);
         reader.start_at = shared.seek.as_ref().and_then(|points| {
-            let (lsn, offset) = points.before(points.segment_first_lsn, reader.from_lsn)?;
+            let (lsn, offset) = points.before(reader.from_lsn)?;
             Some((points.segment_first_lsn, lsn, offset))
         });
         reader.bound = Bound::Writer(shared);
