@@ -48,17 +48,22 @@ fn drain(mut reader: Reader) -> bookend_journal::Result<Vec<u64>> {
     Ok(lsns)
 }
 
+/// A fresh reader of `journal` from each LSN of `starts` yields exactly the
+/// events from there to `last`.
+fn reads_from_each(journal: &Journal, starts: &[u64], last: u64) {
+    for &from in starts {
+        let lsns = drain(journal.reader(from).unwrap()).unwrap();
+        assert_eq!(lsns, (from..=last).collect::<Vec<_>>(), "a reader from LSN {from}");
+    }
+}
+
 #[test]
 fn every_start_yields_exactly_the_events_from_it() {
     let sim = SimFs::new();
     let options = JournalOptions::default();
     let last = write_history(&sim, &options);
     let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), options).unwrap();
-    let starts = [1, 2, 45, 46, 47, last / 3, last / 2 + 1, last - 90, last - 1, last];
-    for from in starts {
-        let lsns = drain(journal.reader(from).unwrap()).unwrap();
-        assert_eq!(lsns, (from..=last).collect::<Vec<_>>(), "a reader from LSN {from}");
-    }
+    reads_from_each(&journal, &[1, 2, 45, 46, 47, last / 3, last / 2 + 1, last - 90, last - 1, last], last);
     assert!(drain(journal.reader(last + 1).unwrap()).unwrap().is_empty(), "nothing past the end");
     journal.append_blocking(batch_at(last + 1, 3), Durability::Durable).unwrap();
     let lsns = drain(journal.reader(last + 1).unwrap()).unwrap();
@@ -73,10 +78,7 @@ fn a_start_in_an_earlier_segment_reads_on_into_the_last() {
     let last = write_history(&sim, &options);
     assert!(segment_files(&*sim_fs(&sim), &sim_dir()).len() > 3, "the history spans several segments");
     let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), options).unwrap();
-    for from in [1, last / 2, last - 5] {
-        let lsns = drain(journal.reader(from).unwrap()).unwrap();
-        assert_eq!(lsns, (from..=last).collect::<Vec<_>>(), "a reader from LSN {from}");
-    }
+    reads_from_each(&journal, &[1, last / 2, last - 5], last);
     journal.close().unwrap();
 }
 
