@@ -184,12 +184,10 @@ impl super::ProjectionStore {
     /// every write calls it first, so nothing is saved on top of an open
     /// that a power cut could still undo.
     pub fn sync_opened(&self) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        if self.unsynced.swap(false, Ordering::AcqRel)
-            && let Err(e) = sync_tree(&self.path)
-        {
-            self.unsynced.store(true, Ordering::Release);
-            return Err(e);
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *unsynced {
+            sync_tree(&self.path)?;
+            *unsynced = false;
         }
         Ok(())
     }

@@ -142,8 +142,9 @@ pub struct ProjectionStore {
     writing: Arc<Mutex<()>>,
     /// Runs' Bloom filters read so far (see `run_filter.rs`).
     filters: Arc<Mutex<run_filter::Filters>>,
-    /// What sled changed at open is not fsynced yet (see `sync_opened`).
-    unsynced: Arc<std::sync::atomic::AtomicBool>,
+    /// What sled changed at open is not fsynced yet (see `sync_opened`);
+    /// held while it is being fsynced, so that no write overtakes it.
+    unsynced: Arc<Mutex<bool>>,
 }
 
 impl std::fmt::Debug for ProjectionStore {
@@ -225,7 +226,7 @@ impl ProjectionStore {
             blocks: Arc::default(),
             writing: Arc::default(),
             filters: Arc::default(),
-            unsynced: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            unsynced: Arc::new(Mutex::new(true)),
         };
         store.load_runs()?;
         Ok(store)
@@ -468,8 +469,9 @@ impl ProjectionStore {
     /// sled itself leaves unsynced.
     pub fn flush(&self) -> Result<()> {
         self.guarded("flushing", || self.db.flush())?;
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         sync_tree(&self.path)?;
-        self.unsynced.store(false, std::sync::atomic::Ordering::Release);
+        *unsynced = false;
         Ok(())
     }
 

@@ -182,20 +182,20 @@ fn blocks_no_run_owns_are_removed() {
 /// before writing anything, and a plain `open` does it at once.
 #[test]
 fn what_sled_changed_at_open_is_synced_before_the_first_write() {
-    use std::sync::atomic::Ordering;
+    let due = |store: &ProjectionStore| *store.unsynced.lock().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("projection");
     let store = ProjectionStore::open(&path, 1 << 20).unwrap();
-    assert!(!store.unsynced.load(Ordering::Acquire), "open syncs at once");
+    assert!(!due(&store), "open syncs at once");
     drop(store);
 
     let store = ProjectionStore::open_for(&path, 1 << 20, None).unwrap();
-    assert!(store.unsynced.load(Ordering::Acquire), "open_for leaves the sync to later");
+    assert!(due(&store), "open_for leaves the sync to later");
     store.save(&StoredMeta::of(&Meta { last_lsn: 1, ..Meta::default() }), std::iter::empty()).unwrap();
-    assert!(!store.unsynced.load(Ordering::Acquire), "the first save synced first");
+    assert!(!due(&store), "the first save synced first");
     drop(store);
 
     let store = ProjectionStore::open_for(&path, 1 << 20, None).unwrap();
     store.merge_step().unwrap();
-    assert!(!store.unsynced.load(Ordering::Acquire), "a merge step syncs first too");
+    assert!(!due(&store), "a merge step syncs first too");
 }
