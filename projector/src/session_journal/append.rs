@@ -46,9 +46,10 @@ pub(super) fn submit(
 ) -> Result<Submitted> {
     let mut batches = Vec::new();
     let mut batch = Batch::with_capacity((bodies.len() * 64).min(BATCH_BUFFER_MAX_BYTES));
-    let mut scratch = Vec::new();
+    // Room for a typical event, so that encoding does not grow it step by step.
+    let mut scratch = Vec::with_capacity(256);
     for body in bodies {
-        encode_event_into(&StoredEvent { at, body: body.clone() }, &mut scratch)?;
+        encode_event_into(at, body, &mut scratch)?;
         Batch::check_alone(scratch.len(), record_max)?;
         if !batch.is_empty() && !batch.fits(scratch.len(), record_max) {
             batches.push(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_BUFFER_MAX_BYTES)));
