@@ -53,6 +53,7 @@ impl SessionJournal {
         let Loaded { life, from_checkpoint, checkpoint, replayed_events } = load_and_replay(&journal, store)?;
         let replay_ms = times.lap();
         let background = start_background(&life, checkpoint)?;
+        let filter_ms = times.lap();
         let mut core = Core {
             life,
             events_since_checkpoint: replayed_events,
@@ -75,6 +76,7 @@ impl SessionJournal {
             store_ms,
             recovery_ms,
             replay_ms,
+            filter_ms,
             "session journal opened"
         );
         let inner = Inner {
@@ -97,7 +99,8 @@ impl SessionJournal {
 
 /// Where an open's time went, for its log line: opening the projection
 /// store (sled), the journal's recovery, loading the checkpoint and
-/// replaying the tail; the rest is the known-ids filter and the new epoch.
+/// replaying the tail, loading the known-ids filter (or starting its scan);
+/// the rest is the new epoch's batch, its fsync and a checkpoint.
 struct OpenTimes {
     started: Instant,
     lap: Instant,
