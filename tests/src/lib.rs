@@ -144,6 +144,18 @@ pub mod sessions {
         SessionJournal::open(dir, options(clock)).expect("open session journal")
     }
 
+    /// Waits (at most 30 s) until the store's known-ids filter is ready:
+    /// loaded from the file a clean close saved, or filled by a scan, on a
+    /// thread of its own after open.
+    pub fn wait_ids_known(journal: &SessionJournal) {
+        let store = journal.projection_store().expect("a checkpoint store");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !store.ids_known() {
+            assert!(std::time::Instant::now() < deadline, "the known-ids filter was not ready within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     pub fn start(id: &str, key: &str) -> Start {
         Start::new(id).key(key).platform("telegram").user_id("u1")
     }

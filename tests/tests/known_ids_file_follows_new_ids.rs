@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use bookend_projector::{CloseReason, EndReason, Sessions};
-use bookend_tests::sessions::{T0, open, start};
+use bookend_tests::sessions::{T0, open, start, wait_ids_known};
 
 fn start_and_end(journal: &bookend_projector::SessionJournal, prefix: &str, n: usize) {
     for i in 0..n {
@@ -49,14 +49,16 @@ fn ids_added_after_a_load_are_saved_and_nothing_else_rewrites_the_file() {
 
     // Loaded, then ids added: the close must write them.
     let journal = open(dir.path(), &clock);
-    assert!(journal.projection_store().unwrap().ids_known(), "the saved filter was loaded");
+    wait_ids_known(&journal);
+    assert!(journal.projection_store().unwrap().ids_loaded_from_file(), "the saved filter was loaded");
     start_and_end(&journal, "second", 300);
     close(journal);
     let second = filter_file(dir.path());
     assert!(first.1 != second.1, "the filter file was not rewritten with the ids added after the load");
 
     let journal = open(dir.path(), &clock);
-    let loaded = journal.projection_store().unwrap().ids_known();
+    wait_ids_known(&journal);
+    let loaded = journal.projection_store().unwrap().ids_loaded_from_file();
     assert!(loaded, "the filter saved at the last close was loaded, not scanned for");
     for i in 0..300 {
         let id = format!("second-{i}");
@@ -69,7 +71,8 @@ fn ids_added_after_a_load_are_saved_and_nothing_else_rewrites_the_file() {
     // Nothing added: the same file stays.
     for round in 0..3 {
         let journal = open(dir.path(), &clock);
-        assert!(journal.projection_store().unwrap().ids_known());
+        wait_ids_known(&journal);
+        assert!(journal.projection_store().unwrap().ids_loaded_from_file());
         close(journal);
         let after = filter_file(dir.path());
         assert!(after == third, "round {round}: an idle open and close rewrote the filter");

@@ -74,7 +74,11 @@ fn new_ids_skip_the_store_and_stored_ids_are_still_found() {
     {
         let journal = open(dir.path(), &clock);
         assert!(journal.open_report().from_checkpoint);
-        assert!(journal.projection_store().unwrap().ids_known(), "the saved filter was not loaded");
+        wait_for_scan(&journal);
+        assert!(
+            journal.projection_store().unwrap().ids_loaded_from_file(),
+            "the saved filter was not loaded"
+        );
         check(&journal, "after-close");
         journal.checkpoint().unwrap();
         // Dropped without close: the saved filter is now behind the store.
@@ -82,6 +86,7 @@ fn new_ids_skip_the_store_and_stored_ids_are_still_found() {
 
     let journal = open(dir.path(), &clock);
     wait_for_scan(&journal);
+    assert!(!journal.projection_store().unwrap().ids_loaded_from_file(), "a stale filter was loaded");
     check(&journal, "after-scan");
     // Ids written by the previous run (after its filter was loaded) are
     // found by the scan too.

@@ -39,7 +39,11 @@ fn twenty_idle_restarts_leave_the_store_as_it_was() {
     let mut sizes = Vec::new();
     for _ in 0..20 {
         let journal = cycle(&dir);
-        assert!(journal.projection_store().unwrap().ids_known(), "the saved filter was loaded, not rebuilt");
+        bookend_tests::sessions::wait_ids_known(&journal);
+        assert!(
+            journal.projection_store().unwrap().ids_loaded_from_file(),
+            "the saved filter was loaded, not rebuilt"
+        );
         journal.close(CloseReason::Restart, Sessions::Keep).unwrap();
         drop(journal);
         sizes.push(size(&dir.join("projection")));

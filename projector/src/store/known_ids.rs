@@ -20,6 +20,10 @@ const KNOWN_IDS_SCAN_CHUNK: usize = 4096;
 /// loaded by the next process.
 type IdFilter = fastbloom::BloomFilter<foldhash::fast::FixedState>;
 
+/// A saved filter as loaded: its generations (each with its count of ids),
+/// its seed and its file's CRC.
+type LoadedIds = (Vec<(IdFilter, usize)>, u64, u32);
+
 /// Bump when the saved known-ids records change shape (3: the bit words
 /// as bytes, not a sequence of varints).
 const KNOWN_IDS_FORMAT: u32 = 3;
@@ -36,6 +40,8 @@ const KNOWN_IDS_FILE_MAX_BYTES: usize = 128 << 20;
 const KNOWN_IDS_AT_KEY: &[u8] = b"known-ids-at";
 /// Where format 1 kept the filter, in sled: removed by the first save.
 const KNOWN_IDS_FORMAT_1_KEY: &[u8] = b"known-ids";
+/// The longest a clean close waits for a saved filter still being loaded.
+const KNOWN_IDS_LOAD_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// Ids read back from the store to check a loaded filter against.
 const KNOWN_IDS_PROBES: usize = 256;
 
@@ -125,6 +131,11 @@ pub(super) struct KnownIds {
     /// its bits (loaded or saved, and no bit set since): a close then only
     /// records the new LSN. Locked after `filters`.
     saved_crc: Mutex<Option<u32>>,
+    /// While a saved filter is being loaded: the ids inserted meanwhile,
+    /// added to it once it is in place. Locked after `filters`.
+    pending: Mutex<Option<Vec<String>>>,
+    /// The filter came from the file a clean close saved (not a scan).
+    pub(super) loaded: std::sync::atomic::AtomicBool,
 }
 
 impl KnownIds {
@@ -136,8 +147,37 @@ impl KnownIds {
         self.filters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn saved_crc(&self) -> MutexGuard<'_, Option<u32>> {
+    pub(super) fn saved_crc(&self) -> MutexGuard<'_, Option<u32>> {
         self.saved_crc.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn pending(&self) -> MutexGuard<'_, Option<Vec<String>>> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits (at most `limit`) while a saved filter is being loaded: a
+    /// close right after an open must still save it, or the next open
+    /// scans the whole store. A scan is not waited for.
+    fn wait_for_load(&self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.pending().is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Puts a loaded filter in place, with the ids inserted while it was
+    /// loaded (`crc` is its file's: still the file's bits if none were).
+    /// Nothing, if the filter was reset meanwhile (the store was cleared).
+    pub(super) fn install(&self, loaded: Vec<(IdFilter, usize)>, seed: u64, crc: u32) {
+        let mut filters = self.filters();
+        let Some(inserted) = self.pending().take() else { return };
+        *filters = loaded;
+        self.seed.store(seed, std::sync::atomic::Ordering::Relaxed);
+        *self.saved_crc() = Some(crc);
+        self.loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(filters);
+        self.insert(inserted.iter().map(String::as_str));
+        self.complete.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Starts over for a store that holds `expected` sessions.
@@ -151,10 +191,12 @@ impl KnownIds {
         filters.clear();
         filters.push((Self::filter(expected, seed), 0));
         *self.saved_crc() = None;
+        *self.pending() = None;
+        self.loaded.store(false, std::sync::atomic::Ordering::Relaxed);
         self.complete.store(complete, std::sync::atomic::Ordering::Release);
     }
 
-    fn filter(expected: usize, seed: u64) -> IdFilter {
+    pub(super) fn filter(expected: usize, seed: u64) -> IdFilter {
         fastbloom::BloomFilter::with_false_pos(KNOWN_IDS_FALSE_POSITIVE)
             .hasher(foldhash::fast::FixedState::with_seed(seed))
             .expected_items(expected.max(KNOWN_IDS_CAPACITY_MIN))
@@ -162,8 +204,12 @@ impl KnownIds {
 
     pub(super) fn insert<'a>(&self, ids: impl Iterator<Item = &'a str>) {
         let mut filters = self.filters();
+        let mut pending = self.pending();
         let mut changed = false;
         for id in ids {
+            if let Some(pending) = pending.as_mut() {
+                pending.push(id.to_string());
+            }
             let needs_more = filters.last().is_none_or(|(f, n)| *n >= Self::capacity(f));
             if needs_more {
                 let next = filters.last().map_or(0, |(f, _)| 2 * Self::capacity(f));
@@ -215,57 +261,68 @@ impl Drop for IdScan {
 }
 
 impl ProjectionStore {
-    /// Starts the scan that fills the known-ids filter with every session id
-    /// already in the store (`expected` of them), on its own thread; until it
-    /// completes, lookups ask sled. Call [`ProjectionStore::stop_id_scan`] and
-    /// join the handle before dropping the store.
-    ///
-    /// If the previous owner saved the filter with the checkpoint at `lsn`
-    /// (on a clean close), it is loaded instead and no scan runs (`None`).
+    /// Fills the known-ids filter on a thread of its own: with the filter
+    /// the previous owner saved with the checkpoint at `lsn` (on a clean
+    /// close), if it is whole and holds the stored ids it is checked
+    /// against; else by a scan of every session id in the store (`stored`
+    /// of them). Until it is done, lookups ask sled. Dropping the returned
+    /// handle stops the scan and waits for the thread.
     pub fn start_id_scan(&self, stored: u64, lsn: u64) -> Result<Option<IdScan>> {
-        match self.load_known_ids(lsn) {
-            Ok(true) => return Ok(None),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "the saved known-ids filter is unusable; scanning the store")
-            }
-        }
-        let expected = usize::try_from(stored).unwrap_or(usize::MAX / 2).saturating_mul(2);
-        self.known.reset(expected, false);
+        *self.known.pending() = Some(Vec::new());
         let store = self.clone();
         std::thread::Builder::new()
             .name("bookend-id-scan".into())
             .spawn(move || {
                 let started = std::time::Instant::now();
-                match store.scan_ids() {
-                    Ok(Some(ids)) if ids < stored => {
-                        // Saves since open only add ids: fewer than the
-                        // checkpoint counted means sled lost records.
-                        let problem = format!("it holds {ids} sessions but its checkpoint counted {stored}");
-                        *store.known.problem() = Some(problem);
-                    }
-                    Ok(Some(ids)) => {
-                        store.known.complete.store(true, std::sync::atomic::Ordering::Release);
-                        tracing::debug!(
-                            sessions = ids,
-                            ms = started.elapsed().as_millis() as u64,
-                            "known-ids filter ready: starts of new ids no longer read the checkpoint store"
-                        );
+                match store.load_known_ids(lsn) {
+                    Ok(Some((filters, seed, crc))) => {
+                        store.known.install(filters, seed, crc);
+                        let ms = started.elapsed().as_millis() as u64;
+                        tracing::debug!(ms, "known-ids filter loaded from the last clean close");
+                        return;
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(
-                        error = %e,
-                        "could not list the checkpoint store's sessions; every start will look its id up there"
-                    ),
+                    Err(e) => tracing::debug!(error = %e, "the saved known-ids filter is unusable; scanning the store"),
                 }
+                let expected = usize::try_from(stored).unwrap_or(usize::MAX / 2).saturating_mul(2);
+                // The scan finds the ids saved meanwhile in the store itself.
+                store.known.reset(expected, false);
+                store.scan_into_filter(stored, started);
             })
             .map(|handle| Some(IdScan { store: self.clone(), handle: Some(handle) }))
             .map_err(|e| Error::Io { op: "spawn the id scan for", path: self.path.clone(), source: e })
     }
 
+    /// Scans the store's ids into the filter and marks it complete, unless
+    /// the store holds fewer than the `stored` its checkpoint counted.
+    fn scan_into_filter(&self, stored: u64, started: std::time::Instant) {
+        match self.scan_ids() {
+            Ok(Some(ids)) if ids < stored => {
+                // Saves since open only add ids: fewer than the checkpoint
+                // counted means sled lost records.
+                let problem = format!("it holds {ids} sessions but its checkpoint counted {stored}");
+                *self.known.problem() = Some(problem);
+            }
+            Ok(Some(ids)) => {
+                self.known.complete.store(true, std::sync::atomic::Ordering::Release);
+                tracing::debug!(
+                    sessions = ids,
+                    ms = started.elapsed().as_millis() as u64,
+                    "known-ids filter ready: starts of new ids no longer read the checkpoint store"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not list the checkpoint store's sessions; every start will look its id up there"
+            ),
+        }
+    }
+
     /// Saves the known-ids filter for the checkpoint at `lsn` (on a clean
     /// close, after the last checkpoint), if every stored id is in it.
     pub fn save_known_ids(&self, lsn: u64) -> Result<()> {
+        self.known.wait_for_load(KNOWN_IDS_LOAD_WAIT_MAX);
         if !self.ids_known() {
             return Ok(());
         }
@@ -338,13 +395,14 @@ impl ProjectionStore {
         Ok(bytes.filter(|b| crc32fast::hash(b) == at.crc))
     }
 
-    /// Loads a saved filter if it was saved at `lsn`, its hash function is
-    /// unchanged, and it holds the first stored ids; else `false`.
-    fn load_known_ids(&self, lsn: u64) -> Result<bool> {
-        let Some(bytes) = self.saved_known_ids(lsn)? else { return Ok(false) };
+    /// A saved filter, if it was saved at `lsn`, its hash function is
+    /// unchanged, and it holds the first stored ids: its filters, seed and
+    /// the CRC of its file.
+    fn load_known_ids(&self, lsn: u64) -> Result<Option<LoadedIds>> {
+        let Some(bytes) = self.saved_known_ids(lsn)? else { return Ok(None) };
         let record: KnownIdsRecord = codec::decode(&bytes).map_err(|e| self.store_err(e))?;
         if record.format != KNOWN_IDS_FORMAT || record.probe != hash_probe(record.seed) {
-            return Ok(false);
+            return Ok(None);
         }
         let filters: Vec<(IdFilter, usize)> = record
             .filters
@@ -361,16 +419,10 @@ impl ProjectionStore {
         for id in ended.chain(active.map(|key| Ok(self.id_of(&key?)?.to_string()))) {
             let id = id?;
             if !filters.iter().any(|(f, _)| f.contains(&id)) {
-                return Ok(false);
+                return Ok(None);
             }
         }
-        let mut known = self.known.filters();
-        *known = filters;
-        *self.known.saved_crc() = Some(crc32fast::hash(&bytes));
-        drop(known);
-        self.known.seed.store(record.seed, std::sync::atomic::Ordering::Relaxed);
-        self.known.complete.store(true, std::sync::atomic::Ordering::Release);
-        Ok(true)
+        Ok(Some((filters, record.seed, crc32fast::hash(&bytes))))
     }
 
     /// Adds every stored session id (active, then ended and not active
@@ -407,6 +459,12 @@ impl ProjectionStore {
     /// Whether every stored id is in the known-ids filter.
     pub fn ids_known(&self) -> bool {
         self.known.complete.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the known-ids filter was loaded from the file the last clean
+    /// close saved, rather than filled by a scan of the store.
+    pub fn ids_loaded_from_file(&self) -> bool {
+        self.known.loaded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What the startup scan found wrong with the store (it lost records),

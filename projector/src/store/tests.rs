@@ -199,3 +199,41 @@ fn what_sled_changed_at_open_is_synced_before_the_first_write() {
     store.merge_step().unwrap();
     assert!(!due(&store), "a merge step syncs first too");
 }
+
+/// A saved known-ids filter is loaded on a thread of its own after open:
+/// the ids saved while it loads are added to it once it is in place (else
+/// a start of one of them again would be taken for a new id), and a reset
+/// meanwhile (the store cleared) wins over the stale load.
+#[test]
+fn ids_saved_while_the_filter_loads_are_kept() {
+    use super::known_ids::KnownIds;
+    let loaded_filter = |ids: &[&str]| {
+        let mut filter = KnownIds::filter(1000, 7);
+        for id in ids {
+            filter.insert(*id);
+        }
+        vec![(filter, ids.len())]
+    };
+    let known = KnownIds::default();
+    *known.pending() = Some(Vec::new());
+    known.insert(["saved-while-loading"].into_iter());
+    assert!(!known.surely_absent("old"), "nothing is surely absent before the load");
+    known.install(loaded_filter(&["old"]), 7, 42);
+    assert!(!known.surely_absent("old") && !known.surely_absent("saved-while-loading"));
+    assert!(known.surely_absent("never-saved"), "the loaded filter answers (seed 7: no false positive here)");
+    assert_eq!(*known.saved_crc(), None, "the file no longer holds every id");
+    known.insert(["later"].into_iter());
+    assert!(!known.surely_absent("later"));
+
+    let cleared = KnownIds::default();
+    *cleared.pending() = Some(Vec::new());
+    cleared.reset(0, true);
+    cleared.insert(["after-clear"].into_iter());
+    cleared.install(loaded_filter(&["old"]), 7, 42);
+    assert!(!cleared.surely_absent("after-clear"), "a load after a reset must not replace the filter");
+
+    let untouched = KnownIds::default();
+    *untouched.pending() = Some(Vec::new());
+    untouched.install(loaded_filter(&["old"]), 7, 42);
+    assert_eq!(*untouched.saved_crc(), Some(42), "nothing inserted: the file still holds the filter");
+}
