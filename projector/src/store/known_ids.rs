@@ -290,7 +290,11 @@ impl ProjectionStore {
                 store.scan_into_filter(stored, started);
             })
             .map(|handle| Some(IdScan { store: self.clone(), handle: Some(handle) }))
-            .map_err(|e| Error::Io { op: "spawn the id scan for", path: self.path.clone(), source: e })
+            .map_err(|e| {
+                // No load will take the ids kept aside for it.
+                *self.known.pending() = None;
+                Error::Io { op: "spawn the id scan for", path: self.path.clone(), source: e }
+            })
     }
 
     /// Scans the store's ids into the filter and marks it complete, unless
