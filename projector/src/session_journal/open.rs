@@ -252,7 +252,7 @@ fn start_background(
     let id_scan = match (life.table.store(), checkpoint) {
         (Some(store), Some((stored, lsn))) => {
             match store.start_id_scan(stored, lsn) {
-                Ok(scan) => scan,
+                Ok(scan) => Some(scan),
                 Err(e) => {
                     // Only an optimisation: starts keep asking the store.
                     tracing::warn!(error = %e, "could not start the id scan; every start will look its id up in the projection store");

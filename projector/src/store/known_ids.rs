@@ -267,7 +267,7 @@ impl ProjectionStore {
     /// against; else by a scan of every session id in the store (`stored`
     /// of them). Until it is done, lookups ask sled. Dropping the returned
     /// handle stops the scan and waits for the thread.
-    pub fn start_id_scan(&self, stored: u64, lsn: u64) -> Result<Option<IdScan>> {
+    pub fn start_id_scan(&self, stored: u64, lsn: u64) -> Result<IdScan> {
         *self.known.pending() = Some(Vec::new());
         let store = self.clone();
         std::thread::Builder::new()
@@ -289,7 +289,7 @@ impl ProjectionStore {
                 store.known.reset(expected, false);
                 store.scan_into_filter(stored, started);
             })
-            .map(|handle| Some(IdScan { store: self.clone(), handle: Some(handle) }))
+            .map(|handle| IdScan { store: self.clone(), handle: Some(handle) })
             .map_err(|e| {
                 // No load will take the ids kept aside for it.
                 *self.known.pending() = None;
