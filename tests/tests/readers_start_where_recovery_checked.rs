@@ -48,6 +48,13 @@ fn drain(mut reader: Reader) -> bookend_journal::Result<Vec<u64>> {
     Ok(lsns)
 }
 
+/// A history written with `options`, and the journal reopened on it (so
+/// that recovery has checked its last segment): the journal and its last LSN.
+fn reopened(sim: &SimFs, options: JournalOptions) -> (Journal, u64) {
+    let last = write_history(sim, &options);
+    (Journal::open_with_fs(sim_fs(sim), sim_dir(), options).unwrap(), last)
+}
+
 /// A fresh reader of `journal` from each LSN of `starts` yields exactly the
 /// events from there to `last`.
 fn reads_from_each(journal: &Journal, starts: &[u64], last: u64) {
@@ -60,9 +67,7 @@ fn reads_from_each(journal: &Journal, starts: &[u64], last: u64) {
 #[test]
 fn every_start_yields_exactly_the_events_from_it() {
     let sim = SimFs::new();
-    let options = JournalOptions::default();
-    let last = write_history(&sim, &options);
-    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), options).unwrap();
+    let (journal, last) = reopened(&sim, JournalOptions::default());
     reads_from_each(&journal, &[1, 2, 45, 46, 47, last / 3, last / 2 + 1, last - 90, last - 1, last], last);
     assert!(drain(journal.reader(last + 1).unwrap()).unwrap().is_empty(), "nothing past the end");
     journal.append_blocking(batch_at(last + 1, 3), Durability::Durable).unwrap();
@@ -75,9 +80,8 @@ fn every_start_yields_exactly_the_events_from_it() {
 fn a_start_in_an_earlier_segment_reads_on_into_the_last() {
     let sim = SimFs::new();
     let options = JournalOptions { segment_size_max_bytes: 1 << 20, ..JournalOptions::default() };
-    let last = write_history(&sim, &options);
+    let (journal, last) = reopened(&sim, options);
     assert!(segment_files(&*sim_fs(&sim), &sim_dir()).len() > 3, "the history spans several segments");
-    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), options).unwrap();
     reads_from_each(&journal, &[1, last / 2, last - 5], last);
     journal.close().unwrap();
 }
@@ -85,9 +89,7 @@ fn a_start_in_an_earlier_segment_reads_on_into_the_last() {
 #[test]
 fn frames_before_the_start_are_not_read_again() {
     let sim = SimFs::new();
-    let options = JournalOptions::default();
-    let last = write_history(&sim, &options);
-    let journal = Journal::open_with_fs(sim_fs(&sim), sim_dir(), options).unwrap();
+    let (journal, last) = reopened(&sim, JournalOptions::default());
     // Damage a payload byte of an early frame, after recovery checked it.
     let path = segment_files(&*sim_fs(&sim), &sim_dir()).pop().unwrap();
     let mut bytes = sim.read_file(&path).unwrap();
