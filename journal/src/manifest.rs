@@ -60,12 +60,16 @@ pub(crate) struct DurableHint {
 impl DurableHint {
     pub fn open(fs: &dyn Fs, dir: &Path, id: JournalId, durable_lsn: u64) -> Result<DurableHint> {
         let path = dir.join(DURABLE_HINT_FILE_NAME);
-        let file =
-            if fs.exists(&path) { fs.open_write(&path) } else { fs.create(&path) }.ctx("open", &path)?;
+        let existed = fs.exists(&path);
+        let file = if existed { fs.open_write(&path) } else { fs.create(&path) }.ctx("open", &path)?;
         file.write_all_at(&format::encode_durable_hint(id, durable_lsn), 0).ctx("write", &path)?;
-        // Make the file's existence durable; its content never needs to be.
-        file.sync_data().ctx("fsync", &path)?;
-        fs.sync_dir(dir).ctx("fsync directory", dir)?;
+        // Make a new file's existence durable; its content never needs to
+        // be (and a file that was here already needs no fsync, which would
+        // wait behind whatever else the file system is flushing).
+        if !existed {
+            file.sync_data().ctx("fsync", &path)?;
+            fs.sync_dir(dir).ctx("fsync directory", dir)?;
+        }
         Ok(DurableHint { path, id, state: Mutex::new((file, durable_lsn)) })
     }
 

@@ -152,6 +152,7 @@ pub(crate) fn prepare(
     };
     let recovered = recovery::recover(fs, dir, &opts, &mut later).map_err(recovery::Broken::into_error)?;
     let mut report = recovered.report;
+    let loaded = recovered.manifest.clone();
     let mut manifest = match recovered.manifest {
         Some(m) => m,
         None => adopt_or_mint(fs, dir, &report, recovered.tail.as_ref())?,
@@ -192,10 +193,14 @@ pub(crate) fn prepare(
         manifest.last_segment_first_lsn = manifest.last_segment_first_lsn.max(first);
         manifest.durable_floor_lsn = manifest.durable_floor_lsn.max(first - 1);
     }
-    store_manifest(fs, dir, &manifest)?;
+    // An open that changes nothing leaves the manifest alone: its fsync
+    // would wait behind whatever else the file system is flushing.
+    if loaded.as_ref() != Some(&manifest) {
+        store_manifest(fs, dir, &manifest)?;
+    }
     let segment = match (next, tail) {
         (Some((first, prev)), _) => new_segment(fs, dir, manifest.journal_id, first, prev)?,
-        (None, Some(t)) => reopen_tail(fs, t)?,
+        (None, Some(t)) => reopen_tail(fs, t, report.evidence.lsn)?,
         (None, None) => unreachable!("a journal without segments always gets segment 1"),
     };
     report.journal_id = Some(manifest.journal_id);
@@ -293,11 +298,14 @@ fn new_segment(
     })
 }
 
-fn reopen_tail(fs: &dyn Fs, t: Tail) -> Result<ActiveStart> {
+fn reopen_tail(fs: &dyn Fs, t: Tail, durable: u64) -> Result<ActiveStart> {
     let file = fs.open_write(&t.seg.path).ctx("open", &t.seg.path)?;
     // What survived recovery may still sit in the page cache of a process
-    // that crashed; make it durable before counting it so.
-    file.sync_data().ctx("fsync", &t.seg.path)?;
+    // that crashed; make it durable before counting it so. Evidence that
+    // its last LSN was durable (the hint a clean close leaves) says it is.
+    if durable < t.last_lsn {
+        file.sync_data().ctx("fsync", &t.seg.path)?;
+    }
     let allocated = file.size().ctx("stat", &t.seg.path)?;
     Ok(ActiveStart {
         file,

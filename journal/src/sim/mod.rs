@@ -227,6 +227,17 @@ impl SimFs {
         SimFs { state: Arc::new(Mutex::new(state)) }
     }
 
+    /// An independent copy of the machine as a kill -9 of every process
+    /// using it leaves it: every byte written stays in the page cache,
+    /// synced or not (a later [`SimFs::crash`] can still lose the unsynced
+    /// ones); locks are released and handles opened before are dead.
+    pub fn killed(&self) -> SimFs {
+        let mut state = self.lock().clone();
+        state.boot += 1;
+        state.locks.clear();
+        SimFs { state: Arc::new(Mutex::new(state)) }
+    }
+
     /// Bytes written to `path` but not yet synced.
     pub fn unsynced_len(&self, path: &Path) -> usize {
         let state = self.lock();
