@@ -76,12 +76,6 @@ pub enum Error {
     #[error("invalid journal options: {reason}")]
     InvalidOptions { reason: String },
 
-    /// Evidence the caller was still gathering beside recovery
-    /// ([`crate::LaterEvidence`]) could not be had; the open stopped before
-    /// acting on any evidence. The caller holds the cause.
-    #[error("the open stopped: evidence of durability could not be gathered ({reason})")]
-    EvidenceUnavailable { reason: String },
-
     /// The journal was closed (or its writer thread stopped).
     #[error("journal is closed")]
     Closed,

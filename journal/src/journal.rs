@@ -16,7 +16,7 @@ use crate::fs::{Fs, LockGuard, StdFs};
 use crate::open::{self, LockedDir};
 use crate::options::{Durability, JournalOptions};
 use crate::reader::{Follower, Reader};
-use crate::recovery::{Evidence, LaterEvidence, RecoveryReport};
+use crate::recovery::{Evidence, RecoveryReport};
 use crate::writer::{self, AppendAck, Hold, Pipeline, Shared, Writer};
 
 /// An open journal: the only writer of its directory.
@@ -85,18 +85,13 @@ impl Journal {
 
     /// Recovers the journal in a locked directory with the caller's own
     /// evidence of durability (see [`LockedDir`]) and starts the writer.
-    pub(crate) fn start(
-        locked: LockedDir,
-        options: JournalOptions,
-        evidence: Evidence,
-        later: LaterEvidence<'_>,
-    ) -> Result<Journal> {
+    pub(crate) fn start(locked: LockedDir, options: JournalOptions, evidence: Evidence) -> Result<Journal> {
         options.validate()?;
         let LockedDir { fs, dir, guard } = locked;
         let start = {
             // Several writers: nobody appends while this one recovers.
             let _turn = append_lock(options.shared_writers, &*fs, &dir)?;
-            open::prepare(&*fs, &dir, &options, evidence, later)?
+            open::prepare(&*fs, &dir, &options, evidence)?
         };
         let turns = options.shared_writers.then(|| writer::Turns::new(&dir));
         let report = start.report;

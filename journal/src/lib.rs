@@ -55,7 +55,7 @@ pub use options::{
 };
 pub use reader::{FOLLOW_POLL_INTERVAL_DEFAULT, Follower, FrameView, OwnedFrame, Reader};
 pub use recovery::{
-    Evidence, HeaderRewrite, LaterEvidence, Moved, RecoveryReport, RepairReport, ScanMode, TornTail, repair,
+    Evidence, HeaderRewrite, Moved, RecoveryReport, RepairReport, ScanMode, TornTail, repair,
 };
 pub use turn::HeldTurn;
 pub use writer::{AppendAck, FSYNC_BUCKETS_MICROS, GROUP_BUCKETS_EVENTS};
@@ -105,9 +105,7 @@ pub fn last_lsn(fs: Arc<dyn fs::Fs>, dir: &Path) -> Result<u64> {
         evidence: Evidence::default(),
         accept_data_loss: false,
     };
-    match recovery::recover(&*fs, dir, &opts, &mut recovery::LaterEvidence::none())
-        .map_err(recovery::Broken::into_error)
-    {
+    match recovery::recover(&*fs, dir, &opts).map_err(recovery::Broken::into_error) {
         Ok(recovered) => Ok(recovered.report.next_lsn - 1),
         Err(Error::DataLoss { found_lsn, .. }) => Ok(found_lsn),
         Err(e) => Err(e),

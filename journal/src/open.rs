@@ -15,7 +15,7 @@ use crate::format::{self, AcceptedGap, JournalId, LOCK_FILE_NAME, Manifest, Seal
 use crate::fs::{Fs, FsFile, LockGuard, LockMode, create_dir_durably};
 use crate::manifest::{load_manifest, store_manifest};
 use crate::options::JournalOptions;
-use crate::recovery::{self, AcceptedLoss, Apply, Evidence, LaterEvidence, Loss, RecoveryReport, Tail};
+use crate::recovery::{self, AcceptedLoss, Apply, Evidence, Loss, RecoveryReport, Tail};
 use crate::segment;
 
 /// A journal directory locked for writing, not yet recovered: what a caller
@@ -78,20 +78,7 @@ impl LockedDir {
     /// starts the writer. Acknowledged LSNs missing from the journal are
     /// `Error::DataLoss`, unless `options.accept_data_loss`.
     pub fn open(self, options: JournalOptions, evidence: Evidence) -> Result<crate::Journal> {
-        crate::Journal::start(self, options, evidence, LaterEvidence::none())
-    }
-
-    /// The same, with more evidence the caller is still gathering while
-    /// recovery reads the segments (see [`LaterEvidence`]). Recovery asks
-    /// for it before it acts on any evidence; if it is an error, the open
-    /// fails with that error and nothing was changed because of evidence.
-    pub fn open_awaiting(
-        self,
-        options: JournalOptions,
-        evidence: Evidence,
-        later: LaterEvidence<'_>,
-    ) -> Result<crate::Journal> {
-        crate::Journal::start(self, options, evidence, later)
+        crate::Journal::start(self, options, evidence)
     }
 
     /// The journal's id as its manifest (or, if the manifest is gone, its
@@ -142,7 +129,6 @@ pub(crate) fn prepare(
     dir: &Path,
     options: &JournalOptions,
     evidence: Evidence,
-    mut later: LaterEvidence<'_>,
 ) -> Result<Start> {
     let opts = recovery::Options {
         mode: options.scan_mode,
@@ -150,7 +136,7 @@ pub(crate) fn prepare(
         evidence,
         accept_data_loss: options.accept_data_loss,
     };
-    let recovered = recovery::recover(fs, dir, &opts, &mut later).map_err(recovery::Broken::into_error)?;
+    let recovered = recovery::recover(fs, dir, &opts).map_err(recovery::Broken::into_error)?;
     let mut report = recovered.report;
     let loaded = recovered.manifest.clone();
     let mut manifest = match recovered.manifest {

@@ -23,11 +23,8 @@
 #![allow(clippy::result_large_err)]
 
 mod chain;
-mod later;
 mod repair;
 mod tail;
-
-pub use later::LaterEvidence;
 
 pub(crate) use tail::save_torn;
 
@@ -201,14 +198,9 @@ impl From<Error> for Broken {
     }
 }
 
-pub(crate) fn recover(
-    fs: &dyn Fs,
-    dir: &Path,
-    opts: &Options,
-    later: &mut LaterEvidence<'_>,
-) -> Result<Recovered, Broken> {
+pub(crate) fn recover(fs: &dyn Fs, dir: &Path, opts: &Options) -> Result<Recovered, Broken> {
     let mut report = RecoveryReport::default();
-    recover_into(fs, dir, opts, later, &mut report)
+    recover_into(fs, dir, opts, &mut report)
 }
 
 /// [`recover`], counting what it checked in `report` as it goes, so that a
@@ -217,7 +209,6 @@ fn recover_into(
     fs: &dyn Fs,
     dir: &Path,
     opts: &Options,
-    later: &mut LaterEvidence<'_>,
     report: &mut RecoveryReport,
 ) -> Result<Recovered, Broken> {
     // The manifest and the hint are read before the segments, so that a
@@ -243,18 +234,13 @@ fn recover_into(
         remove_temp_segments(fs, dir, report)?;
     }
     let Some(last) = segments.last().cloned() else {
-        later.settle(&mut evidence)?;
         return no_segments(dir, manifest, evidence, opts, report);
     };
     let chain = chain::check(fs, &segments, manifest.as_ref(), opts, report)?;
     evidence.raise(chain.vouched, || "the seal record of the last sealed segment".into());
     let scan = tail::scan(fs, &last, chain.expected_first, opts.mode, report)?;
     evidence.raise(scan.max_watermark, || "the durable watermark of a frame in the last segment".into());
-    if scan.damage.is_some() {
-        later.settle(&mut evidence)?;
-    }
     let tail = tail::settle(fs, &last, scan, &evidence, opts, report)?;
-    later.settle(&mut evidence)?;
     report.next_lsn = tail.last_lsn + 1;
     let mut losses = chain.losses;
     if evidence.lsn > tail.last_lsn {
@@ -328,7 +314,7 @@ pub(crate) fn check_partial(fs: &dyn Fs, dir: &Path) -> Result<(RecoveryReport, 
         accept_data_loss: false,
     };
     let mut report = RecoveryReport::default();
-    match recover_into(fs, dir, &opts, &mut LaterEvidence::none(), &mut report) {
+    match recover_into(fs, dir, &opts, &mut report) {
         Ok(recovered) => Ok((recovered.report, None)),
         Err(Broken::Other(e @ Error::Io { .. })) => Err(e),
         Err(broken) => Ok((report, Some(broken.into_error()))),

@@ -25,7 +25,6 @@ mod queries;
 mod rebuild;
 mod shared_writers;
 mod stats;
-mod store_open;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;

@@ -16,13 +16,12 @@ use super::checkpointer::{BackgroundCheckpoints, checkpoint};
 use super::options::{OnUnclean, OpenReport, SessionJournalOptions, StoreLocation};
 use super::pending::wait_durable;
 use super::shared_writers::{self, Joined, SharedWriting, host_name};
-use super::store_open::{Opened, open_beside_recovery};
 use super::{Core, Inner, SessionJournal};
 use crate::error::{Error, Result};
 use crate::event::EventBody;
 use crate::fold;
 use crate::rules::Lifecycle;
-use crate::store::ProjectionStore;
+use crate::store::{ProjectionStore, STORE_DIR_NAME};
 use crate::table::SessionTable;
 
 /// How long open waits for its `journal:open` batch to become durable.
@@ -45,10 +44,11 @@ impl SessionJournal {
         let dir = dir.as_ref();
         let (locked, options) = lock_dir(&fs, dir, options)?;
         let known_id = locked.journal_id()?;
-        let cursors = cursor_evidence(&*fs, dir, known_id)?;
-        let Opened { journal, store, store_ms, recovery_ms } =
-            open_beside_recovery(locked, dir, &options, known_id, cursors)?;
-        times.lap();
+        let store = open_store(dir, &options, known_id)?;
+        let store_ms = times.lap();
+        let evidence = gather_evidence(&*fs, dir, known_id, store.as_ref())?;
+        let journal = locked.open(options.journal.clone(), evidence)?;
+        let recovery_ms = times.lap();
         let store = settle_store(store, &journal, dir, &options)?;
         let Loaded { life, from_checkpoint, checkpoint, replayed_events } = load_and_replay(&journal, store)?;
         let replay_ms = times.lap();
@@ -163,9 +163,43 @@ fn lock_dir(
     Ok((LockedDir::lock_shared(fs.clone(), dir)?, options))
 }
 
-/// What the consumer cursors know was durable.
-fn cursor_evidence(fs: &dyn Fs, dir: &Path, id: Option<JournalId>) -> Result<Evidence> {
+fn store_path(dir: &Path, options: &SessionJournalOptions) -> Option<std::path::PathBuf> {
+    match &options.store {
+        StoreLocation::InJournalDir => Some(dir.join(STORE_DIR_NAME)),
+        StoreLocation::At(path) => Some(path.clone()),
+        StoreLocation::Disabled => None,
+    }
+}
+
+/// The projection store, checked against the journal's identity (a store
+/// that cannot be opened or belongs elsewhere is moved aside and replaced).
+fn open_store(
+    dir: &Path,
+    options: &SessionJournalOptions,
+    id: Option<JournalId>,
+) -> Result<Option<ProjectionStore>> {
+    store_path(dir, options)
+        .map(|path| ProjectionStore::open_for(&path, options.cache_capacity_bytes, id))
+        .transpose()
+}
+
+/// What the projection store and the consumer cursors know was durable.
+fn gather_evidence(
+    fs: &dyn Fs,
+    dir: &Path,
+    id: Option<JournalId>,
+    store: Option<&ProjectionStore>,
+) -> Result<Evidence> {
     let mut evidence = Evidence::default();
+    if let Some(store) = store {
+        match store.checkpoint_lsn() {
+            Ok(lsn) => {
+                evidence.raise(lsn, || format!("the checkpoint in {} is at that LSN", store.path().display()))
+            }
+            // The store is rebuilt after open anyway; it proves nothing.
+            Err(e) => tracing::warn!(error = %e, "could not read the projection store's checkpoint"),
+        }
+    }
     let (lsn, whose) = crate::cursor::cursor_evidence(fs, dir, id)?;
     evidence.raise(lsn, || whose);
     Ok(evidence)
