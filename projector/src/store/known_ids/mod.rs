@@ -1,24 +1,20 @@
 //! The known-ids filter: which session ids the projection store may hold,
-//! so that a start of a new id need not ask sled.
+//! so that a start of a new id need not ask sled: the filter itself
+//! (`filter.rs`), and how it is saved, loaded and filled here.
 
-use std::sync::{Mutex, MutexGuard};
+mod filter;
 
 use bookend_journal::codec;
 use serde::{Deserialize, Serialize};
 
 use super::{ACTIVE_PREFIX, ProjectionStore};
 use crate::error::{Error, Result};
+use filter::IdFilter;
+pub use filter::IdScan;
+pub(in crate::store) use filter::KnownIds;
 
-/// False-positive rate of each known-ids filter.
-const KNOWN_IDS_FALSE_POSITIVE: f64 = 0.01;
-/// The smallest known-ids filter (about 1.2 MB at 1%).
-const KNOWN_IDS_CAPACITY_MIN: usize = 1 << 20;
 /// Ids the startup scan adds per lock of the filters.
 const KNOWN_IDS_SCAN_CHUNK: usize = 4096;
-
-/// Seeded per store and saved with the filter, so a saved filter can be
-/// loaded by the next process.
-type IdFilter = fastbloom::BloomFilter<foldhash::fast::FixedState>;
 
 /// A saved filter as loaded: its generations (each with its count of ids),
 /// its seed and its file's CRC.
@@ -108,156 +104,6 @@ struct KnownIdsAt {
 fn hash_probe(seed: u64) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(seed).hash_one("bookend known-ids probe")
-}
-
-/// Which session ids the store may hold: a Bloom filter per generation
-/// (each twice the size of the one before, so it never has to be rebuilt),
-/// filled by a scan of the store after open and by every save since. Once
-/// the scan is complete, a start of a new id is answered "not stored"
-/// without asking sled, whose reads wait while a checkpoint batch is applied
-/// (`apply_batch` holds sled's global write lock). A false positive only
-/// costs the sled lookup it would have cost anyway.
-#[derive(Default)]
-pub(super) struct KnownIds {
-    filters: Mutex<Vec<(IdFilter, usize)>>,
-    pub(super) seed: std::sync::atomic::AtomicU64,
-    /// Every id in the store is in `filters`.
-    pub(super) complete: std::sync::atomic::AtomicBool,
-    /// Asks the startup scan to stop (the store is closing).
-    pub(super) stop: std::sync::atomic::AtomicBool,
-    /// What the scan found wrong with the store, for its owner to act on.
-    problem: Mutex<Option<String>>,
-    /// The CRC of the saved filter file while `filters` still has exactly
-    /// its bits (loaded or saved, and no bit set since): a close then only
-    /// records the new LSN. Locked after `filters`.
-    saved_crc: Mutex<Option<u32>>,
-    /// While a saved filter is being loaded: the ids inserted meanwhile,
-    /// added to it once it is in place. Locked after `filters`.
-    pending: Mutex<Option<Vec<String>>>,
-    /// The filter came from the file a clean close saved (not a scan).
-    pub(super) loaded: std::sync::atomic::AtomicBool,
-}
-
-impl KnownIds {
-    pub(super) fn problem(&self) -> MutexGuard<'_, Option<String>> {
-        self.problem.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub(super) fn filters(&self) -> MutexGuard<'_, Vec<(IdFilter, usize)>> {
-        self.filters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub(super) fn saved_crc(&self) -> MutexGuard<'_, Option<u32>> {
-        self.saved_crc.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub(super) fn pending(&self) -> MutexGuard<'_, Option<Vec<String>>> {
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Waits (at most `limit`) while a saved filter is being loaded: a
-    /// close right after an open must still save it, or the next open
-    /// scans the whole store. A scan is not waited for.
-    fn wait_for_load(&self, limit: std::time::Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        while self.pending().is_some() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-
-    /// Puts a loaded filter in place, with the ids inserted while it was
-    /// loaded (`crc` is its file's: still the file's bits if none were).
-    /// Nothing, if the filter was reset meanwhile (the store was cleared).
-    pub(super) fn install(&self, loaded: Vec<(IdFilter, usize)>, seed: u64, crc: u32) {
-        let mut filters = self.filters();
-        let Some(inserted) = self.pending().take() else { return };
-        *filters = loaded;
-        self.seed.store(seed, std::sync::atomic::Ordering::Relaxed);
-        *self.saved_crc() = Some(crc);
-        self.loaded.store(true, std::sync::atomic::Ordering::Relaxed);
-        drop(filters);
-        self.insert(inserted.iter().map(String::as_str));
-        self.complete.store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Starts over for a store that holds `expected` sessions.
-    pub(super) fn reset(&self, expected: usize, complete: bool) {
-        let mut filters = self.filters();
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            std::collections::hash_map::RandomState::new().build_hasher().finish()
-        };
-        self.seed.store(seed, std::sync::atomic::Ordering::Relaxed);
-        filters.clear();
-        filters.push((Self::filter(expected, seed), 0));
-        *self.saved_crc() = None;
-        *self.pending() = None;
-        self.loaded.store(false, std::sync::atomic::Ordering::Relaxed);
-        self.complete.store(complete, std::sync::atomic::Ordering::Release);
-    }
-
-    pub(super) fn filter(expected: usize, seed: u64) -> IdFilter {
-        fastbloom::BloomFilter::with_false_pos(KNOWN_IDS_FALSE_POSITIVE)
-            .hasher(foldhash::fast::FixedState::with_seed(seed))
-            .expected_items(expected.max(KNOWN_IDS_CAPACITY_MIN))
-    }
-
-    pub(super) fn insert<'a>(&self, ids: impl Iterator<Item = &'a str>) {
-        let mut filters = self.filters();
-        let mut pending = self.pending();
-        let mut changed = false;
-        for id in ids {
-            if let Some(pending) = pending.as_mut() {
-                pending.push(id.to_string());
-            }
-            let needs_more = filters.last().is_none_or(|(f, n)| *n >= Self::capacity(f));
-            if needs_more {
-                let next = filters.last().map_or(0, |(f, _)| 2 * Self::capacity(f));
-                let seed = self.seed.load(std::sync::atomic::Ordering::Relaxed);
-                filters.push((Self::filter(next, seed), 0));
-                changed = true;
-            }
-            if let Some((filter, n)) = filters.last_mut() {
-                // `insert` is true when every bit was set already.
-                changed |= !filter.insert(id);
-                *n += 1;
-            }
-        }
-        if changed {
-            *self.saved_crc() = None;
-        }
-    }
-
-    /// The items a filter was sized for (bits per item at the target rate).
-    fn capacity(filter: &IdFilter) -> usize {
-        let bits_per_item = -KNOWN_IDS_FALSE_POSITIVE.ln() / std::f64::consts::LN_2.powi(2);
-        (filter.num_bits() as f64 / bits_per_item) as usize
-    }
-
-    /// Whether `id` is surely not in the store.
-    pub(super) fn surely_absent(&self, id: &str) -> bool {
-        self.complete.load(std::sync::atomic::Ordering::Acquire)
-            && !self.filters().iter().any(|(f, _)| f.contains(id))
-    }
-}
-
-/// The running scan that fills the known-ids filter; dropping it stops the
-/// scan and waits for its thread, so the store is never left scanned by a
-/// thread nobody owns.
-pub struct IdScan {
-    store: ProjectionStore,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for IdScan {
-    fn drop(&mut self) {
-        self.store.known.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(handle) = self.handle.take()
-            && handle.join().is_err()
-        {
-            tracing::warn!(store = %self.store.path().display(), "the known-ids scan panicked");
-        }
-    }
 }
 
 impl ProjectionStore {
