@@ -290,9 +290,7 @@ impl ProjectionStore {
                 crossbeam_epoch::pin().flush();
             }
         };
-        let active = self.index(ACTIVE_PREFIX)?;
-        let active_ids: Vec<String> = active.iter().cloned().collect();
-        let ended = self.ended_unshadowed(active).map(|e| e.map(|e| e.id));
+        let (active_ids, ended) = self.stored_ids()?;
         for id in active_ids.into_iter().map(Ok).chain(ended) {
             if self.known.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(None);
@@ -304,6 +302,21 @@ impl ProjectionStore {
         }
         flush(&mut chunk);
         Ok(Some(count))
+    }
+
+    /// The active ids and an iterator of the other stored ids, as of one
+    /// moment: no save or merge runs between reading the active keys and
+    /// taking the list of runs. A save that ended a session in between (its
+    /// `a/` record gone, the run holding it not yet in the list) used to
+    /// hide it from the scan, which then counted fewer sessions than the
+    /// checkpoint and had a sound store rebuilt.
+    fn stored_ids(&self) -> Result<(Vec<String>, impl Iterator<Item = Result<String>> + '_)> {
+        let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let active = self.index(ACTIVE_PREFIX)?;
+        let active_ids: Vec<String> = active.iter().cloned().collect();
+        // Blocks stay while the iterator reads them, merged or not.
+        let ended = self.ended_unshadowed(active).map(|e| e.map(|e| e.id));
+        Ok((active_ids, ended))
     }
 
     /// Whether every stored id is in the known-ids filter.
