@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bookend_journal::Reader;
 
 use crate::error::Result;
-use crate::event::{Event, StoredEvent};
+use crate::event::{Event, EventBody, StoredEvent};
 use crate::event_codec::decode_event;
 use crate::rules::{Lifecycle, Violation};
 use crate::session::SessionState;
@@ -41,6 +41,33 @@ pub(crate) fn for_each_event(
         after_frame()?;
     }
     Ok(read)
+}
+
+/// The ids of the sessions started at LSNs `from..=to`, read with `reader`
+/// (opened at `from`); `None` if `stop` was set meanwhile.
+pub(crate) fn started_ids(
+    mut reader: Reader,
+    (from, to): (u64, u64),
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Option<Vec<String>>> {
+    let mut ids = Vec::new();
+    while let Some(frame) = reader.next_frame()? {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        for (lsn, bytes) in frame.events() {
+            if lsn > to {
+                return Ok(Some(ids));
+            }
+            if lsn < from {
+                continue;
+            }
+            if let EventBody::SessionStart(fields) = decode_event(lsn, bytes)?.body {
+                ids.push(fields.session_id);
+            }
+        }
+    }
+    Ok(Some(ids))
 }
 
 /// Folds one event, after the LSNs a person accepted as lost just before

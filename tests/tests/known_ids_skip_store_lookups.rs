@@ -12,7 +12,8 @@
 //! still a duplicate or a key mismatch, exactly as before, and the stored
 //! sessions are found. A rebuilt store knows its ids from the start; a clean
 //! close saves the filter and the next open loads it instead of scanning;
-//! after an unclean stop the saved filter is stale and the store is scanned.
+//! after an unclean stop the saved filter is behind the store and is caught
+//! up from the journal; without a saved filter the store is scanned.
 
 use std::time::{Duration, Instant};
 
@@ -84,12 +85,28 @@ fn new_ids_skip_the_store_and_stored_ids_are_still_found() {
         // Dropped without close: the saved filter is now behind the store.
     }
 
+    {
+        let journal = open(dir.path(), &clock);
+        wait_for_scan(&journal);
+        let loaded = journal.projection_store().unwrap().ids_loaded_from_file();
+        assert!(loaded, "the filter behind the store was not caught up from the journal");
+        check(&journal, "after-catch-up");
+        // Ids written by the previous run (after its filter was loaded) are
+        // in the caught-up filter.
+        let again = journal.start(start("after-close-7", "after-close7")).unwrap().wait().unwrap();
+        assert!(again.duplicate);
+        journal.checkpoint().unwrap();
+        // Dropped without close again, and the saved filter is lost.
+    }
+    std::fs::remove_file(dir.path().join("projection").join("known-ids")).unwrap();
+
     let journal = open(dir.path(), &clock);
     wait_for_scan(&journal);
-    assert!(!journal.projection_store().unwrap().ids_loaded_from_file(), "a stale filter was loaded");
+    assert!(!journal.projection_store().unwrap().ids_loaded_from_file(), "a lost filter was loaded");
     check(&journal, "after-scan");
-    // Ids written by the previous run (after its filter was loaded) are
-    // found by the scan too.
-    let again = journal.start(start("after-close-7", "after-close7")).unwrap().wait().unwrap();
-    assert!(again.duplicate);
+    // Ids of every earlier run are found by the scan.
+    for (id, key) in [("after-close-7", "after-close7"), ("after-catch-up-7", "after-catch-up7")] {
+        let again = journal.start(start(id, key)).unwrap().wait().unwrap();
+        assert!(again.duplicate, "{id} was started again instead of being recognised");
+    }
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::event::EventBody;
 use crate::fold;
 use crate::rules::Lifecycle;
-use crate::store::{ProjectionStore, STORE_DIR_NAME};
+use crate::store::{ProjectionStore, STORE_DIR_NAME, StartedIds};
 use crate::table::SessionTable;
 
 /// How long open waits for its `journal:open` batch to become durable.
@@ -52,7 +52,7 @@ impl SessionJournal {
         let store = settle_store(store, &journal, dir, &options)?;
         let Loaded { life, from_checkpoint, checkpoint, replayed_events } = load_and_replay(&journal, store)?;
         let replay_ms = times.lap();
-        let background = start_background(&life, checkpoint)?;
+        let background = start_background(&life, checkpoint, &journal)?;
         let filter_ms = times.lap();
         let mut core = Core {
             life,
@@ -248,10 +248,15 @@ fn settle_store(
 fn start_background(
     life: &Lifecycle,
     checkpoint: Option<(u64, u64)>,
+    journal: &Journal,
 ) -> Result<Option<BackgroundCheckpoints>> {
     let id_scan = match (life.table.store(), checkpoint) {
         (Some(store), Some((stored, lsn))) => {
-            match store.start_id_scan(stored, lsn) {
+            let (fs, dir) = (journal.fs().clone(), journal.dir().to_path_buf());
+            let started: StartedIds = Box::new(move |from, to, stop| {
+                fold::started_ids(bookend_journal::Reader::open_with_fs(fs, &dir, from), (from, to), stop)
+            });
+            match store.start_id_scan(stored, lsn, Some(started)) {
                 Ok(scan) => Some(scan),
                 Err(e) => {
                     // Only an optimisation: starts keep asking the store.

@@ -36,8 +36,8 @@ use crate::error::{Error, Result};
 use crate::session::{Meta, SessionState};
 pub(crate) use guard::move_aside;
 use guard::{DbGuard, Guarded, guarded, reclaim_sled_garbage, store_error, sync_tree};
-pub use known_ids::IdScan;
 use known_ids::KnownIds;
+pub use known_ids::{IdScan, StartedIds};
 
 /// Bump when the stored state changes shape: older stores are rebuilt.
 pub const STORE_FORMAT: u32 = 5;

@@ -218,7 +218,7 @@ fn ids_saved_while_the_filter_loads_are_kept() {
     *known.pending() = Some(Vec::new());
     known.insert(["saved-while-loading"].into_iter());
     assert!(!known.surely_absent("old"), "nothing is surely absent before the load");
-    known.install(loaded_filter(&["old"]), 7, 42);
+    known.install(loaded_filter(&["old"]), 7, Some(42));
     assert!(!known.surely_absent("old") && !known.surely_absent("saved-while-loading"));
     assert!(known.surely_absent("never-saved"), "the loaded filter answers (seed 7: no false positive here)");
     assert_eq!(*known.saved_crc(), None, "the file no longer holds every id");
@@ -229,11 +229,11 @@ fn ids_saved_while_the_filter_loads_are_kept() {
     *cleared.pending() = Some(Vec::new());
     cleared.reset(0, true);
     cleared.insert(["after-clear"].into_iter());
-    cleared.install(loaded_filter(&["old"]), 7, 42);
+    cleared.install(loaded_filter(&["old"]), 7, Some(42));
     assert!(!cleared.surely_absent("after-clear"), "a load after a reset must not replace the filter");
 
     let untouched = KnownIds::default();
     *untouched.pending() = Some(Vec::new());
-    untouched.install(loaded_filter(&["old"]), 7, 42);
+    untouched.install(loaded_filter(&["old"]), 7, Some(42));
     assert_eq!(*untouched.saved_crc(), Some(42), "nothing inserted: the file still holds the filter");
 }

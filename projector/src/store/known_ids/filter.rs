@@ -70,14 +70,14 @@ impl KnownIds {
     }
 
     /// Puts a loaded filter in place, with the ids inserted while it was
-    /// loaded (`crc` is its file's: still the file's bits if none were).
+    /// loaded (`crc` is its file's, if it still has the file's bits).
     /// Nothing, if the filter was reset meanwhile (the store was cleared).
-    pub(in crate::store) fn install(&self, loaded: Vec<(IdFilter, usize)>, seed: u64, crc: u32) {
+    pub(in crate::store) fn install(&self, loaded: Vec<(IdFilter, usize)>, seed: u64, crc: Option<u32>) {
         let mut filters = self.filters();
         let Some(inserted) = self.pending().take() else { return };
         *filters = loaded;
         self.seed.store(seed, std::sync::atomic::Ordering::Relaxed);
-        *self.saved_crc() = Some(crc);
+        *self.saved_crc() = crc;
         self.loaded.store(true, std::sync::atomic::Ordering::Relaxed);
         drop(filters);
         self.insert(inserted.iter().map(String::as_str));
@@ -109,33 +109,15 @@ impl KnownIds {
     pub(in crate::store) fn insert<'a>(&self, ids: impl Iterator<Item = &'a str>) {
         let mut filters = self.filters();
         let mut pending = self.pending();
-        let mut changed = false;
-        for id in ids {
+        let seed = self.seed.load(std::sync::atomic::Ordering::Relaxed);
+        let kept_aside = ids.inspect(|id| {
             if let Some(pending) = pending.as_mut() {
                 pending.push(id.to_string());
             }
-            let needs_more = filters.last().is_none_or(|(f, n)| *n >= Self::capacity(f));
-            if needs_more {
-                let next = filters.last().map_or(0, |(f, _)| 2 * Self::capacity(f));
-                let seed = self.seed.load(std::sync::atomic::Ordering::Relaxed);
-                filters.push((Self::filter(next, seed), 0));
-                changed = true;
-            }
-            if let Some((filter, n)) = filters.last_mut() {
-                // `insert` is true when every bit was set already.
-                changed |= !filter.insert(id);
-                *n += 1;
-            }
-        }
-        if changed {
+        });
+        if add_ids(&mut filters, seed, kept_aside) {
             *self.saved_crc() = None;
         }
-    }
-
-    /// The items a filter was sized for (bits per item at the target rate).
-    fn capacity(filter: &IdFilter) -> usize {
-        let bits_per_item = -KNOWN_IDS_FALSE_POSITIVE.ln() / std::f64::consts::LN_2.powi(2);
-        (filter.num_bits() as f64 / bits_per_item) as usize
     }
 
     /// Whether `id` is surely not in the store.
@@ -143,6 +125,37 @@ impl KnownIds {
         self.complete.load(std::sync::atomic::Ordering::Acquire)
             && !self.filters().iter().any(|(f, _)| f.contains(id))
     }
+}
+
+/// Adds `ids` to the newest of `filters` (seeded with `seed`), first adding
+/// a generation twice the size of the last when it is full; true if a bit
+/// changed.
+pub(super) fn add_ids<'a>(
+    filters: &mut Vec<(IdFilter, usize)>,
+    seed: u64,
+    ids: impl Iterator<Item = &'a str>,
+) -> bool {
+    let mut changed = false;
+    for id in ids {
+        let needs_more = filters.last().is_none_or(|(f, n)| *n >= capacity(f));
+        if needs_more {
+            let next = filters.last().map_or(0, |(f, _)| 2 * capacity(f));
+            filters.push((KnownIds::filter(next, seed), 0));
+            changed = true;
+        }
+        if let Some((filter, n)) = filters.last_mut() {
+            // `insert` is true when every bit was set already.
+            changed |= !filter.insert(id);
+            *n += 1;
+        }
+    }
+    changed
+}
+
+/// The items a filter was sized for (bits per item at the target rate).
+fn capacity(filter: &IdFilter) -> usize {
+    let bits_per_item = -KNOWN_IDS_FALSE_POSITIVE.ln() / std::f64::consts::LN_2.powi(2);
+    (filter.num_bits() as f64 / bits_per_item) as usize
 }
 
 /// The running scan that fills the known-ids filter; dropping it stops the
