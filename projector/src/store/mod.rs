@@ -22,10 +22,11 @@ mod block;
 mod guard;
 mod known_ids;
 mod merge;
+mod meta;
 mod run_filter;
 mod runs;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -33,11 +34,12 @@ use bookend_journal::{JournalId, codec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::session::{Meta, SessionState};
+use crate::session::SessionState;
 pub(crate) use guard::move_aside;
 use guard::{DbGuard, Guarded, guarded, reclaim_sled_garbage, store_error, sync_tree};
 use known_ids::KnownIds;
 pub use known_ids::{IdScan, StartedIds};
+pub use meta::StoredMeta;
 
 /// Bump when the stored state changes shape: older stores are rebuilt.
 pub const STORE_FORMAT: u32 = 5;
@@ -64,42 +66,6 @@ const _: () = assert!(ACTIVE_PREFIX.len() == INDEX_PREFIX_LEN && AWAITING_PREFIX
 /// `f/<id>`: the session awaits finalization.
 const AWAITING_PREFIX: &[u8] = b"f/";
 const BLOB_PREFIX: &[u8] = b"p/";
-
-// Format: { format u32 | last_lsn u64 | epoch u64 | epoch_open bool | sessions_total u64
-//           | spans_total u64 | ends_by_reason map<string, u64> | active u64
-//           | awaiting u64 } (codec-encoded)
-// The active and awaiting-finalization sets are not in it: they are index
-// keys written with each session, so a checkpoint never copies them whole.
-// Their sizes are, so that a store that lost index keys is noticed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredMeta {
-    format: u32,
-    last_lsn: u64,
-    epoch: u64,
-    epoch_open: bool,
-    sessions_total: u64,
-    spans_total: u64,
-    ends_by_reason: BTreeMap<String, u64>,
-    active: u64,
-    awaiting: u64,
-}
-
-impl StoredMeta {
-    /// The part of `meta` stored as the meta record.
-    pub fn of(meta: &Meta) -> StoredMeta {
-        StoredMeta {
-            format: STORE_FORMAT,
-            last_lsn: meta.last_lsn,
-            epoch: meta.epoch,
-            epoch_open: meta.epoch_open,
-            sessions_total: meta.sessions_total,
-            spans_total: meta.spans_total,
-            ends_by_reason: meta.ends_by_reason.clone(),
-            active: meta.active.len() as u64,
-            awaiting: meta.awaiting_finalization.len() as u64,
-        }
-    }
-}
 
 // Format: { lsn u64 | state bytes } (codec-encoded)
 #[derive(Serialize, Deserialize)]
@@ -335,62 +301,6 @@ impl ProjectionStore {
     /// The values under `prefix`, every step guarded.
     fn values(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
         Guarded::new(self.db.scan_prefix(prefix).values(), &self.path, &self.failed.broken)
-    }
-
-    /// The stored meta state (with the active and awaiting sets read from
-    /// their index keys), or `None` if there is none of this format.
-    pub fn load_meta(&self) -> Result<Option<Meta>> {
-        if let Some(torn) =
-            self.guarded("reading the meta record", || self.db.get(CHECKPOINT_IN_PROGRESS_KEY))?
-        {
-            let lsn = torn.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-            let reason = format!("a checkpoint to LSN {lsn} was cut short and left the store half-written");
-            return Err(store_error(&self.path, "loading the checkpoint", &reason));
-        }
-        let Some(bytes) = self.guarded("reading the meta record", || self.db.get(META_KEY))? else {
-            return Ok(None);
-        };
-        let Ok(stored) = codec::decode::<StoredMeta>(&bytes) else { return Ok(None) };
-        if stored.format != STORE_FORMAT {
-            return Ok(None);
-        }
-        let active = self.index(ACTIVE_PREFIX)?;
-        let awaiting_finalization = self.index(AWAITING_PREFIX)?;
-        if (active.len() as u64, awaiting_finalization.len() as u64) != (stored.active, stored.awaiting) {
-            let reason = format!(
-                "the checkpoint recorded {} active and {} awaiting sessions, the index holds {} and {}",
-                stored.active,
-                stored.awaiting,
-                active.len(),
-                awaiting_finalization.len()
-            );
-            return Err(store_error(&self.path, "loading the checkpoint", &reason));
-        }
-        *self.indexed() = Some(Indexed {
-            active: active.iter().cloned().collect(),
-            awaiting: awaiting_finalization.iter().cloned().collect(),
-        });
-        Ok(Some(Meta {
-            last_lsn: stored.last_lsn,
-            epoch: stored.epoch,
-            epoch_open: stored.epoch_open,
-            active,
-            awaiting_finalization,
-            sessions_total: stored.sessions_total,
-            spans_total: stored.spans_total,
-            ends_by_reason: stored.ends_by_reason,
-        }))
-    }
-
-    /// The LSN of the stored checkpoint (0 if there is none of this format).
-    pub fn checkpoint_lsn(&self) -> Result<u64> {
-        let Some(bytes) = self.guarded("reading the meta record", || self.db.get(META_KEY))? else {
-            return Ok(0);
-        };
-        Ok(codec::decode::<StoredMeta>(&bytes)
-            .ok()
-            .filter(|m| m.format == STORE_FORMAT)
-            .map_or(0, |m| m.last_lsn))
     }
 
     fn indexed(&self) -> MutexGuard<'_, Option<Indexed>> {

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::event::EndReason;
+use crate::session::Meta;
 
 fn session(id: &str, active: bool, end_reason: Option<EndReason>) -> SessionState {
     assert_eq!(active, end_reason.is_none(), "an ended session has a reason");
