@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use bookend_journal::codec;
 use serde::{Deserialize, Serialize};
 
+use super::undo::IN_PROGRESS_WITH_UNDO;
 use super::{
     ACTIVE_PREFIX, AWAITING_PREFIX, CHECKPOINT_IN_PROGRESS_KEY, Indexed, META_KEY, ProjectionStore,
     STORE_FORMAT, store_error,
@@ -53,12 +54,9 @@ impl ProjectionStore {
     /// The stored meta state (with the active and awaiting sets read from
     /// their index keys), or `None` if there is none of this format.
     pub fn load_meta(&self) -> Result<Option<Meta>> {
-        if let Some(torn) =
-            self.guarded("reading the meta record", || self.db.get(CHECKPOINT_IN_PROGRESS_KEY))?
-        {
-            let lsn = torn.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-            let reason = format!("a checkpoint to LSN {lsn} was cut short and left the store half-written");
-            return Err(store_error(&self.path, "loading the checkpoint", &reason));
+        match self.guarded("reading the meta record", || self.db.get(CHECKPOINT_IN_PROGRESS_KEY))? {
+            Some(torn) => self.roll_back(&torn)?,
+            None => self.remove_stale_undo()?,
         }
         let Some(bytes) = self.guarded("reading the meta record", || self.db.get(META_KEY))? else {
             return Ok(None);
@@ -93,6 +91,34 @@ impl ProjectionStore {
             spans_total: stored.spans_total,
             ends_by_reason: stored.ends_by_reason,
         }))
+    }
+
+    /// Rolls back the checkpoint whose in-progress record is `torn`: it was
+    /// cut short. One written by an older bookend kept no undo records:
+    /// then the store contradicts itself and is rebuilt.
+    fn roll_back(&self, torn: &[u8]) -> Result<()> {
+        let lsn = torn.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+        if torn.get(8) != Some(&IN_PROGRESS_WITH_UNDO) {
+            let reason = format!("a checkpoint to LSN {lsn} was cut short and left the store half-written");
+            return Err(store_error(&self.path, "loading the checkpoint", &reason));
+        }
+        let whole = self.checkpoint_lsn()?;
+        self.roll_back_cut_checkpoint(whole, lsn)?;
+        tracing::warn!(
+            store = %self.path.display(),
+            lsn,
+            checkpoint_lsn = whole,
+            "a checkpoint was cut short (the process stopped while writing it); the store was rolled back to the checkpoint before it, and the journal's tail is replayed from there"
+        );
+        Ok(())
+    }
+
+    /// The LSN of a checkpoint of several batches that was being written
+    /// and did not finish (the process stopped meanwhile): the next
+    /// `load_meta` rolls it back.
+    pub fn checkpoint_in_progress(&self) -> Result<Option<u64>> {
+        let torn = self.guarded("reading the meta record", || self.db.get(CHECKPOINT_IN_PROGRESS_KEY))?;
+        Ok(torn.and_then(|t| t.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)))
     }
 
     /// The LSN of the stored checkpoint (0 if there is none of this format).

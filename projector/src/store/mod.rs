@@ -407,3 +407,4 @@ impl ProjectionStore {
 mod save;
 #[cfg(test)]
 mod tests;
+mod undo;

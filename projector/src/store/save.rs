@@ -12,12 +12,15 @@
 //! batches of a thousand stay near 100 MB. Such a checkpoint first records
 //! that it is in progress and removes that record in its last batch, with
 //! the meta record: sled recovers a prefix of its writes, so a store that
-//! still says "in progress" was cut short, contradicts itself, and is
-//! rebuilt from the journal (`load_meta` refuses it).
+//! still says "in progress" was cut short. Every batch but the last also
+//! keeps what it changed (`undo.rs`), and `load_meta` rolls such a store
+//! back to the checkpoint before it; one an older bookend cut short is
+//! rebuilt from the journal.
 
 use bookend_journal::codec;
 
 use super::runs::RUNS_KEY;
+use super::undo::IN_PROGRESS_WITH_UNDO;
 use super::{
     ACTIVE_PREFIX, AWAITING_PREFIX, CHECKPOINT_IN_PROGRESS_KEY, Indexed, META_KEY, ProjectionStore,
     StoredMeta, prefixed, reclaim_sled_garbage,
@@ -46,19 +49,21 @@ impl ProjectionStore {
         let _writing = self.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let runs = self.stage_run(&sessions)?;
         let chunked = sessions.len() > SAVE_CHUNK_SESSIONS;
-        if chunked {
-            let mut start = sled::Batch::default();
-            start.insert(CHECKPOINT_IN_PROGRESS_KEY, &meta.last_lsn.to_le_bytes());
-            self.guarded("starting a checkpoint", || self.db.apply_batch(start))?;
-        }
+        // With the LSN of the last whole checkpoint, if chunked.
+        let whole = if chunked { Some(self.start_chunked(meta)?) } else { None };
+        let mut undo = Vec::new();
         let mut indexed = self.indexed();
         // At least one batch: the meta record is saved even with no session.
         let chunks: Vec<&[&SessionState]> =
             if sessions.is_empty() { vec![&[]] } else { sessions.chunks(SAVE_CHUNK_SESSIONS).collect() };
         for (i, chunk) in chunks.iter().enumerate() {
             let mut batch = sled::Batch::default();
+            let last = i + 1 == chunks.len();
+            if let Some(whole) = whole.filter(|_| !last) {
+                undo.extend(self.stage_undo(&mut batch, chunk, indexed.as_ref(), (whole, meta.last_lsn))?);
+            }
             let changed = stage_sessions(&mut batch, chunk, indexed.as_ref())?;
-            if i + 1 == chunks.len() {
+            if last {
                 batch.insert(META_KEY, codec::encode(meta)?);
                 if let Some(runs) = &runs {
                     batch.insert(RUNS_KEY, codec::encode(runs)?);
@@ -68,6 +73,10 @@ impl ProjectionStore {
                 }
             }
             self.guarded("saving a checkpoint", || self.db.apply_batch(batch))?;
+            #[cfg(test)]
+            if !last && tests::CUT_AFTER_BATCHES.get() == Some(i + 1) {
+                return Err(super::store_error(&self.path, "saving a checkpoint", "cut short by a test"));
+            }
             reclaim_sled_garbage(chunk.len());
             if let Some(ix) = indexed.as_mut() {
                 ix.update(changed);
@@ -77,8 +86,25 @@ impl ProjectionStore {
         if let Some(runs) = runs {
             *self.runs() = runs;
         }
+        // The checkpoint is whole: what would have rolled it back goes.
+        self.drop_undo(undo)?;
         self.known.insert(sessions.iter().map(|s| s.id()));
         Ok(sessions.len())
+    }
+}
+
+impl ProjectionStore {
+    /// Records that a checkpoint of several batches is in progress, and
+    /// that it keeps undo records (`undo.rs`); returns the LSN of the last
+    /// whole checkpoint, which a roll-back returns to.
+    fn start_chunked(&self, meta: &StoredMeta) -> Result<u64> {
+        let whole = self.checkpoint_lsn()?;
+        let mut record = meta.last_lsn.to_le_bytes().to_vec();
+        record.push(IN_PROGRESS_WITH_UNDO);
+        let mut start = sled::Batch::default();
+        start.insert(CHECKPOINT_IN_PROGRESS_KEY, record);
+        self.guarded("starting a checkpoint", || self.db.apply_batch(start))?;
+        Ok(whole)
     }
 }
 
@@ -123,5 +149,16 @@ impl Indexed {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// A chunked save on this thread stops with an error after this
+        /// many batches, as a kill between them would leave the store.
+        pub static CUT_AFTER_BATCHES: Cell<Option<usize>> = const { Cell::new(None) };
     }
 }
