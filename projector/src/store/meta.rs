@@ -97,7 +97,7 @@ impl ProjectionStore {
     /// cut short. One written by an older bookend kept no undo records:
     /// then the store contradicts itself and is rebuilt.
     fn roll_back(&self, torn: &[u8]) -> Result<()> {
-        let lsn = torn.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+        let lsn = in_progress_lsn(torn).unwrap_or(0);
         if torn.get(8) != Some(&IN_PROGRESS_WITH_UNDO) {
             let reason = format!("a checkpoint to LSN {lsn} was cut short and left the store half-written");
             return Err(store_error(&self.path, "loading the checkpoint", &reason));
@@ -118,7 +118,7 @@ impl ProjectionStore {
     /// `load_meta` rolls it back.
     pub fn checkpoint_in_progress(&self) -> Result<Option<u64>> {
         let torn = self.guarded("reading the meta record", || self.db.get(CHECKPOINT_IN_PROGRESS_KEY))?;
-        Ok(torn.and_then(|t| t.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)))
+        Ok(torn.and_then(|t| in_progress_lsn(&t)))
     }
 
     /// The LSN of the stored checkpoint (0 if there is none of this format).
@@ -131,4 +131,9 @@ impl ProjectionStore {
             .filter(|m| m.format == STORE_FORMAT)
             .map_or(0, |m| m.last_lsn))
     }
+}
+
+/// The LSN an in-progress record names (its first 8 bytes).
+fn in_progress_lsn(record: &[u8]) -> Option<u64> {
+    record.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
 }

@@ -298,6 +298,11 @@ impl ProjectionStore {
         Guarded::new(self.db.scan_prefix(prefix).keys(), &self.path, &self.failed.broken)
     }
 
+    /// The keys and values under `prefix`, every step guarded.
+    fn entries(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
+        Guarded::new(self.db.scan_prefix(prefix), &self.path, &self.failed.broken)
+    }
+
     /// The values under `prefix`, every step guarded.
     fn values(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
         Guarded::new(self.db.scan_prefix(prefix).values(), &self.path, &self.failed.broken)

@@ -92,12 +92,11 @@ impl ProjectionStore {
 
     /// Removes undo records once their checkpoint is whole (a few batches).
     pub(super) fn drop_undo(&self, keys: Vec<Vec<u8>>) -> Result<()> {
-        for chunk in keys.chunks(UNDO_BATCH_KEYS) {
-            let mut batch = sled::Batch::default();
-            chunk.iter().for_each(|k| batch.remove(k.as_slice()));
-            self.guarded("removing undo records", || self.db.apply_batch(batch))?;
+        let mut staged = Staged::new(self, "removing undo records");
+        for key in keys {
+            staged.remove(key)?;
         }
-        Ok(())
+        staged.apply()
     }
 
     /// Puts back what the checkpoint to `lsn`, cut short, changed, so the
@@ -108,54 +107,29 @@ impl ProjectionStore {
         self.sync_opened()?;
         let mut prefix = UNDO_PREFIX.to_vec();
         prefix.extend_from_slice(&lsn.to_be_bytes());
-        let mut batch = sled::Batch::default();
-        let mut staged = 0;
-        for entry in self.db.scan_prefix(&prefix) {
-            let (key, value) = self.guarded("reading undo records", || entry)?;
+        let mut staged = Staged::new(self, "rolling back a checkpoint");
+        for entry in self.entries(&prefix) {
+            let (key, value) = entry?;
             let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|e| self.store_err(e))?;
             let undo: Undo = codec::decode(&value).map_err(|e| self.store_err(e))?;
             match undo.active {
-                Some(record) => batch.insert(prefixed(ACTIVE_PREFIX, id), record),
-                None => batch.remove(prefixed(ACTIVE_PREFIX, id)),
+                Some(record) => staged.insert(prefixed(ACTIVE_PREFIX, id), record)?,
+                None => staged.remove(prefixed(ACTIVE_PREFIX, id))?,
             }
             let awaiting = prefixed(AWAITING_PREFIX, id);
-            if undo.awaiting {
-                batch.insert(awaiting, &[] as &[u8])
-            } else {
-                batch.remove(awaiting)
-            }
-            staged += 2;
-            if staged >= UNDO_BATCH_KEYS {
-                self.guarded("rolling back a checkpoint", || {
-                    self.db.apply_batch(std::mem::take(&mut batch))
-                })?;
-                staged = 0;
-            }
+            if undo.awaiting { staged.insert(awaiting, Vec::new())? } else { staged.remove(awaiting)? }
         }
-        self.guarded("rolling back a checkpoint", || self.db.apply_batch(batch))?;
-        self.remove_started_after(whole_lsn)?;
-        self.guarded("ending a roll-back", || self.db.remove(CHECKPOINT_IN_PROGRESS_KEY))?;
-        self.remove_stale_undo()
-    }
-
-    /// Removes the `a/` records of sessions started after `whole_lsn`.
-    fn remove_started_after(&self, whole_lsn: u64) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        let mut staged = 0;
+        // Sessions started after the last whole checkpoint kept no undo
+        // record; their `start_lsn` says they were not there.
         for value in self.values(ACTIVE_PREFIX) {
             let state: SessionState = codec::decode(&value?).map_err(|e| self.store_err(e))?;
             if state.start_lsn > whole_lsn {
-                batch.remove(prefixed(ACTIVE_PREFIX, state.id()));
-                staged += 1;
-            }
-            if staged >= UNDO_BATCH_KEYS {
-                self.guarded("rolling back a checkpoint", || {
-                    self.db.apply_batch(std::mem::take(&mut batch))
-                })?;
-                staged = 0;
+                staged.remove(prefixed(ACTIVE_PREFIX, state.id()))?;
             }
         }
-        self.guarded("rolling back a checkpoint", || self.db.apply_batch(batch))
+        staged.apply()?;
+        self.guarded("ending a roll-back", || self.db.remove(CHECKPOINT_IN_PROGRESS_KEY))?;
+        self.remove_stale_undo()
     }
 
     /// Removes undo records no checkpoint in progress needs.
@@ -167,6 +141,43 @@ impl ProjectionStore {
         }
         self.sync_opened()?;
         self.drop_undo(keys)
+    }
+}
+
+/// Changes to the store, applied in sled batches of at most
+/// `UNDO_BATCH_KEYS` keys as they fill.
+struct Staged<'a> {
+    store: &'a ProjectionStore,
+    batch: sled::Batch,
+    keys: usize,
+    what: &'static str,
+}
+
+impl<'a> Staged<'a> {
+    fn new(store: &'a ProjectionStore, what: &'static str) -> Staged<'a> {
+        Staged { store, batch: sled::Batch::default(), keys: 0, what }
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
+        self.batch.insert(key, value);
+        self.counted()
+    }
+
+    fn remove(&mut self, key: Vec<u8>) -> Result<()> {
+        self.batch.remove(key);
+        self.counted()
+    }
+
+    fn counted(&mut self) -> Result<()> {
+        self.keys += 1;
+        if self.keys >= UNDO_BATCH_KEYS { self.apply() } else { Ok(()) }
+    }
+
+    /// Applies what is staged.
+    fn apply(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        self.keys = 0;
+        self.store.guarded(self.what, || self.store.db.apply_batch(batch))
     }
 }
 
