@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bookend_journal::fs::StdFs;
 use bookend_projector::{ProjectionStore, SessionJournal, SessionJournalOptions, rebuild_and_compare};
-use bookend_tests::scale;
+use bookend_tests::{scale, stores_set_aside};
 use common::bookend;
 
 /// Starts of `r<round>-<i>`, each on a key of its own, with touches of the
@@ -70,14 +70,6 @@ fn kill_after(dir: &std::path::Path, round: usize, ms: u64) {
     feeder.join().unwrap();
 }
 
-fn set_aside(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("projection."))
-        .collect()
-}
-
 #[test]
 fn checkpoints_cut_by_kill_9_are_rolled_back_and_the_store_kept() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -95,7 +87,11 @@ fn checkpoints_cut_by_kill_9_are_rolled_back_and_the_store_kept() {
         let store = ProjectionStore::open(&dir.path().join("projection"), 1 << 20).unwrap();
         cut += usize::from(store.checkpoint_in_progress().unwrap().is_some());
         drop(store);
-        assert_eq!(set_aside(dir.path()), Vec::<String>::new(), "round {round}: the store was not kept");
+        assert_eq!(
+            stores_set_aside(dir.path()),
+            Vec::<String>::new(),
+            "round {round}: the store was not kept"
+        );
         round += 1;
     }
     assert!(cut > 0, "none of {round} kills cut a checkpoint short: nothing was rolled back");
@@ -103,7 +99,7 @@ fn checkpoints_cut_by_kill_9_are_rolled_back_and_the_store_kept() {
     let journal = SessionJournal::open(dir.path(), SessionJournalOptions::default()).unwrap();
     journal.close(bookend_projector::CloseReason::Shutdown, bookend_projector::Sessions::End).unwrap();
     drop(journal);
-    assert_eq!(set_aside(dir.path()), Vec::<String>::new(), "the last open did not keep the store");
+    assert_eq!(stores_set_aside(dir.path()), Vec::<String>::new(), "the last open did not keep the store");
     let report =
         rebuild_and_compare(Arc::new(StdFs), dir.path(), &dir.path().join("projection"), 1 << 20).unwrap();
     assert!(report.identical, "the store disagrees with the journal: {:?}", report.differences);

@@ -125,6 +125,16 @@ pub fn last_frame(path: &Path) -> (u64, u64) {
     (start, start + frame.frame_len() as u64)
 }
 
+/// The projection stores set aside in the journal directory `dir`
+/// (`projection.<why>-<n>`): none, while every open trusted its store.
+pub fn stores_set_aside(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("list the journal directory")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("projection."))
+        .collect()
+}
+
 /// Session-journal helpers for the lifecycle scenarios.
 pub mod sessions {
     use std::path::Path;

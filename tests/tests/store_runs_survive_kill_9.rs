@@ -22,15 +22,7 @@ use std::time::Duration;
 
 use bookend_journal::fs::StdFs;
 use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions, rebuild_and_compare};
-use bookend_tests::scale;
-
-fn set_aside(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("projection."))
-        .collect()
-}
+use bookend_tests::{scale, stores_set_aside};
 
 /// Runs one child for `ms` milliseconds after its first start, then kills
 /// it; returns the ids whose starts it acknowledged.
@@ -60,7 +52,11 @@ fn runs_cut_short_by_kill_9_leave_a_store_that_agrees_with_the_journal() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         acked.extend(run_and_kill(dir.path(), 150 + seed % 350));
-        assert_eq!(set_aside(dir.path()), Vec::<String>::new(), "round {round}: the store was not trusted");
+        assert_eq!(
+            stores_set_aside(dir.path()),
+            Vec::<String>::new(),
+            "round {round}: the store was not trusted"
+        );
     }
     let journal = SessionJournal::open(dir.path(), SessionJournalOptions::default()).unwrap();
     for id in &acked {
@@ -68,7 +64,7 @@ fn runs_cut_short_by_kill_9_leave_a_store_that_agrees_with_the_journal() {
     }
     journal.close(CloseReason::Shutdown, Sessions::End).unwrap();
     drop(journal);
-    assert_eq!(set_aside(dir.path()), Vec::<String>::new());
+    assert_eq!(stores_set_aside(dir.path()), Vec::<String>::new());
     let report =
         rebuild_and_compare(Arc::new(StdFs), dir.path(), &dir.path().join("projection"), 1 << 20).unwrap();
     assert!(report.identical, "the store disagrees with the journal: {:?}", report.differences);
