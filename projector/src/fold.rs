@@ -56,14 +56,15 @@ pub(crate) fn started_ids(
             return Ok(None);
         }
         for (lsn, bytes) in frame.events() {
-            if lsn > to {
-                return Ok(Some(ids));
-            }
-            if lsn < from {
-                continue;
-            }
-            if let EventBody::SessionStart(fields) = decode_event(lsn, bytes)?.body {
+            if (from..=to).contains(&lsn)
+                && let EventBody::SessionStart(fields) = decode_event(lsn, bytes)?.body
+            {
                 ids.push(fields.session_id);
+            }
+            // Stop at `to`: a frame after it may be one the writer is
+            // still writing.
+            if lsn >= to {
+                return Ok(Some(ids));
             }
         }
     }
