@@ -1,6 +1,9 @@
 //! Support shared by bookend's cross-crate scenario tests: a test event type
 //! whose content is a pure function of its LSN, journal helpers for the
-//! simulated file system, and the environment switch for slow variants.
+//! simulated file system, the environment switch for slow variants, and a
+//! gateway child process to kill (`gateway`).
+
+pub mod gateway;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -15,31 +15,17 @@
 //! next open the filter comes from the file (no scan), and starting every
 //! id that process reported, and the ids from before it, is a duplicate.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use bookend_projector::{CloseReason, EndReason, SessionJournal, Sessions};
+use bookend_tests::gateway::Gateway;
 use bookend_tests::sessions::{T0, open, start, wait_ids_known};
 
 /// Runs a gateway until it has reported `starts` durable starts, then
 /// kills it with SIGKILL. Returns the ids it reported.
 fn run_and_kill(dir: &std::path::Path, starts: usize) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_session-gateway-child"))
-        .arg(dir)
-        // Many checkpoints, so the store moves well past the saved filter.
-        .env("BOOKEND_CHILD_CHECKPOINT_EVERY", "40")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut started = Vec::new();
-    while started.len() < starts {
-        let line = lines.next().expect("the gateway stopped early").unwrap();
-        started.push(line.trim_start_matches("started ").to_string());
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    started.extend(lines.map_while(Result::ok).map(|l| l.trim_start_matches("started ").to_string()));
+    // Many checkpoints, so the store moves well past the saved filter.
+    let mut gateway = Gateway::spawn(env!("CARGO_BIN_EXE_session-gateway-child"), dir, Some(40));
+    let mut started = gateway.started(starts);
+    started.extend(gateway.kill());
     started
 }
 

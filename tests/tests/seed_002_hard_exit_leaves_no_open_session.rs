@@ -11,34 +11,22 @@
 //! `BOOKEND_SLOW_TESTS=1` kills many more times.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bookend_journal::fs::StdFs;
 use bookend_projector::verify;
 use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions};
+use bookend_tests::gateway::Gateway;
 use bookend_tests::scale;
 
 /// Runs one child until it has reported `min_starts` sessions, plus a random
 /// pause, then kills it. Returns the ids it reported.
 fn run_and_kill(dir: &std::path::Path, min_starts: usize, pause_ms: u64) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_session-gateway-child"))
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut started = Vec::new();
-    while started.len() < min_starts {
-        let line = lines.next().expect("child stopped early").unwrap();
-        started.push(line.trim_start_matches("started ").to_string());
-    }
+    let mut gateway = Gateway::spawn(env!("CARGO_BIN_EXE_session-gateway-child"), dir, None);
+    let mut started = gateway.started(min_starts);
     std::thread::sleep(Duration::from_millis(pause_ms));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    started.extend(lines.map_while(Result::ok).map(|l| l.trim_start_matches("started ").to_string()));
+    started.extend(gateway.kill());
     started
 }
 

@@ -15,31 +15,22 @@
 //! `BOOKEND_SLOW_TESTS=1` kills many more times.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bookend_journal::fs::StdFs;
 use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions, rebuild_and_compare};
+use bookend_tests::gateway::Gateway;
 use bookend_tests::{scale, stores_set_aside};
 
 /// Runs one child for `ms` milliseconds after its first start, then kills
 /// it; returns the ids whose starts it acknowledged.
 fn run_and_kill(dir: &std::path::Path, ms: u64) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_session-gateway-child"))
-        .arg(dir)
-        .env("BOOKEND_CHILD_CHECKPOINT_EVERY", "40")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("the child started no session").unwrap();
+    let mut gateway = Gateway::spawn(env!("CARGO_BIN_EXE_session-gateway-child"), dir, Some(40));
+    let mut started = gateway.started(1);
     std::thread::sleep(Duration::from_millis(ms));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let rest = lines.map_while(Result::ok);
-    std::iter::once(first).chain(rest).map(|l| l.trim_start_matches("started ").to_string()).collect()
+    started.extend(gateway.kill());
+    started
 }
 
 #[test]
