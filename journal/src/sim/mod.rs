@@ -232,10 +232,9 @@ impl SimFs {
     /// synced or not (a later [`SimFs::crash`] can still lose the unsynced
     /// ones); locks are released and handles opened before are dead.
     pub fn killed(&self) -> SimFs {
-        let mut state = self.lock().clone();
-        state.boot += 1;
-        state.locks.clear();
-        SimFs { state: Arc::new(Mutex::new(state)) }
+        let copy = self.snapshot();
+        copy.lock().locks.clear();
+        copy
     }
 
     /// Bytes written to `path` but not yet synced.
