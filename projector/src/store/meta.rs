@@ -14,6 +14,10 @@ use super::{
 use crate::error::Result;
 use crate::session::Meta;
 
+/// The older format this bookend reads as it is: format 6 only added
+/// compressed blocks, tagged so that format 5's read as they are.
+const FORMAT_UPGRADED_IN_PLACE: u32 = 5;
+
 // Format: { format u32 | last_lsn u64 | epoch u64 | epoch_open bool | sessions_total u64
 //           | spans_total u64 | ends_by_reason map<string, u64> | active u64
 //           | awaiting u64 } (codec-encoded)
@@ -61,7 +65,10 @@ impl ProjectionStore {
         let Some(bytes) = self.guarded("reading the meta record", || self.db.get(META_KEY))? else {
             return Ok(None);
         };
-        let Ok(stored) = codec::decode::<StoredMeta>(&bytes) else { return Ok(None) };
+        let Ok(mut stored) = codec::decode::<StoredMeta>(&bytes) else { return Ok(None) };
+        if stored.format == FORMAT_UPGRADED_IN_PLACE {
+            self.upgrade_in_place(&mut stored)?;
+        }
         if stored.format != STORE_FORMAT {
             return Ok(None);
         }
@@ -93,6 +100,18 @@ impl ProjectionStore {
         }))
     }
 
+    /// Marks a format-5 store as format 6 before anything writes a
+    /// compressed block to it: its blocks read as they are
+    /// (`compressed.rs`), and a bookend that knows only format 5 then
+    /// rebuilds the store instead of finding blocks it cannot read.
+    fn upgrade_in_place(&self, stored: &mut StoredMeta) -> Result<()> {
+        stored.format = STORE_FORMAT;
+        let bytes = codec::encode(&*stored)?;
+        self.guarded("upgrading the store's format", || self.db.insert(META_KEY, bytes))?;
+        tracing::info!(store = %self.path.display(), "the projection store was upgraded in place to format {STORE_FORMAT} (ended sessions are compressed from now on)");
+        Ok(())
+    }
+
     /// Rolls back the checkpoint whose in-progress record is `torn`: it was
     /// cut short. One written by an older bookend kept no undo records:
     /// then the store contradicts itself and is rebuilt.
@@ -121,14 +140,15 @@ impl ProjectionStore {
         Ok(torn.and_then(|t| in_progress_lsn(&t)))
     }
 
-    /// The LSN of the stored checkpoint (0 if there is none of this format).
+    /// The LSN of the stored checkpoint (0 if there is none of a format
+    /// this bookend reads).
     pub fn checkpoint_lsn(&self) -> Result<u64> {
         let Some(bytes) = self.guarded("reading the meta record", || self.db.get(META_KEY))? else {
             return Ok(0);
         };
         Ok(codec::decode::<StoredMeta>(&bytes)
             .ok()
-            .filter(|m| m.format == STORE_FORMAT)
+            .filter(|m| [STORE_FORMAT, FORMAT_UPGRADED_IN_PLACE].contains(&m.format))
             .map_or(0, |m| m.last_lsn))
     }
 }
@@ -136,4 +156,64 @@ impl ProjectionStore {
 /// The LSN an in-progress record names (its first 8 bytes).
 fn in_progress_lsn(record: &[u8]) -> Option<u64> {
     record.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EndReason;
+    use crate::session::SessionState;
+    use crate::store::compressed::unseal;
+    use crate::store::runs::RUN_PREFIX;
+
+    fn ended(i: usize) -> SessionState {
+        SessionState::for_tests(&format!("ended-{i:06}"), Some(EndReason::Completed))
+    }
+
+    /// What format 5 wrote: every block as it is, and format 5 in `meta`.
+    fn as_format_5(store: &ProjectionStore) -> usize {
+        let mut rewritten = 0;
+        for kv in store.db.scan_prefix(RUN_PREFIX) {
+            let (key, stored) = kv.unwrap();
+            if stored[0] != 0 {
+                store.db.insert(key, unseal(&stored).unwrap().to_vec()).unwrap();
+                rewritten += 1;
+            }
+        }
+        let mut meta: StoredMeta = codec::decode(&store.db.get(META_KEY).unwrap().unwrap()).unwrap();
+        meta.format = 5;
+        store.db.insert(META_KEY, codec::encode(&meta).unwrap()).unwrap();
+        rewritten
+    }
+
+    /// A store of format 5 (blocks not compressed) is read as it is, not
+    /// rebuilt, and is marked format 6 at once; what is written from then
+    /// on is compressed, and both kinds of block read back.
+    #[test]
+    fn a_format_5_store_is_read_as_it_is_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("projection");
+        let old: Vec<SessionState> = (0..3000).map(ended).collect();
+        let meta = StoredMeta::of(&Meta { last_lsn: 9, ..Meta::default() });
+        {
+            let store = ProjectionStore::open(&path, 1 << 20).unwrap();
+            store.clear().unwrap();
+            store.save(&meta, old.iter()).unwrap();
+            assert!(as_format_5(&store) > 10, "blocks were compressed");
+            store.flush().unwrap();
+        }
+        let store = ProjectionStore::open(&path, 1 << 20).unwrap();
+        assert_eq!(store.checkpoint_lsn().unwrap(), 9);
+        assert_eq!(store.load_meta().unwrap().map(|m| m.last_lsn), Some(9));
+        let upgraded: StoredMeta = codec::decode(&store.db.get(META_KEY).unwrap().unwrap()).unwrap();
+        assert_eq!(upgraded.format, STORE_FORMAT);
+        let new: Vec<SessionState> = (3000..6000).map(ended).collect();
+        store.save(&meta, new.iter()).unwrap();
+        let tags: std::collections::BTreeSet<u8> =
+            store.db.scan_prefix(RUN_PREFIX).values().map(|v| v.unwrap()[0]).collect();
+        assert_eq!(tags, [0, 1].into(), "old blocks as they are, new ones compressed");
+        for s in old.iter().chain(&new).step_by(7) {
+            assert_eq!(store.session(s.id()).unwrap().as_ref(), Some(s));
+        }
+    }
 }

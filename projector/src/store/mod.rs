@@ -19,6 +19,7 @@
 //! store of another journal, or of another format, is moved aside too.
 
 mod block;
+mod compressed;
 mod guard;
 mod known_ids;
 mod merge;
@@ -41,8 +42,9 @@ use known_ids::KnownIds;
 pub use known_ids::{IdScan, StartedIds};
 pub use meta::StoredMeta;
 
-/// Bump when the stored state changes shape: older stores are rebuilt.
-pub const STORE_FORMAT: u32 = 5;
+/// Bump when the stored state changes shape: older stores are rebuilt,
+/// except those `meta::upgrade_in_place` can take as they are.
+pub const STORE_FORMAT: u32 = 6;
 /// Default sled page cache: the store is a cache, so keep it small.
 pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
 /// The store's directory inside the journal directory.

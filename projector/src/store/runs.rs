@@ -28,6 +28,7 @@ use bookend_journal::codec;
 use serde::{Deserialize, Serialize};
 
 use super::block::{BlockReader, BlockWriter, Entry};
+use super::compressed::{Compressor, unseal};
 use super::guard::Guarded;
 use super::merge::{Merged, RunIter};
 use super::run_filter::{FILTER_PREFIX, RunFilter, filter_key, new_filter};
@@ -36,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::session::SessionState;
 
 pub(super) const RUNS_KEY: &[u8] = b"runs";
-const RUN_PREFIX: &[u8] = b"r/";
+pub(super) const RUN_PREFIX: &[u8] = b"r/";
 /// Runs of one level merged at once.
 const MERGE_FAN_IN: usize = 4;
 /// A merge writes at most this many sessions: runs that would merge into a
@@ -130,18 +131,21 @@ struct BlockSink<'a> {
     batch: sled::Batch,
     staged: usize,
     filter: RunFilter,
+    compressor: Compressor,
 }
 
 impl<'a> BlockSink<'a> {
     /// A sink for run `run` of about `expected` sessions.
-    fn new(store: &'a ProjectionStore, run: u64, expected: u64) -> BlockSink<'a> {
-        BlockSink { store, run, batch: sled::Batch::default(), staged: 0, filter: new_filter(expected) }
+    fn new(store: &'a ProjectionStore, run: u64, expected: u64) -> Result<BlockSink<'a>> {
+        let (batch, filter, compressor) = (sled::Batch::default(), new_filter(expected), Compressor::new()?);
+        Ok(BlockSink { store, run, batch, staged: 0, filter, compressor })
     }
 }
 
 impl BlockSink<'_> {
     fn put(&mut self, (first, block): (String, Vec<u8>)) -> Result<()> {
-        self.batch.insert(block_key(self.run, &first), block);
+        let stored = self.store.packed(self.compressor.seal(block))?;
+        self.batch.insert(block_key(self.run, &first), stored);
         self.staged += 1;
         if self.staged == BLOCKS_PER_BATCH {
             let batch = std::mem::take(&mut self.batch);
@@ -266,7 +270,7 @@ impl ProjectionStore {
         expected: u64,
         entries: impl Iterator<Item = Result<Entry>>,
     ) -> Result<Packed> {
-        let written = BlockSink::new(self, run, expected).pack(entries);
+        let written = BlockSink::new(self, run, expected).and_then(|sink| sink.pack(entries));
         if written.is_err() {
             let _ = self.remove_run(run);
         }
@@ -305,6 +309,7 @@ impl ProjectionStore {
                 self.db.range(from.as_slice()..=to.as_slice()).next_back().transpose()
             })?;
             let Some((_, block)) = found else { continue };
+            let block = self.packed(unseal(&block))?;
             if let Some(rest) = self.packed(BlockReader::new(&block).find(id))? {
                 return self.packed(Entry { id: id.to_string(), rest }.state()).map(Some);
             }
@@ -317,7 +322,10 @@ impl ProjectionStore {
         let blocks =
             Guarded::new(self.db.scan_prefix(run_prefix(run)).values(), &self.path, &self.failed.broken);
         Box::new(blocks.flat_map(move |block| match block {
-            Ok(block) => BlockReader::new(&block).map(|e| self.packed(e)).collect::<Vec<_>>(),
+            Ok(block) => match self.packed(unseal(&block)) {
+                Ok(block) => BlockReader::new(&block).map(|e| self.packed(e)).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            },
             Err(e) => vec![Err(e)],
         }))
     }

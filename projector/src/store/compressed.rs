@@ -1,0 +1,149 @@
+//! How a block of ended sessions (`block.rs`) is kept in sled: compressed
+//! with zstd behind a tag byte, or as it is when that does not pay.
+//!
+//! ```text
+//! stored := 0x00 … (the block itself)  |  0x01 | raw_len u32 LE | zstd frame
+//! ```
+//!
+//! A block as it is always starts with 0x00: its first entry shares no
+//! bytes with an earlier id, and `shared` is a little-endian u16. Store
+//! format 5 wrote every block that way, so its blocks read as they are.
+//!
+//! zstd level 1 makes the 2 KiB blocks of `history 1000000` 4.7 times
+//! smaller (docs/performance.md). sled keeps up to twice the live bytes on
+//! disk (it cleans a segment once half of it is dead), so what the runs
+//! hold is what bounds the store's size.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use bookend_journal::codec::EVENT_SIZE_MAX_BYTES;
+
+use crate::error::{Error, Result};
+
+use super::block::BLOCK_BYTES_TARGET;
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+/// Fast, and within a few percent of level 3 on these blocks.
+const LEVEL: i32 = 1;
+/// The largest block a writer makes: a full block plus one more entry of
+/// the largest id and state.
+const RAW_BYTES_MAX: usize = BLOCK_BYTES_TARGET + 8 + u16::MAX as usize + EVENT_SIZE_MAX_BYTES;
+
+fn damaged(reason: &str) -> Error {
+    Error::Store {
+        path: std::path::PathBuf::from("projection"),
+        reason: format!("a compressed block: {reason}"),
+    }
+}
+
+/// Compresses blocks, one context for many.
+pub(crate) struct Compressor(zstd::bulk::Compressor<'static>);
+
+impl Compressor {
+    pub fn new() -> Result<Compressor> {
+        zstd::bulk::Compressor::new(LEVEL)
+            .map(Compressor)
+            .map_err(|e| damaged(&format!("zstd could not start: {e}")))
+    }
+
+    /// What is stored for `block`: compressed if that makes it smaller.
+    pub fn seal(&mut self, block: Vec<u8>) -> Result<Vec<u8>> {
+        if block.first() != Some(&RAW) {
+            return Err(damaged("a block to store does not start with a first entry"));
+        }
+        let raw_len = u32::try_from(block.len()).map_err(|_| damaged("a block too long"))?;
+        let packed = self.0.compress(&block).map_err(|e| damaged(&format!("zstd failed: {e}")))?;
+        if packed.len() + 5 >= block.len() {
+            return Ok(block);
+        }
+        let mut stored = Vec::with_capacity(packed.len() + 5);
+        stored.push(ZSTD);
+        stored.extend_from_slice(&raw_len.to_le_bytes());
+        stored.extend_from_slice(&packed);
+        Ok(stored)
+    }
+}
+
+thread_local! {
+    /// One decompression context a thread: lookups of old sessions read a
+    /// block each, and a context costs more to make than a block to read.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// The block that `stored` holds. Anything that does not decompress to
+/// exactly the length it names is a damaged store.
+pub(crate) fn unseal(stored: &[u8]) -> Result<Cow<'_, [u8]>> {
+    match stored.first() {
+        None => Err(damaged("empty")),
+        Some(&RAW) => Ok(Cow::Borrowed(stored)),
+        Some(&ZSTD) => decompress(&stored[1..]).map(Cow::Owned),
+        Some(tag) => Err(damaged(&format!("unknown tag {tag}"))),
+    }
+}
+
+fn decompress(tagged: &[u8]) -> Result<Vec<u8>> {
+    let (len, frame) = tagged.split_at_checked(4).ok_or_else(|| damaged("cut short in its length"))?;
+    let raw_len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if raw_len > RAW_BYTES_MAX {
+        return Err(damaged(&format!("names {raw_len} bytes, more than a block can hold")));
+    }
+    let mut raw = Vec::with_capacity(raw_len);
+    let written = DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let context = match &mut *slot {
+            Some(context) => context,
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(|e| damaged(&e.to_string()))?),
+        };
+        context.decompress_to_buffer(frame, &mut raw).map_err(|e| damaged(&format!("zstd: {e}")))
+    })?;
+    if written != raw_len {
+        return Err(damaged(&format!("holds {written} bytes where it names {raw_len}")));
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: usize) -> Vec<u8> {
+        let mut b = vec![0u8, 0];
+        b.extend((0..n).map(|i| b"session telegram:1234 completed"[i % 31]));
+        b
+    }
+
+    /// A block comes back as it went in, compressed when that pays and as
+    /// it is otherwise; a format-5 block reads as it is.
+    #[test]
+    fn blocks_round_trip() {
+        let mut c = Compressor::new().unwrap();
+        let big = block(2048);
+        let stored = c.seal(big.clone()).unwrap();
+        assert_eq!(stored[0], ZSTD);
+        assert!(stored.len() < big.len() / 4, "{} bytes", stored.len());
+        assert_eq!(unseal(&stored).unwrap().as_ref(), big.as_slice());
+        let tiny = vec![0u8, 0, 1, 0, b'a', 3, 0, 0, 0, 1, 2, 3];
+        assert_eq!(c.seal(tiny.clone()).unwrap(), tiny);
+        assert!(matches!(unseal(&tiny).unwrap(), Cow::Borrowed(b) if b == tiny.as_slice()));
+    }
+
+    /// Damage is an error naming it, never a panic or a huge allocation.
+    #[test]
+    fn damaged_blocks_are_errors() {
+        let mut c = Compressor::new().unwrap();
+        let stored = c.seal(block(4096)).unwrap();
+        for cut in 0..stored.len() {
+            assert!(unseal(&stored[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut wrong_len = stored.clone();
+        wrong_len[1] ^= 1;
+        assert!(unseal(&wrong_len).is_err());
+        let mut huge = stored.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(unseal(&huge).unwrap_err().to_string().contains("more than a block can hold"));
+        assert!(unseal(&[7, 1, 2]).unwrap_err().to_string().contains("unknown tag 7"));
+        assert!(c.seal(vec![1, 0, 0]).is_err());
+    }
+}
