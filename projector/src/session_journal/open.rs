@@ -50,7 +50,11 @@ impl SessionJournal {
         let journal = locked.open(options.journal.clone(), evidence)?;
         let recovery_ms = times.lap();
         let store = settle_store(store, &journal, dir, &options)?;
-        let Loaded { life, from_checkpoint, checkpoint, replayed_events } = load_and_replay(&journal, store)?;
+        let Loaded { mut life, from_checkpoint, checkpoint, replayed_events } =
+            load_and_replay(&journal, store)?;
+        if !from_checkpoint && replayed_events >= REWRITE_AFTER_REBUILD_EVENTS {
+            rewrite_rebuilt_store(&mut life)?;
+        }
         let replay_ms = times.lap();
         let background = start_background(&life, checkpoint, &journal)?;
         let filter_ms = times.lap();
@@ -146,6 +150,21 @@ fn load_and_replay(journal: &Journal, store: Option<ProjectionStore>) -> Result<
         tracing::warn!(lsn = v.lsn, session = ?v.session_id, "lifecycle violation in the journal: {}", v.message);
     })?;
     Ok(Loaded { life, from_checkpoint, checkpoint, replayed_events })
+}
+
+/// A store rebuilt from at least this many events is rewritten into a fresh
+/// sled tree before use (`store/rewrite.rs`): the rebuild's merges leave
+/// sled's file two to four times the size of what it holds.
+const REWRITE_AFTER_REBUILD_EVENTS: u64 = 100_000;
+
+/// Saves what the rebuild folded and rewrites the store, to give back the
+/// space the rebuild's merges left behind.
+fn rewrite_rebuilt_store(life: &mut Lifecycle) -> Result<()> {
+    life.save_checkpoint()?;
+    if let Some(store) = life.table.take_store() {
+        life.table.put_store(store.rewritten()?);
+    }
+    Ok(())
 }
 
 /// The directory's lock: exclusive for a single writer, shared for one of

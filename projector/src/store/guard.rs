@@ -130,7 +130,7 @@ pub(crate) fn sync_tree(root: &Path) -> Result<()> {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|source| Error::Io {
         op: "fsync directory",
         path: dir.to_path_buf(),

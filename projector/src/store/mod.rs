@@ -209,6 +209,7 @@ impl ProjectionStore {
         cache_capacity_bytes: u64,
         id: Option<JournalId>,
     ) -> Result<ProjectionStore> {
+        rewrite::recover_interrupted(path)?;
         let problem = match Self::open_unsynced(path, cache_capacity_bytes) {
             Err(e @ Error::StoreLocked { .. }) => return Err(e),
             Err(e) => ("broken", e.to_string()),
@@ -411,6 +412,7 @@ impl ProjectionStore {
     }
 }
 
+mod rewrite;
 mod save;
 #[cfg(test)]
 mod tests;

@@ -65,6 +65,11 @@ impl SessionTable {
         self.store.take()
     }
 
+    /// Gives the table `store` (one taken out by `take_store` and replaced).
+    pub fn put_store(&mut self, store: ProjectionStore) {
+        self.store = Some(store);
+    }
+
     /// Looks a session up in memory, then in the store (or the packed ones).
     pub fn get(&self, id: &str) -> Result<Option<Cow<'_, SessionState>>> {
         self.lookup(id, true)

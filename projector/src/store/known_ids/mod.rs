@@ -43,7 +43,7 @@ const KNOWN_IDS_FORMAT: u32 = 3;
 /// change. Kept in sled it was a blob, and sled keeps replaced blobs (and
 /// copies them when it relocates their pointers) for a long while: every
 /// clean open and close grew the store by the filter's size.
-const KNOWN_IDS_FILE_NAME: &str = "known-ids";
+pub(in crate::store) const KNOWN_IDS_FILE_NAME: &str = "known-ids";
 /// The largest filter file read back (ten times the filter of 10 M ids).
 const KNOWN_IDS_FILE_MAX_BYTES: usize = 128 << 20;
 /// In sled: which checkpoint the filter file belongs to, and its CRC;
