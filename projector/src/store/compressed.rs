@@ -38,38 +38,41 @@ fn damaged(reason: &str) -> Error {
     }
 }
 
-/// Compresses blocks, one context for many.
-pub(crate) struct Compressor(zstd::bulk::Compressor<'static>);
-
-impl Compressor {
-    pub fn new() -> Result<Compressor> {
-        zstd::bulk::Compressor::new(LEVEL)
-            .map(Compressor)
-            .map_err(|e| damaged(&format!("zstd could not start: {e}")))
-    }
-
-    /// What is stored for `block`: compressed if that makes it smaller.
-    pub fn seal(&mut self, block: Vec<u8>) -> Result<Vec<u8>> {
-        if block.first() != Some(&RAW) {
-            return Err(damaged("a block to store does not start with a first entry"));
-        }
-        let raw_len = u32::try_from(block.len()).map_err(|_| damaged("a block too long"))?;
-        let packed = self.0.compress(&block).map_err(|e| damaged(&format!("zstd failed: {e}")))?;
-        if packed.len() + 5 >= block.len() {
-            return Ok(block);
-        }
-        let mut stored = Vec::with_capacity(packed.len() + 5);
-        stored.push(ZSTD);
-        stored.extend_from_slice(&raw_len.to_le_bytes());
-        stored.extend_from_slice(&packed);
-        Ok(stored)
-    }
+thread_local! {
+    /// One compression context a thread (the checkpoint thread, mostly): a
+    /// context costs more to make than a block to compress.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    /// One decompression context a thread: lookups of old sessions read a
+    /// block each.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-thread_local! {
-    /// One decompression context a thread: lookups of old sessions read a
-    /// block each, and a context costs more to make than a block to read.
-    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+fn zstd_error(e: std::io::Error) -> Error {
+    damaged(&format!("zstd: {e}"))
+}
+
+/// What is stored for `block`: compressed if that makes it smaller.
+pub(crate) fn seal(block: Vec<u8>) -> Result<Vec<u8>> {
+    if block.first() != Some(&RAW) {
+        return Err(damaged("a block to store does not start with a first entry"));
+    }
+    let raw_len = u32::try_from(block.len()).map_err(|_| damaged("a block too long"))?;
+    let packed = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let context = match &mut *slot {
+            Some(context) => context,
+            None => slot.insert(zstd::bulk::Compressor::new(LEVEL).map_err(zstd_error)?),
+        };
+        context.compress(&block).map_err(zstd_error)
+    })?;
+    if packed.len() + 5 >= block.len() {
+        return Ok(block);
+    }
+    let mut stored = Vec::with_capacity(packed.len() + 5);
+    stored.push(ZSTD);
+    stored.extend_from_slice(&raw_len.to_le_bytes());
+    stored.extend_from_slice(&packed);
+    Ok(stored)
 }
 
 /// The block that `stored` holds. Anything that does not decompress to
@@ -94,9 +97,9 @@ fn decompress(tagged: &[u8]) -> Result<Vec<u8>> {
         let mut slot = cell.borrow_mut();
         let context = match &mut *slot {
             Some(context) => context,
-            None => slot.insert(zstd::bulk::Decompressor::new().map_err(|e| damaged(&e.to_string()))?),
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(zstd_error)?),
         };
-        context.decompress_to_buffer(frame, &mut raw).map_err(|e| damaged(&format!("zstd: {e}")))
+        context.decompress_to_buffer(frame, &mut raw).map_err(zstd_error)
     })?;
     if written != raw_len {
         return Err(damaged(&format!("holds {written} bytes where it names {raw_len}")));
@@ -118,22 +121,20 @@ mod tests {
     /// it is otherwise; a format-5 block reads as it is.
     #[test]
     fn blocks_round_trip() {
-        let mut c = Compressor::new().unwrap();
         let big = block(2048);
-        let stored = c.seal(big.clone()).unwrap();
+        let stored = seal(big.clone()).unwrap();
         assert_eq!(stored[0], ZSTD);
         assert!(stored.len() < big.len() / 4, "{} bytes", stored.len());
         assert_eq!(unseal(&stored).unwrap().as_ref(), big.as_slice());
         let tiny = vec![0u8, 0, 1, 0, b'a', 3, 0, 0, 0, 1, 2, 3];
-        assert_eq!(c.seal(tiny.clone()).unwrap(), tiny);
+        assert_eq!(seal(tiny.clone()).unwrap(), tiny);
         assert!(matches!(unseal(&tiny).unwrap(), Cow::Borrowed(b) if b == tiny.as_slice()));
     }
 
     /// Damage is an error naming it, never a panic or a huge allocation.
     #[test]
     fn damaged_blocks_are_errors() {
-        let mut c = Compressor::new().unwrap();
-        let stored = c.seal(block(4096)).unwrap();
+        let stored = seal(block(4096)).unwrap();
         for cut in 0..stored.len() {
             assert!(unseal(&stored[..cut]).is_err(), "cut at {cut}");
         }
@@ -144,6 +145,6 @@ mod tests {
         huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(unseal(&huge).unwrap_err().to_string().contains("more than a block can hold"));
         assert!(unseal(&[7, 1, 2]).unwrap_err().to_string().contains("unknown tag 7"));
-        assert!(c.seal(vec![1, 0, 0]).is_err());
+        assert!(seal(vec![1, 0, 0]).is_err());
     }
 }

@@ -28,7 +28,7 @@ use bookend_journal::codec;
 use serde::{Deserialize, Serialize};
 
 use super::block::{BlockReader, BlockWriter, Entry};
-use super::compressed::{Compressor, unseal};
+use super::compressed::{seal, unseal};
 use super::guard::Guarded;
 use super::merge::{Merged, RunIter};
 use super::run_filter::{FILTER_PREFIX, RunFilter, filter_key, new_filter};
@@ -131,20 +131,18 @@ struct BlockSink<'a> {
     batch: sled::Batch,
     staged: usize,
     filter: RunFilter,
-    compressor: Compressor,
 }
 
 impl<'a> BlockSink<'a> {
     /// A sink for run `run` of about `expected` sessions.
-    fn new(store: &'a ProjectionStore, run: u64, expected: u64) -> Result<BlockSink<'a>> {
-        let (batch, filter, compressor) = (sled::Batch::default(), new_filter(expected), Compressor::new()?);
-        Ok(BlockSink { store, run, batch, staged: 0, filter, compressor })
+    fn new(store: &'a ProjectionStore, run: u64, expected: u64) -> BlockSink<'a> {
+        BlockSink { store, run, batch: sled::Batch::default(), staged: 0, filter: new_filter(expected) }
     }
 }
 
 impl BlockSink<'_> {
     fn put(&mut self, (first, block): (String, Vec<u8>)) -> Result<()> {
-        let stored = self.store.packed(self.compressor.seal(block))?;
+        let stored = self.store.packed(seal(block))?;
         self.batch.insert(block_key(self.run, &first), stored);
         self.staged += 1;
         if self.staged == BLOCKS_PER_BATCH {
@@ -270,7 +268,7 @@ impl ProjectionStore {
         expected: u64,
         entries: impl Iterator<Item = Result<Entry>>,
     ) -> Result<Packed> {
-        let written = BlockSink::new(self, run, expected).and_then(|sink| sink.pack(entries));
+        let written = BlockSink::new(self, run, expected).pack(entries);
         if written.is_err() {
             let _ = self.remove_run(run);
         }
