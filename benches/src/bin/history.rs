@@ -12,7 +12,8 @@
 //! one thread keeps starting and ending sessions, closes it, and reports the
 //! open time, the listing's time, the slowest command during it, and the
 //! process's peak and final RSS. `BOOKEND_BENCH_CACHE_BYTES` sets sled's
-//! `cache_capacity` for the measured runs.
+//! `cache_capacity` for the measured runs, `BOOKEND_BENCH_PAIRS` the number
+//! of start+end pairs (default 10 000).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +25,12 @@ use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOp
 /// Threads starting and ending new sessions (`BOOKEND_BENCH_THREADS`, default 64).
 fn threads() -> u64 {
     std::env::var("BOOKEND_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&t| t > 0).unwrap_or(64)
+}
+
+/// Start+end pairs the measured runs make (`BOOKEND_BENCH_PAIRS`, default
+/// 10 000: about 0.1-0.2 s, so anything an open leaves running shows).
+fn pairs() -> u64 {
+    std::env::var("BOOKEND_BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).filter(|&p| p > 0).unwrap_or(10_000)
 }
 
 /// sled's `cache_capacity` for the measured runs (`BOOKEND_BENCH_CACHE_BYTES`,
@@ -99,7 +106,7 @@ fn measure(dir: &Path, sessions: u64) {
         for t in 0..threads {
             let journal = &journal;
             scope.spawn(move || {
-                for n in 0..(10_000 / threads) {
+                for n in 0..(pairs() / threads) {
                     let id = format!("new-{t}-{n}");
                     let start = Start::new(id.clone()).key(format!("new:{t}"));
                     journal.start(start).expect("start").wait().expect("start acknowledged");
@@ -108,7 +115,7 @@ fn measure(dir: &Path, sessions: u64) {
             });
         }
     });
-    let pairs_per_s = (10_000 / threads * threads) as f64 / started.elapsed().as_secs_f64();
+    let pairs_per_s = (pairs() / threads * threads) as f64 / started.elapsed().as_secs_f64();
     let peak_before_listing = status_mib("VmHWM:");
     // A filtered listing reads the whole store; commands must not wait for it.
     let (listing_ms, worst_start_ms) = std::thread::scope(|scope| {
