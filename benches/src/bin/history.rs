@@ -22,15 +22,20 @@ use std::time::Instant;
 use bookend_benches::{bench_root, status_mib, write_history};
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
 
+/// A positive count from the environment variable `name`, else `default`.
+fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
+}
+
 /// Threads starting and ending new sessions (`BOOKEND_BENCH_THREADS`, default 64).
 fn threads() -> u64 {
-    std::env::var("BOOKEND_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&t| t > 0).unwrap_or(64)
+    env_count("BOOKEND_BENCH_THREADS", 64)
 }
 
 /// Start+end pairs the measured runs make (`BOOKEND_BENCH_PAIRS`, default
 /// 10 000: about 0.1-0.2 s, so anything an open leaves running shows).
 fn pairs() -> u64 {
-    std::env::var("BOOKEND_BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).filter(|&p| p > 0).unwrap_or(10_000)
+    env_count("BOOKEND_BENCH_PAIRS", 10_000)
 }
 
 /// sled's `cache_capacity` for the measured runs (`BOOKEND_BENCH_CACHE_BYTES`,
