@@ -77,7 +77,7 @@ pub(crate) fn recover_interrupted(path: &Path) -> Result<()> {
     if old.exists() {
         if path.exists() {
             // The copy took the store's name: the old one is not needed.
-            remove_if_there(&old)?;
+            remove_leftover(&old);
         } else {
             std::fs::rename(&old, path).map_err(io("rename", &old))?;
             tracing::info!(store = %path.display(), "a rewrite of the projection store was cut short; the store as it was before it is back in place");
@@ -86,7 +86,16 @@ pub(crate) fn recover_interrupted(path: &Path) -> Result<()> {
             sync_dir(parent)?;
         }
     }
-    remove_if_there(&copy)
+    remove_leftover(&copy);
+    Ok(())
+}
+
+/// Removes what a rewrite left beside the store. Failing to is no reason to
+/// refuse the store: a WARN says what to delete.
+fn remove_leftover(path: &Path) {
+    if let Err(e) = remove_if_there(path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove what a rewrite of the projection store left behind; delete it by hand");
+    }
 }
 
 impl ProjectionStore {
@@ -116,7 +125,7 @@ impl ProjectionStore {
         if let Some(parent) = path.parent() {
             sync_dir(parent)?;
         }
-        remove_if_there(&old)?;
+        remove_leftover(&old);
         let mut store = ProjectionStore::open(&path, cache)?;
         // The copy holds exactly what this handle knew about.
         (store.known, store.indexed) = (known, indexed);
