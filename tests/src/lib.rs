@@ -173,6 +173,31 @@ pub mod sessions {
         Start::new(id).key(key).platform("telegram").user_id("u1")
     }
 
+    /// The id of the `n`th session `write_pairs` writes.
+    pub fn history_id(n: usize) -> String {
+        format!("0190f5c2-7a1b-7c3d-9e8f-{n:012x}")
+    }
+
+    /// A history of `sessions` sessions started and ended (ids from
+    /// `history_id`, 1 000 keys), in batches of 1 000 commands, closed.
+    pub fn write_pairs(dir: &Path, sessions: usize) {
+        use bookend_projector::{CloseReason, Command, CommandLine, EndReason, Sessions};
+        let journal = SessionJournal::open(dir, SessionJournalOptions::default()).expect("open");
+        let lines: Vec<CommandLine> = (0..sessions)
+            .flat_map(|n| {
+                let start = Command::Start(Start::new(history_id(n)).key(format!("telegram:{}", n % 1000)));
+                let end = Command::End { session_id: history_id(n), reason: EndReason::Completed };
+                [start, end].map(|command| CommandLine { command, at: None })
+            })
+            .collect();
+        for chunk in lines.chunks(1000) {
+            for answer in journal.execute_batch(chunk.to_vec()).expect("batch") {
+                answer.expect("accepted").wait().expect("durable");
+            }
+        }
+        journal.close(CloseReason::Restart, Sessions::Keep).expect("close");
+    }
+
     /// Every event in the journal at `dir`, decoded (read-only, like `tail`).
     pub fn events(dir: &Path) -> Vec<Event> {
         let mut reader = bookend_journal::Reader::open(dir, 1).expect("reader");

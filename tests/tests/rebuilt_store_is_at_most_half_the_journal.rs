@@ -11,9 +11,8 @@
 
 use std::path::Path;
 
-use bookend_projector::{
-    CloseReason, Command, CommandLine, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start,
-};
+use bookend_projector::{CloseReason, SessionJournal, SessionJournalOptions, Sessions};
+use bookend_tests::sessions::{history_id as id, write_pairs};
 
 fn bytes_of(dir: &Path, keep: &dyn Fn(&str) -> bool) -> u64 {
     std::fs::read_dir(dir)
@@ -30,34 +29,12 @@ fn bytes_of(dir: &Path, keep: &dyn Fn(&str) -> bool) -> u64 {
         .sum()
 }
 
-fn id(n: usize) -> String {
-    format!("0190f5c2-7a1b-7c3d-9e8f-{n:012x}")
-}
-
-/// `sessions` sessions started and ended, in batches of 1 000 commands.
-fn write_history(dir: &Path, sessions: usize) {
-    let journal = SessionJournal::open(dir, SessionJournalOptions::default()).unwrap();
-    let lines: Vec<CommandLine> = (0..sessions)
-        .flat_map(|n| {
-            let start = Command::Start(Start::new(id(n)).key(format!("telegram:{}", n % 1000)));
-            let end = Command::End { session_id: id(n), reason: EndReason::Completed };
-            [start, end].map(|command| CommandLine { command, at: None })
-        })
-        .collect();
-    for chunk in lines.chunks(1000) {
-        for answer in journal.execute_batch(chunk.to_vec()).unwrap() {
-            answer.unwrap().wait().unwrap();
-        }
-    }
-    journal.close(CloseReason::Restart, Sessions::Keep).unwrap();
-}
-
 #[test]
 fn a_rebuilt_store_is_at_most_half_the_journal() {
     let sessions = bookend_tests::scale(60_000, 1_000_000);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("j");
-    write_history(&dir, sessions);
+    write_pairs(&dir, sessions);
     std::fs::remove_dir_all(dir.join("projection")).unwrap();
 
     let journal = SessionJournal::open(&dir, SessionJournalOptions::default()).unwrap();
