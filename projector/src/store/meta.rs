@@ -161,14 +161,10 @@ fn in_progress_lsn(record: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EndReason;
     use crate::session::SessionState;
     use crate::store::compressed::unseal;
     use crate::store::runs::RUN_PREFIX;
-
-    fn ended(i: usize) -> SessionState {
-        SessionState::for_tests(&format!("ended-{i:06}"), Some(EndReason::Completed))
-    }
+    use crate::store::tests::ended;
 
     /// What format 5 wrote: every block as it is, and format 5 in `meta`.
     fn as_format_5(store: &ProjectionStore) -> usize {

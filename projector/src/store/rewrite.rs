@@ -173,13 +173,9 @@ impl ProjectionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EndReason;
     use crate::session::{Meta, SessionState};
     use crate::store::StoredMeta;
-
-    fn ended(i: usize) -> SessionState {
-        SessionState::for_tests(&format!("ended-{i:06}"), Some(EndReason::Completed))
-    }
+    use crate::store::tests::ended;
 
     /// A store written in many small checkpoints, whose merges leave dead
     /// space behind in sled's file.

@@ -11,6 +11,12 @@ fn session(id: &str, active: bool, end_reason: Option<EndReason>) -> SessionStat
     SessionState::for_tests(id, end_reason)
 }
 
+/// The `i`th of a series of ended sessions, ids in order (for the store's
+/// tests that need many).
+pub(super) fn ended(i: usize) -> SessionState {
+    SessionState::for_tests(&format!("ended-{i:06}"), Some(EndReason::Completed))
+}
+
 fn index_keys(store: &ProjectionStore) -> (BTreeSet<String>, BTreeSet<String>) {
     (store.index(ACTIVE_PREFIX).unwrap(), store.index(AWAITING_PREFIX).unwrap())
 }
