@@ -51,14 +51,17 @@ impl Lifecycle {
     /// Decides what `command` appends at time `at`. `start` must carry a
     /// session id by now (the caller mints one when it was empty).
     pub fn decide(&self, command: &Command, at: u64, rules: &Rules) -> Result<Decision> {
-        self.check_time(command, at)?;
+        // The session a command names is looked up once: from the store, a
+        // lookup reads and decompresses a block.
+        let named = self.named_session(command)?;
+        check_time(named.as_deref(), at)?;
         match command {
             Command::Start(start) => self.decide_start(start),
-            Command::Touch { session_id } => self.decide_touch(session_id, at, rules),
-            Command::Flush { session_id, marker } => self.decide_flush(session_id, marker),
-            Command::End { session_id, reason } => self.decide_end(session_id, reason),
-            Command::EndKey { key, reason } => self.decide_end_key(key, reason),
-            Command::Reopen { session_id, reason } => self.decide_reopen(session_id, reason),
+            Command::Touch { session_id } => decide_touch(found(session_id, named)?, at, rules),
+            Command::Flush { session_id, marker } => decide_flush(found(session_id, named)?, marker),
+            Command::End { session_id, reason } => decide_end(found(session_id, named)?, reason),
+            Command::EndKey { key, reason } => decide_end_key(key, named, reason),
+            Command::Reopen { session_id, reason } => self.decide_reopen(found(session_id, named)?, reason),
             Command::Expire { idle_minutes, daily_at_hour, utc_offset_minutes } => {
                 if daily_at_hour.is_some_and(|h| h > 23) {
                     let reason = "daily_at_hour must be 0..=23".into();
@@ -67,34 +70,13 @@ impl Lifecycle {
                 let policy = Command::reset_policy(*idle_minutes, *daily_at_hour, *utc_offset_minutes);
                 Ok(self.decide_expire(at, &policy))
             }
-            Command::Finalized { session_id } => self.decide_finalized(session_id),
+            Command::Finalized { session_id } => decide_finalized(found(session_id, named)?),
             Command::FinalizeFailed { session_id, error } => {
-                self.decide_finalize_failed(session_id, error, rules)
+                decide_finalize_failed(found(session_id, named)?, error, rules)
             }
             Command::Reap { ttl_ms } => Ok(self.decide_reap(at, *ttl_ms)),
             Command::Close { reason, sessions } => Ok(self.decide_close(*reason, *sessions)),
         }
-    }
-
-    /// A command about a session may not be dated before that session's
-    /// last event: time runs forward within a session.
-    fn check_time(&self, command: &Command, at: u64) -> Result<()> {
-        let session = match command {
-            Command::EndKey { key, .. } => self.table.active_on_key(key).map(str::to_string),
-            Command::Start(_) | Command::Expire { .. } | Command::Reap { .. } | Command::Close { .. } => None,
-            other => other.session_id().map(str::to_string),
-        };
-        let Some(s) = session.filter(|id| check_id("session_id", id).is_ok()).map(|id| self.table.get(&id))
-        else {
-            return Ok(());
-        };
-        let Some(s) = s? else { return Ok(()) };
-        let last = s.last_event_at();
-        if at < last {
-            let reason = format!("at {at} is before session {:?}'s last event at {last}", s.id());
-            return Err(LifecycleError::InvalidTime { reason }.into());
-        }
-        Ok(())
     }
 
     fn decide_start(&self, start: &Start) -> Result<Decision> {
@@ -125,65 +107,22 @@ impl Lifecycle {
         Ok(append(vec![end, body], Some(1), Some(id)))
     }
 
-    fn decide_touch(&self, id: &str, at: u64, rules: &Rules) -> Result<Decision> {
-        let s = self.existing(id)?;
-        refuse_if_ended(&s)?;
-        if at < s.last_activity_at.saturating_add(rules.activity_coalesce_ms) {
-            return Ok(Decision::Done(Ack { session_id: Some(id.to_string()), ..Ack::default() }));
-        }
-        let body = EventBody::SessionActivity { session_id: id.to_string(), key: s.start.key.clone() };
-        Ok(append(vec![body], None, Some(id)))
-    }
-
-    fn decide_flush(&self, id: &str, marker: &str) -> Result<Decision> {
-        let s = self.existing(id)?;
-        check_name("marker", marker, MARKER_LEN_MAX_BYTES)?;
-        if let Some(lsn) = s.flush_markers.get(marker) {
-            return Ok(done(Some(*lsn), id));
-        }
-        let body = EventBody::SessionFlush {
-            session_id: id.to_string(),
-            key: s.start.key.clone(),
-            marker: marker.to_string(),
+    /// The session `command` names, if it names one and it exists (a start
+    /// looks its id up itself: its time is not checked against it).
+    fn named_session(&self, command: &Command) -> Result<Option<Cow<'_, SessionState>>> {
+        let id = match command {
+            Command::EndKey { key, .. } => self.table.active_on_key(key),
+            Command::Start(_) | Command::Expire { .. } | Command::Reap { .. } | Command::Close { .. } => None,
+            other => other.session_id(),
         };
-        Ok(append(vec![body], None, Some(id)))
-    }
-
-    fn decide_end(&self, id: &str, reason: &EndReason) -> Result<Decision> {
-        let s = self.existing(id)?;
-        check_name("reason", reason.as_str(), REASON_LEN_MAX_BYTES)?;
-        if !s.active {
-            // The first end stands; a repeat answers with it.
-            let ack = Ack {
-                lsn: s.end_lsn,
-                duplicate: true,
-                session_id: Some(id.to_string()),
-                reason: s.end_reason.clone(),
-                events: Vec::new(),
-            };
-            return Ok(Decision::Done(ack));
-        }
-        Ok(Decision::Append {
-            events: vec![end_of(&s, reason.clone(), None)],
-            answer: None,
-            session_id: Some(id.to_string()),
-            reason: Some(reason.clone()),
-        })
-    }
-
-    /// Ends whatever is active on `key`; nothing to do (an ack naming no
-    /// session) if nothing is.
-    fn decide_end_key(&self, key: &str, reason: &EndReason) -> Result<Decision> {
-        check_text("key", key, KEY_LEN_MAX_BYTES)?;
-        check_name("reason", reason.as_str(), REASON_LEN_MAX_BYTES)?;
-        match self.table.active_on_key(key) {
-            Some(id) => self.decide_end(id, reason),
-            None => Ok(Decision::Done(Ack::default())),
+        match id.filter(|id| check_id("session_id", id).is_ok()) {
+            Some(id) => self.table.get(id),
+            None => Ok(None),
         }
     }
 
-    fn decide_reopen(&self, id: &str, reason: &str) -> Result<Decision> {
-        let s = self.existing(id)?;
+    fn decide_reopen(&self, s: Cow<'_, SessionState>, reason: &str) -> Result<Decision> {
+        let id = s.id();
         check_name("reason", reason, REASON_LEN_MAX_BYTES)?;
         if s.active {
             return Err(LifecycleError::AlreadyActive { session_id: id.to_string() }.into());
@@ -197,36 +136,6 @@ impl Lifecycle {
             session_id: id.to_string(),
             key: s.start.key.clone(),
             reason: reason.to_string(),
-        };
-        Ok(append(vec![body], None, Some(id)))
-    }
-
-    fn decide_finalized(&self, id: &str) -> Result<Decision> {
-        let s = self.existing(id)?;
-        if let Some(lsn) = s.expiry_finalized_lsn {
-            return Ok(done(Some(lsn), id));
-        }
-        let body = EventBody::SessionExpiryFinalized { session_id: id.to_string(), key: s.start.key.clone() };
-        Ok(append(vec![body], None, Some(id)))
-    }
-
-    fn decide_finalize_failed(&self, id: &str, error: &str, rules: &Rules) -> Result<Decision> {
-        let s = self.existing(id)?;
-        if error.is_empty() {
-            return Err(LifecycleError::Empty { field: "error" }.into());
-        }
-        if s.expiry_finalized_lsn.is_some() {
-            return Err(LifecycleError::AlreadyFinalized { session_id: id.to_string() }.into());
-        }
-        let max = rules.finalize_attempts_max;
-        if s.finalize_attempts >= max {
-            return Err(LifecycleError::AttemptsExhausted { session_id: id.to_string(), max }.into());
-        }
-        let body = EventBody::SessionFinalizeFailed {
-            session_id: id.to_string(),
-            key: s.start.key.clone(),
-            attempt: s.finalize_attempts + 1,
-            error: truncate_utf8(error, ERROR_LEN_MAX_BYTES),
         };
         Ok(append(vec![body], None, Some(id)))
     }
@@ -289,6 +198,112 @@ impl Lifecycle {
         }
         events
     }
+}
+
+/// The session a command names, as `decide` looked it up: an invalid id
+/// or one never started is an error here.
+fn found<'a>(id: &str, named: Option<Cow<'a, SessionState>>) -> Result<Cow<'a, SessionState>> {
+    check_id("session_id", id)?;
+    named.ok_or_else(|| LifecycleError::UnknownSession { session_id: id.to_string() }.into())
+}
+
+/// A command about a session may not be dated before that session's
+/// last event: time runs forward within a session.
+fn check_time(named: Option<&SessionState>, at: u64) -> Result<()> {
+    let Some(s) = named else { return Ok(()) };
+    let last = s.last_event_at();
+    if at < last {
+        let reason = format!("at {at} is before session {:?}'s last event at {last}", s.id());
+        return Err(LifecycleError::InvalidTime { reason }.into());
+    }
+    Ok(())
+}
+
+fn decide_touch(s: Cow<'_, SessionState>, at: u64, rules: &Rules) -> Result<Decision> {
+    let id = s.id();
+    refuse_if_ended(&s)?;
+    if at < s.last_activity_at.saturating_add(rules.activity_coalesce_ms) {
+        return Ok(Decision::Done(Ack { session_id: Some(id.to_string()), ..Ack::default() }));
+    }
+    let body = EventBody::SessionActivity { session_id: id.to_string(), key: s.start.key.clone() };
+    Ok(append(vec![body], None, Some(id)))
+}
+
+fn decide_flush(s: Cow<'_, SessionState>, marker: &str) -> Result<Decision> {
+    let id = s.id();
+    check_name("marker", marker, MARKER_LEN_MAX_BYTES)?;
+    if let Some(lsn) = s.flush_markers.get(marker) {
+        return Ok(done(Some(*lsn), id));
+    }
+    let body = EventBody::SessionFlush {
+        session_id: id.to_string(),
+        key: s.start.key.clone(),
+        marker: marker.to_string(),
+    };
+    Ok(append(vec![body], None, Some(id)))
+}
+
+fn decide_end(s: Cow<'_, SessionState>, reason: &EndReason) -> Result<Decision> {
+    let id = s.id();
+    check_name("reason", reason.as_str(), REASON_LEN_MAX_BYTES)?;
+    if !s.active {
+        // The first end stands; a repeat answers with it.
+        let ack = Ack {
+            lsn: s.end_lsn,
+            duplicate: true,
+            session_id: Some(id.to_string()),
+            reason: s.end_reason.clone(),
+            events: Vec::new(),
+        };
+        return Ok(Decision::Done(ack));
+    }
+    Ok(Decision::Append {
+        events: vec![end_of(&s, reason.clone(), None)],
+        answer: None,
+        session_id: Some(id.to_string()),
+        reason: Some(reason.clone()),
+    })
+}
+
+/// Ends whatever is active on `key` (`decide` looked it up); nothing to do
+/// (an ack naming no session) if nothing is.
+fn decide_end_key(key: &str, active: Option<Cow<'_, SessionState>>, reason: &EndReason) -> Result<Decision> {
+    check_text("key", key, KEY_LEN_MAX_BYTES)?;
+    check_name("reason", reason.as_str(), REASON_LEN_MAX_BYTES)?;
+    match active {
+        Some(s) => decide_end(s, reason),
+        None => Ok(Decision::Done(Ack::default())),
+    }
+}
+
+fn decide_finalized(s: Cow<'_, SessionState>) -> Result<Decision> {
+    let id = s.id();
+    if let Some(lsn) = s.expiry_finalized_lsn {
+        return Ok(done(Some(lsn), id));
+    }
+    let body = EventBody::SessionExpiryFinalized { session_id: id.to_string(), key: s.start.key.clone() };
+    Ok(append(vec![body], None, Some(id)))
+}
+
+fn decide_finalize_failed(s: Cow<'_, SessionState>, error: &str, rules: &Rules) -> Result<Decision> {
+    let id = s.id();
+    if error.is_empty() {
+        return Err(LifecycleError::Empty { field: "error" }.into());
+    }
+    if s.expiry_finalized_lsn.is_some() {
+        return Err(LifecycleError::AlreadyFinalized { session_id: id.to_string() }.into());
+    }
+    let max = rules.finalize_attempts_max;
+    if s.finalize_attempts >= max {
+        return Err(LifecycleError::AttemptsExhausted { session_id: id.to_string(), max }.into());
+    }
+    let body = EventBody::SessionFinalizeFailed {
+        session_id: id.to_string(),
+        key: s.start.key.clone(),
+        attempt: s.finalize_attempts + 1,
+        error: truncate_utf8(error, ERROR_LEN_MAX_BYTES),
+    };
+    Ok(append(vec![body], None, Some(id)))
 }
 
 /// Every field of a start within its limits (docs/format.md lists them).
