@@ -48,6 +48,10 @@ thread_local! {
     /// One decompression context a thread: lookups of old sessions read a
     /// block each.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    /// The block a thread's last lookup decompressed, beside the bytes it
+    /// was stored as. A repeated start and then a repeated end of one ended
+    /// session (a client retrying what it sent) read the same block twice.
+    static RECENT: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 fn zstd_error(e: std::io::Error) -> Error {
@@ -87,6 +91,31 @@ pub(crate) fn unseal(stored: &[u8]) -> Result<Cow<'_, [u8]>> {
         Some(&ZSTD) => decompress(&stored[1..]).map(Cow::Owned),
         Some(tag) => Err(damaged(&format!("unknown tag {tag}"))),
     }
+}
+
+/// `unseal` for a lookup: a block stored as the last one this thread
+/// looked up is not decompressed again. Decompression is a function of the
+/// stored bytes alone, so the memo is right whatever changed in between.
+pub(crate) fn unseal_recent(stored: &[u8]) -> Result<Cow<'_, [u8]>> {
+    if stored.first() != Some(&ZSTD) {
+        return unseal(stored);
+    }
+    let memo = RECENT.with(|cell| {
+        let recent = cell.borrow();
+        (recent.0.as_slice() == stored).then(|| recent.1.clone())
+    });
+    if let Some(raw) = memo {
+        return Ok(Cow::Owned(raw));
+    }
+    let raw = decompress(&stored[1..])?;
+    RECENT.with(|cell| {
+        let mut recent = cell.borrow_mut();
+        recent.0.clear();
+        recent.0.extend_from_slice(stored);
+        recent.1.clear();
+        recent.1.extend_from_slice(&raw);
+    });
+    Ok(Cow::Owned(raw))
 }
 
 fn decompress(tagged: &[u8]) -> Result<Vec<u8>> {
@@ -132,6 +161,23 @@ mod tests {
         let tiny = vec![0u8, 0, 1, 0, b'a', 3, 0, 0, 0, 1, 2, 3];
         assert_eq!(seal(tiny.clone()).unwrap(), tiny);
         assert!(matches!(unseal(&tiny).unwrap(), Cow::Borrowed(b) if b == tiny.as_slice()));
+    }
+
+    /// A lookup's memo answers only for the very bytes it decompressed: a
+    /// block differing in one byte is decompressed (and checked) afresh.
+    #[test]
+    fn the_lookup_memo_answers_only_for_the_same_bytes() {
+        let (a, b) = (block(2048), block(2047));
+        let (stored_a, stored_b) = (seal(a.clone()).unwrap(), seal(b.clone()).unwrap());
+        assert_eq!(unseal_recent(&stored_a).unwrap().as_ref(), a.as_slice());
+        assert_eq!(unseal_recent(&stored_a).unwrap().as_ref(), a.as_slice());
+        assert_eq!(unseal_recent(&stored_b).unwrap().as_ref(), b.as_slice());
+        let mut damaged = stored_b.clone();
+        damaged[1] ^= 1;
+        assert!(unseal_recent(&damaged).is_err());
+        assert_eq!(unseal_recent(&stored_a).unwrap().as_ref(), a.as_slice());
+        let tiny = vec![0u8, 0, 1, 0, b'a', 3, 0, 0, 0, 1, 2, 3];
+        assert!(matches!(unseal_recent(&tiny).unwrap(), Cow::Borrowed(t) if t == tiny.as_slice()));
     }
 
     /// Damage is an error naming it, never a panic or a huge allocation.

@@ -28,7 +28,7 @@ use bookend_journal::codec;
 use serde::{Deserialize, Serialize};
 
 use super::block::{BlockReader, BlockWriter, Entry};
-use super::compressed::{seal, unseal};
+use super::compressed::{seal, unseal, unseal_recent};
 use super::guard::Guarded;
 use super::merge::{Merged, RunIter};
 use super::run_filter::{FILTER_PREFIX, RunFilter, filter_key, new_filter};
@@ -307,7 +307,7 @@ impl ProjectionStore {
                 self.db.range(from.as_slice()..=to.as_slice()).next_back().transpose()
             })?;
             let Some((_, block)) = found else { continue };
-            let block = self.packed(unseal(&block))?;
+            let block = self.packed(unseal_recent(&block))?;
             if let Some(rest) = self.packed(BlockReader::new(&block).find(id))? {
                 return self.packed(Entry { id: id.to_string(), rest }.state()).map(Some);
             }
