@@ -96,7 +96,7 @@ impl Journal {
         let turns = options.shared_writers.then(|| writer::Turns::new(&dir));
         let report = start.report;
         let last_lsn = start.segment.last_lsn;
-        let mut shared = Shared::new(dir, fs, start.manifest, last_lsn)?;
+        let mut shared = Shared::new(dir, fs, start.manifest, last_lsn, options.shared_writers)?;
         shared.seek = start.seek;
         let shared = Arc::new(shared);
         let pipeline =

@@ -150,8 +150,14 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(dir: PathBuf, fs: Arc<dyn Fs>, manifest: Manifest, durable_lsn: u64) -> Result<Self> {
-        let hint = DurableHint::open(&*fs, &dir, manifest.journal_id, durable_lsn)?;
+    pub fn new(
+        dir: PathBuf,
+        fs: Arc<dyn Fs>,
+        manifest: Manifest,
+        durable_lsn: u64,
+        shared_writers: bool,
+    ) -> Result<Self> {
+        let hint = DurableHint::open(&fs, &dir, manifest.journal_id, durable_lsn, shared_writers)?;
         Ok(Shared {
             id: manifest.journal_id,
             manifest: Mutex::new(manifest),
