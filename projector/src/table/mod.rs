@@ -154,13 +154,17 @@ impl SessionTable {
         self.dirty.clear();
         let ended: Vec<(String, Arc<SessionState>)> = self.hot.extract_if(|_, s| !s.active).collect();
         let mut packed = 0;
-        for (id, s) in ended {
-            let mut state = Arc::unwrap_or_clone(s);
-            match self.packed.insert(&mut state) {
+        for (id, mut s) in ended {
+            // Packed in place: moving a state out of its Arc copies it whole.
+            let inserted = match Arc::get_mut(&mut s) {
+                Some(state) => self.packed.insert(state),
+                None => self.packed.insert(&mut SessionState::clone(&s)),
+            };
+            match inserted {
                 Ok(()) => packed += 1,
                 Err(e) => {
                     tracing::warn!(session = %id, error = %e, "an ended session cannot be packed; it stays in memory as it is");
-                    self.hot.insert(id, Arc::new(state));
+                    self.hot.insert(id, s);
                 }
             }
         }
