@@ -27,6 +27,7 @@ use bookend_projector::{
     Sessions, parse_command_text,
 };
 
+use crate::ack_line::write_ack;
 use crate::output::error_ack;
 
 /// Commands in flight between reading and printing.
@@ -270,7 +271,7 @@ impl Printer {
     fn handle(&mut self, item: Item, journal: &SessionJournal) -> Option<Outcome> {
         let ack = match item {
             Item::Pending { pending } => match pending.wait() {
-                Ok(ack) => ack.to_json(),
+                Ok(ack) => return self.print(|out| write_ack(out, &ack)),
                 Err(e) => {
                     self.ok = false;
                     serde_json::json!({"ok": false, "error": {"kind": e.kind(), "message": e.to_string()}})
@@ -290,7 +291,12 @@ impl Printer {
             Item::EndOfInput => return Some(Outcome::Done { ok: self.ok }),
             Item::Signal(signal) => return Some(Outcome::Signalled(signal)),
         };
-        if !self.stdout_gone && writeln!(self.out, "{ack}").is_err() {
+        self.print(|out| writeln!(out, "{ack}"))
+    }
+
+    /// Writes one ack line while stdout takes them; `Some` once it does not.
+    fn print(&mut self, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Option<Outcome> {
+        if !self.stdout_gone && write(&mut self.out).is_err() {
             self.stdout_gone = true;
             return Some(Outcome::StdoutClosed);
         }

@@ -350,10 +350,16 @@ impl Ack {
         if let Some(reason) = &self.reason {
             v["reason"] = json!(reason.as_str());
         }
-        if self.events.len() > 1 || (self.session_id.is_none() && !self.events.is_empty()) {
+        if self.describes_events() {
             self.describe_events(&mut v);
         }
         v
+    }
+
+    /// Whether the JSON ack lists the events appended: when there were
+    /// several, or the ack names no session (expire, reap, close).
+    pub fn describes_events(&self) -> bool {
+        self.events.len() > 1 || (self.session_id.is_none() && !self.events.is_empty())
     }
 
     /// Counts, and the first [`ACK_EVENTS_SHOWN_MAX`] events: an expire of
