@@ -59,6 +59,7 @@
 //! ```
 
 mod command;
+mod command_fast;
 mod consumer;
 mod cursor;
 mod error;
