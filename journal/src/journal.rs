@@ -54,6 +54,9 @@ pub struct JournalStats {
     /// Events per group commit: counts per bucket of `GROUP_BUCKETS_EVENTS`.
     pub group_events_buckets: [u64; 11],
     pub group_events_sum: u64,
+    /// Times an appender or a sync request woke a writer thread: about one
+    /// per group under load, not one per append.
+    pub writer_wakes: u64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -185,7 +188,7 @@ impl Journal {
         let mut writer = self.pipeline.lock();
         writer.write_staged();
         drop(writer);
-        self.pipeline.wake_writer();
+        self.wake_writer();
     }
 
     fn submit_inner(&self, batch: Batch, durability: Durability, staged: bool) -> Result<AppendTicket> {
@@ -207,7 +210,7 @@ impl Journal {
             let wake = writer.has_unwritten();
             drop(writer);
             if wake {
-                self.pipeline.wake_writer();
+                self.wake_writer();
             }
             return Err(self.shared.poisoned().map_or(Error::Closed, |cause| Error::Poisoned { cause }));
         }
@@ -225,7 +228,7 @@ impl Journal {
         writer.end_turn();
         drop(writer);
         if wake && !staged {
-            self.pipeline.wake_writer();
+            self.wake_writer();
         }
         Ok(AppendTicket { rx, ack })
     }
@@ -262,7 +265,7 @@ impl Journal {
         let (done, rx) = oneshot::channel();
         writer.request_sync(done);
         drop(writer);
-        self.pipeline.wake_writer();
+        self.wake_writer();
         Ok(rx)
     }
 
@@ -311,6 +314,12 @@ impl Journal {
         Ok(Follower::new(self.reader(from_lsn)?, Some(self.shared.clone())))
     }
 
+    /// Wakes a writer thread, counting it.
+    fn wake_writer(&self) {
+        self.shared.counters.writer_wakes.fetch_add(1, Ordering::Relaxed);
+        self.pipeline.wake_writer();
+    }
+
     pub fn stats(&self) -> JournalStats {
         let c = &self.shared.counters;
         JournalStats {
@@ -327,6 +336,7 @@ impl Journal {
             fsync_micros_sum: c.fsync_micros.sum.load(Ordering::Relaxed),
             group_events_buckets: c.group_events.snapshot(),
             group_events_sum: c.group_events.sum.load(Ordering::Relaxed),
+            writer_wakes: c.writer_wakes.load(Ordering::Relaxed),
         }
     }
 

@@ -55,6 +55,7 @@ pub(crate) struct Counters {
     pub fsync_nanos: AtomicU64,
     pub bytes_written: AtomicU64,
     pub segments_created: AtomicU64,
+    pub writer_wakes: AtomicU64,
 }
 
 /// State shared by the journal handle, the writer thread and in-process

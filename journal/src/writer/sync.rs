@@ -73,13 +73,16 @@ impl Pipeline {
     fn next(&self) -> Next {
         let mut writer = lock(&self.writer);
         loop {
-            match writer.due() {
-                Ok(()) => break,
-                Err(None) => writer = self.work.wait(writer).unwrap_or_else(|p| p.into_inner()),
-                Err(Some(left)) => {
-                    writer = self.work.wait_timeout(writer, left).unwrap_or_else(|p| p.into_inner()).0;
-                }
+            let due = writer.due();
+            if due.is_ok() {
+                break;
             }
+            writer.waiters.idle += 1;
+            writer = match due {
+                Err(Some(left)) => self.work.wait_timeout(writer, left).unwrap_or_else(|p| p.into_inner()).0,
+                _ => self.work.wait(writer).unwrap_or_else(|p| p.into_inner()),
+            };
+            writer.waiters.idle -= 1;
         }
         let mut writer = self.gather(writer);
         let next = writer.take_group();
@@ -109,12 +112,15 @@ impl Pipeline {
             return writer;
         }
         let deadline = Instant::now() + window;
+        writer.waiters.gathering += 1;
+        writer.waiters.gather_until = cohort;
         while !writer.closed() && (1..cohort).contains(&writer.pending_appends()) {
             let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 break;
             };
             writer = self.work.wait_timeout(writer, left).unwrap_or_else(|p| p.into_inner()).0;
         }
+        writer.waiters.gathering -= 1;
         writer
     }
 }
