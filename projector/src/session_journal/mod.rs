@@ -35,7 +35,7 @@ use crate::command::{Ack, Command, ResetPolicy, Sessions, Start};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, EndReason};
 use crate::rules::{Decision, Lifecycle};
-use crate::store::ProjectionStore;
+use crate::store::{ProjectionStore, SAVE_CHUNK_SESSIONS};
 use append::{Submit, apply_appended, submit};
 pub use batch::BATCH_COMMANDS_MAX;
 use checkpointer::{BackgroundCheckpoints, checkpoint, checkpoint_in_background, collect_checkpoints};
@@ -235,7 +235,12 @@ impl SessionJournal {
             }
         }
         let o = &self.inner.options;
+        // A checkpoint is due after `checkpoint_every_events`, or once it
+        // would need more than one sled batch: a larger one is written in
+        // chunks with undo records, and sled holds every page a batch
+        // replaces until it ends.
         let due = core.events_since_checkpoint >= o.checkpoint_every_events
+            || core.life.table.dirty_count() >= SAVE_CHUNK_SESSIONS
             || (core.events_since_checkpoint > 0 && core.last_checkpoint.elapsed() >= o.checkpoint_interval);
         let backlog_max = o.checkpoint_every_events.saturating_mul(CHECKPOINT_BACKLOG_FACTOR);
         if due && let Err(e) = checkpoint_in_background(&self.inner.journal, core, backlog_max) {

@@ -93,7 +93,9 @@ pub enum StoreLocation {
 /// Default interval between checks for dead writer processes (several
 /// writers only): deaths are noticed within about this long.
 pub const WRITER_CHECK_INTERVAL_DEFAULT: Duration = Duration::from_millis(500);
-/// Default number of events between checkpoints.
+/// Default number of events between checkpoints. A checkpoint is also due
+/// once 1 000 sessions have changed, whatever this says (a larger one needs
+/// several sled batches).
 pub const CHECKPOINT_EVERY_EVENTS_DEFAULT: u64 = 5_000;
 /// Default longest time between checkpoints while events arrive.
 pub const CHECKPOINT_INTERVAL_DEFAULT: Duration = Duration::from_secs(30);

@@ -414,6 +414,7 @@ impl ProjectionStore {
 
 mod rewrite;
 mod save;
+pub(crate) use save::SAVE_CHUNK_SESSIONS;
 #[cfg(test)]
 mod tests;
 mod undo;
