@@ -188,19 +188,22 @@ impl SessionTable {
         ids.iter().filter_map(|id| self.hot.get(id).cloned()).collect()
     }
 
-    /// A background checkpoint of `ids` reached the store: those that are
-    /// neither active nor changed since may leave memory.
-    pub fn evict_written(&mut self, ids: &[String]) {
-        for id in ids {
+    /// A background checkpoint of `written` reached the store: those that
+    /// are neither active nor changed since may leave memory.
+    pub fn evict_written(&mut self, written: &[Arc<SessionState>]) {
+        for id in written.iter().map(|s| s.id()) {
             if !self.dirty.contains(id) && self.hot.get(id).is_some_and(|s| !s.active) {
                 self.hot.remove(id);
             }
         }
     }
 
-    /// A background checkpoint of `ids` failed: they must be written again.
-    pub fn redirty(&mut self, ids: Vec<String>) {
-        self.dirty.extend(ids.into_iter().filter(|id| self.hot.contains_key(id)));
+    /// A background checkpoint of `written` failed: they must be written
+    /// again.
+    pub fn redirty(&mut self, written: &[Arc<SessionState>]) {
+        let ids = written.iter().map(|s| s.id()).filter(|id| self.hot.contains_key(*id));
+        let ids: Vec<String> = ids.map(str::to_string).collect();
+        self.dirty.extend(ids);
     }
 
     /// A session that is in memory (active sessions always are).
