@@ -153,7 +153,9 @@ pub(crate) struct Waiters {
     pub idle: usize,
     /// Threads gathering a returning cohort (`Pipeline::gather`)…
     pub gathering: usize,
-    /// …until this many appends are pending.
+    /// …until this many appends are pending: the cohort of the last one to
+    /// start gathering. With several writer threads, another one's wait
+    /// may end at its timeout instead (at most `GATHER_WAIT_MAX`).
     pub gather_until: usize,
 }
 

@@ -37,6 +37,7 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// The entry that stores `state`.
+    ///
     /// Encodes through a buffer kept by the thread, so the entry costs two
     /// allocations of the right size (a growing `Vec` per state took seven).
     pub fn of(state: &SessionState) -> Result<Entry> {
