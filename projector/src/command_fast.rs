@@ -95,19 +95,30 @@ impl Field {
     }
 }
 
-/// The keys each command may have besides `cmd` and `at`.
-fn allowed(cmd: &str) -> Option<u16> {
+/// The commands the quick path takes, and the keys each may have besides
+/// `cmd` and `at`.
+const QUICK_COMMANDS: [(&str, &[Field]); 7] = {
     use Field::*;
-    let keys: &[Field] = match cmd {
-        "start" => &[SessionId, Field::Key, Platform, UserId, Source, ParentId, Attrs, Supersede],
-        "touch" | "finalized" => &[SessionId],
-        "flush" => &[SessionId, Marker],
-        "end" => &[SessionId, Field::Key, Reason],
-        "reopen" => &[SessionId, Reason],
-        "finalize_failed" => &[SessionId, Error],
-        _ => return None,
-    };
-    Some(keys.iter().fold(Cmd.bit() | At.bit(), |bits, k| bits | k.bit()))
+    [
+        ("start", &[SessionId, Key, Platform, UserId, Source, ParentId, Attrs, Supersede]),
+        ("touch", &[SessionId]),
+        ("finalized", &[SessionId]),
+        ("flush", &[SessionId, Marker]),
+        ("end", &[SessionId, Key, Reason]),
+        ("reopen", &[SessionId, Reason]),
+        ("finalize_failed", &[SessionId, Error]),
+    ]
+};
+
+/// The command named `name`, as the quick path's table spells it.
+fn quick_command(name: &str) -> Option<&'static (&'static str, &'static [Field])> {
+    QUICK_COMMANDS.iter().find(|(cmd, _)| *cmd == name)
+}
+
+/// The keys `cmd` may have, as bits of `Fields::present`.
+fn allowed(cmd: &str) -> Option<u16> {
+    let (_, keys) = quick_command(cmd)?;
+    Some(keys.iter().fold(Field::Cmd.bit() | Field::At.bit(), |bits, k| bits | k.bit()))
 }
 
 #[derive(Default)]
@@ -274,10 +285,8 @@ impl<'de> Visitor<'de> for CmdSeed {
     }
 
     fn visit_str<E: de::Error>(self, name: &str) -> Result<&'static str, E> {
-        const QUICK: [&str; 7] = ["start", "touch", "flush", "end", "reopen", "finalized", "finalize_failed"];
-        QUICK
-            .into_iter()
-            .find(|c| *c == name)
+        quick_command(name)
+            .map(|(cmd, _)| *cmd)
             .ok_or_else(|| E::custom("a command the quick path does not take"))
     }
 }
