@@ -64,13 +64,12 @@ impl<I: Iterator<Item = sled::Result<T>>, T> Iterator for Guarded<'_, I> {
         if self.failed {
             return None;
         }
-        let path = self.path.clone();
         let inner = &mut self.inner;
         let step = match catch_unwind(AssertUnwindSafe(|| inner.next())) {
             Ok(None) => return None,
-            Ok(Some(item)) => item.map_err(|e| store_error(&path, "reading", &e.to_string())),
+            Ok(Some(item)) => item.map_err(|e| store_error(&self.path, "reading", &e.to_string())),
             Err(panic) => {
-                Err(store_error(&path, "reading", &format!("sled panicked: {}", panic_message(&panic))))
+                Err(store_error(&self.path, "reading", &format!("sled panicked: {}", panic_message(&panic))))
             }
         };
         self.failed = step.is_err();
