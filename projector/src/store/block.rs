@@ -163,6 +163,15 @@ impl<'a> BlockReader<'a> {
         std::str::from_utf8(&self.id).map_err(|e| damaged(&e.to_string()))
     }
 
+    /// The next entry's id, its state skipped; `None` after the last.
+    pub fn next_id(&mut self) -> Result<Option<&str>> {
+        if self.at >= self.bytes.len() {
+            return Ok(None);
+        }
+        self.next_raw()?;
+        self.id().map(Some)
+    }
+
     /// The state bytes of `id`, if this block holds it.
     pub fn find(mut self, id: &str) -> Result<Option<Vec<u8>>> {
         while self.at < self.bytes.len() {

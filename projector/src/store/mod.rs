@@ -19,6 +19,7 @@
 //! store of another journal, or of another format, is moved aside too.
 
 mod block;
+mod block_merge;
 mod compressed;
 mod guard;
 mod known_ids;
@@ -26,6 +27,7 @@ mod merge;
 mod meta;
 mod run_filter;
 mod runs;
+mod sink;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
