@@ -5,7 +5,8 @@
 //! elsewhere the merge goes entry by entry, each id once, from the newest
 //! run that holds it, as `merge.rs` does. A block less than half full (a
 //! run's last, or one cut short by a copy after it) is repacked, not
-//! copied, so small blocks do not pile up merge after merge.
+//! copied, so small blocks do not pile up merge after merge; so is one
+//! stored uncompressed (format 5's blocks), so merges still compress them.
 //!
 //! Runs of ids that grow with time (UUIDv7, dated ids) do not overlap, so
 //! their merges copy nearly every block; runs of random ids overlap
@@ -16,7 +17,7 @@ use std::collections::VecDeque;
 use sled::IVec;
 
 use super::block::{BLOCK_BYTES_TARGET, BlockReader, Entry};
-use super::compressed::{raw_len, unseal};
+use super::compressed::{compressed_block_len, unseal};
 use crate::error::{Error, Result};
 
 /// What a merge writes next.
@@ -62,11 +63,13 @@ impl Cursor<'_> {
         }
     }
 
-    /// Whether the next (unopened) block is at least half full.
+    /// Whether the next (unopened) block is compressed and at least half
+    /// full. One stored as it is (by format 5, or where compression did not
+    /// pay) is repacked, which compresses it where that pays.
     fn block_worth_copying(&self) -> bool {
         self.ahead
             .front()
-            .and_then(|(_, stored)| raw_len(stored))
+            .and_then(|(_, stored)| compressed_block_len(stored))
             .is_some_and(|n| n >= BLOCK_BYTES_TARGET / 2)
     }
 

@@ -82,11 +82,11 @@ pub(crate) fn seal(block: Vec<u8>) -> Result<Vec<u8>> {
     Ok(stored)
 }
 
-/// The length of the block that `stored` holds, as its header says
-/// (`None` if it says nothing readable).
-pub(crate) fn raw_len(stored: &[u8]) -> Option<usize> {
+/// The length of the block that `stored` holds compressed, as its header
+/// says; `None` for a block stored as it is (or a header that says nothing
+/// readable).
+pub(crate) fn compressed_block_len(stored: &[u8]) -> Option<usize> {
     match stored.first() {
-        Some(&RAW) => Some(stored.len()),
         Some(&ZSTD) => stored.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
         _ => None,
     }

@@ -13,7 +13,10 @@
 //! (`merge_step`, between checkpoints) into one of the next, keeping each
 //! session's newest entry, so the runs are in level order, newest first, a
 //! history of N sessions has O(log N) runs, and each entry is rewritten
-//! O(log N) times, as one sequential stream, never key by key.
+//! O(log N) times, as one sequential stream, never key by key. Where the
+//! merged runs do not interleave, a merge copies whole blocks as they are
+//! stored (`block_merge.rs`): ids that grow with time are rewritten, not
+//! repacked.
 //!
 //! Run ids only grow. Blocks of a run the manifest does not name yet (a
 //! checkpoint or merge cut short) have ids at or past `next_id` and are
