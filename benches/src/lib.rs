@@ -106,7 +106,7 @@ pub fn write_history(dir: &std::path::Path, events: u64) {
         let key = Some(format!("telegram:{}", n % 10_000));
         let start =
             StartFields { session_id: session_id.clone(), key: key.clone(), ..StartFields::default() };
-        batch.push(&StoredEvent { at: at + n, body: EventBody::SessionStart(start) }).expect("encode");
+        batch.push(&StoredEvent { at: at + n, body: EventBody::SessionStart(start.into()) }).expect("encode");
         let end = EventBody::SessionEnd {
             session_id,
             key,

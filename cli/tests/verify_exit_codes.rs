@@ -65,7 +65,8 @@ fn crafted_lifecycle_violation_exits_1() {
     // Written below the lifecycle rules: a session ended twice, and an
     // activity after its end.
     let journal = Journal::open(dir.path(), JournalOptions::default()).unwrap();
-    let start = EventBody::SessionStart(StartFields { session_id: "s1".into(), ..StartFields::default() });
+    let start =
+        EventBody::SessionStart(StartFields { session_id: "s1".into(), ..StartFields::default() }.into());
     let end = |reason| EventBody::SessionEnd { session_id: "s1".into(), key: None, reason, next_id: None };
     let open = EventBody::JournalOpen { epoch: 1, pid: 1, host: "h".into(), version: "0".into() };
     let touch = EventBody::SessionActivity { session_id: "s1".into(), key: None };

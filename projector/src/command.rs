@@ -4,6 +4,8 @@
 //! language of `bookend append` and `POST /v1/commands`; it is parsed here,
 //! once, so the CLI and the server hold no lifecycle logic.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -66,8 +68,11 @@ pub enum Sessions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Start {
     /// An empty `session_id` means "mint one" (a UUIDv7).
+    ///
+    /// Shared: the start event and the started session's state take it
+    /// without a copy.
     #[serde(flatten)]
-    pub fields: StartFields,
+    pub fields: Arc<StartFields>,
     /// Whether a start on a key with an active session supersedes it
     /// (default) or is refused with `key_busy`.
     pub supersede: bool,
@@ -75,7 +80,7 @@ pub struct Start {
 
 impl Default for Start {
     fn default() -> Self {
-        Start { fields: StartFields::default(), supersede: true }
+        Start { fields: Arc::default(), supersede: true }
     }
 }
 
@@ -83,34 +88,34 @@ impl Start {
     /// A start of the session `session_id` (empty: mint one).
     pub fn new(session_id: impl Into<String>) -> Start {
         Start {
-            fields: StartFields { session_id: session_id.into(), ..StartFields::default() },
+            fields: Arc::new(StartFields { session_id: session_id.into(), ..StartFields::default() }),
             supersede: true,
         }
     }
 
     /// On `key` (a chat, a channel: at most one active session each).
     pub fn key(mut self, key: impl Into<String>) -> Start {
-        self.fields.key = Some(key.into());
+        Arc::make_mut(&mut self.fields).key = Some(key.into());
         self
     }
 
     pub fn platform(mut self, platform: impl Into<String>) -> Start {
-        self.fields.platform = Some(platform.into());
+        Arc::make_mut(&mut self.fields).platform = Some(platform.into());
         self
     }
 
     pub fn user_id(mut self, user_id: impl Into<String>) -> Start {
-        self.fields.user_id = Some(user_id.into());
+        Arc::make_mut(&mut self.fields).user_id = Some(user_id.into());
         self
     }
 
     pub fn parent_id(mut self, parent_id: impl Into<String>) -> Start {
-        self.fields.parent_id = Some(parent_id.into());
+        Arc::make_mut(&mut self.fields).parent_id = Some(parent_id.into());
         self
     }
 
     pub fn attr(mut self, name: impl Into<String>, value: impl Into<String>) -> Start {
-        self.fields.attrs.insert(name.into(), value.into());
+        Arc::make_mut(&mut self.fields).attrs.insert(name.into(), value.into());
         self
     }
 }
@@ -138,7 +143,7 @@ impl<'de> Deserialize<'de> for Start {
             _ => {}
         }
         let fields = StartFields::deserialize(Value::Object(map)).map_err(D::Error::custom)?;
-        Ok(Start { fields, supersede })
+        Ok(Start { fields: Arc::new(fields), supersede })
     }
 }
 

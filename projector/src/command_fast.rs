@@ -195,7 +195,7 @@ impl Fields {
             parent_id: Text::optional(self.parent_id),
             attrs: self.attrs,
         };
-        Some(Command::Start(Start { fields, supersede: self.supersede.unwrap_or(true) }))
+        Some(Command::Start(Start { fields: fields.into(), supersede: self.supersede.unwrap_or(true) }))
     }
 
     /// Reads the value of `key` (refused if it was given before).

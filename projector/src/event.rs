@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
@@ -185,7 +186,10 @@ pub enum EventBody {
         reason: CloseReason,
         sessions: SessionsOnClose,
     },
-    SessionStart(StartFields),
+    /// Shared with the started session's state (`SessionState::start`), so
+    /// that folding a start and acknowledging it need one copy of its
+    /// fields, not two. Encoded as the fields themselves.
+    SessionStart(Arc<StartFields>),
     SessionActivity {
         session_id: String,
         key: Option<String>,

@@ -53,7 +53,7 @@ mod tests {
             ..StartFields::default()
         };
         let bodies = [
-            EventBody::SessionStart(start),
+            EventBody::SessionStart(start.into()),
             EventBody::SessionEnd {
                 session_id: "s-1".into(),
                 key: Some("telegram:1".into()),

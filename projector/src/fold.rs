@@ -59,7 +59,7 @@ pub(crate) fn started_ids(
             if (from..=to).contains(&lsn)
                 && let EventBody::SessionStart(fields) = decode_event(lsn, bytes)?.body
             {
-                ids.push(fields.session_id);
+                ids.push(std::sync::Arc::unwrap_or_clone(fields).session_id);
             }
             // Stop at `to`: a frame after it may be one the writer is
             // still writing.

@@ -70,7 +70,7 @@ mod tests {
 
     fn session(id: &str, lsn: u64, active: bool) -> SessionState {
         let fields = StartFields { session_id: id.into(), ..StartFields::default() };
-        SessionState { active, ..SessionState::started(fields, lsn, lsn) }
+        SessionState { active, ..SessionState::started(fields.into(), lsn, lsn) }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! folded from the events: plain data, with no I/O and no rules.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,8 +11,9 @@ use crate::event::{EndReason, StartFields};
 /// Everything bookend knows about one session, folded from its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionState {
-    /// What the session was started with (`session:start`'s fields).
-    pub start: StartFields,
+    /// What the session was started with (`session:start`'s fields),
+    /// shared with the start event it was folded from.
+    pub start: Arc<StartFields>,
     pub start_lsn: u64,
     pub started_at: u64,
     /// Whether the current span is open.
@@ -35,7 +37,7 @@ pub struct SessionState {
 
 impl SessionState {
     /// A session just started at `lsn`, time `at`.
-    pub fn started(start: StartFields, lsn: u64, at: u64) -> SessionState {
+    pub fn started(start: Arc<StartFields>, lsn: u64, at: u64) -> SessionState {
         SessionState {
             start,
             start_lsn: lsn,
@@ -129,7 +131,7 @@ impl SessionState {
     /// A minimal session for unit tests: active, or ended for `end_reason`.
     pub(crate) fn for_tests(id: &str, end_reason: Option<EndReason>) -> SessionState {
         let start = StartFields { session_id: id.to_string(), ..StartFields::default() };
-        let mut s = SessionState::started(start, 1, 1);
+        let mut s = SessionState::started(start.into(), 1, 1);
         s.active = end_reason.is_none();
         s.ended_at = end_reason.as_ref().map(|_| 2);
         s.end_lsn = end_reason.as_ref().map(|_| 2);

@@ -28,12 +28,15 @@ use bookend_projector::{FOLD_CHECKPOINT_EVERY_EVENTS, Inspection};
 const FILLER_SESSIONS: usize = FOLD_CHECKPOINT_EVERY_EVENTS as usize;
 
 fn start(id: &str, key: &str) -> EventBody {
-    EventBody::SessionStart(StartFields {
-        session_id: id.into(),
-        key: Some(key.into()),
-        platform: Some("telegram".into()),
-        ..StartFields::default()
-    })
+    EventBody::SessionStart(
+        StartFields {
+            session_id: id.into(),
+            key: Some(key.into()),
+            platform: Some("telegram".into()),
+            ..StartFields::default()
+        }
+        .into(),
+    )
 }
 
 fn end(id: &str, key: &str, reason: EndReason) -> EventBody {

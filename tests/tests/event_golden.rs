@@ -33,15 +33,18 @@ fn samples() -> Vec<(&'static str, EventBody)> {
         ),
         (
             "session_start",
-            EventBody::SessionStart(StartFields {
-                session_id: id(),
-                key: key(),
-                platform: Some("telegram".into()),
-                user_id: Some("u1".into()),
-                source: Some("dm".into()),
-                parent_id: None,
-                attrs: BTreeMap::from([("lang".into(), "en".into())]),
-            }),
+            EventBody::SessionStart(
+                StartFields {
+                    session_id: id(),
+                    key: key(),
+                    platform: Some("telegram".into()),
+                    user_id: Some("u1".into()),
+                    source: Some("dm".into()),
+                    parent_id: None,
+                    attrs: BTreeMap::from([("lang".into(), "en".into())]),
+                }
+                .into(),
+            ),
         ),
         ("session_activity", EventBody::SessionActivity { session_id: id(), key: key() }),
         ("session_flush", EventBody::SessionFlush { session_id: id(), key: key(), marker: "memory".into() }),

@@ -264,7 +264,7 @@ impl Harness {
         }
         for k in 0..KEYS {
             let key = format!("k{k}");
-            let owner = self.j().active_by_key(&key).unwrap().map(|s| s.start.session_id);
+            let owner = self.j().active_by_key(&key).unwrap().map(|s| s.start.session_id.clone());
             assert_eq!(owner, self.model.owner(&key), "owner of {key}");
         }
     }

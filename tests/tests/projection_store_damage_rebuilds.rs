@@ -26,7 +26,7 @@ fn build(dir: &Path) -> Vec<(String, bool)> {
     let big = "x".repeat(bookend_projector::ATTRS_TOTAL_MAX_BYTES - 64);
     for i in 0..SESSIONS {
         let mut start = Start::new(format!("s{i:02}")).key(format!("k{i}"));
-        start.fields.attrs.insert("transcript".into(), format!("{i}{big}"));
+        std::sync::Arc::make_mut(&mut start.fields).attrs.insert("transcript".into(), format!("{i}{big}"));
         journal.start(start).unwrap().wait().unwrap();
         if i % 3 == 0 {
             journal.end(&format!("s{i:02}"), EndReason::Completed).unwrap().wait().unwrap();
@@ -38,7 +38,7 @@ fn build(dir: &Path) -> Vec<(String, bool)> {
 }
 
 fn state(journal: &SessionJournal) -> Vec<(String, bool)> {
-    journal.all_sessions().unwrap().into_iter().map(|s| (s.start.session_id, s.active)).collect()
+    journal.all_sessions().unwrap().into_iter().map(|s| (s.start.session_id.clone(), s.active)).collect()
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {

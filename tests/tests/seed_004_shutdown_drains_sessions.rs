@@ -67,6 +67,6 @@ fn restart_with_keep_resumes_sessions_and_the_reaper_closes_strays() {
     let ids: Vec<&str> = reaped.events.iter().filter_map(|e| e.body.session_id()).collect();
     assert_eq!(ids, ["s1", "s3"]);
     assert!(reaped.events.iter().all(|e| e.to_json()["reason"] == "reaped"));
-    let active: Vec<String> = journal.active().into_iter().map(|s| s.start.session_id).collect();
+    let active: Vec<String> = journal.active().into_iter().map(|s| s.start.session_id.clone()).collect();
     assert_eq!(active, ["s0", "s2"]);
 }

@@ -24,11 +24,9 @@ fn join(epoch: u64, pid: u32, keep_on_death: bool) -> EventBody {
 }
 
 fn start(id: &str, key: &str) -> EventBody {
-    EventBody::SessionStart(StartFields {
-        session_id: id.into(),
-        key: Some(key.into()),
-        ..StartFields::default()
-    })
+    EventBody::SessionStart(
+        StartFields { session_id: id.into(), key: Some(key.into()), ..StartFields::default() }.into(),
+    )
 }
 
 fn end(id: &str, key: &str, reason: EndReason) -> EventBody {

@@ -245,7 +245,7 @@ impl Harness {
             }
             for k in 0..KEYS {
                 let key = format!("k{k}");
-                let owner = j.active_by_key(&key).unwrap().map(|s| s.start.session_id);
+                let owner = j.active_by_key(&key).unwrap().map(|s| s.start.session_id.clone());
                 assert_eq!(owner, self.model.active_on(&key), "writer {w}: session active on {key}");
             }
         }

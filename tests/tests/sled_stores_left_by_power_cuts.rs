@@ -40,7 +40,8 @@ fn replay_the_readme(archive: &str) {
     let journal = open(dir.path());
     let ack = journal.start(start("b", "k2")).unwrap().wait().unwrap();
     assert!(ack.lsn.is_some(), "{archive}: the command was not acknowledged");
-    let ids: Vec<String> = journal.all_sessions().unwrap().into_iter().map(|s| s.start.session_id).collect();
+    let ids: Vec<String> =
+        journal.all_sessions().unwrap().into_iter().map(|s| s.start.session_id.clone()).collect();
     assert_eq!(ids, ["a", "b"], "{archive}");
     journal.close(CloseReason::Restart, Sessions::Keep).unwrap();
     drop(journal);

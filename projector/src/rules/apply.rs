@@ -4,6 +4,8 @@
 //! builds on). Events `decide` produced break none.
 
 use super::{Lifecycle, Violation};
+use std::sync::Arc;
+
 use crate::error::Result;
 use crate::event::{CloseReason, EndReason, EventBody, SessionsOnClose, StartFields, StoredEvent};
 use crate::session::SessionState;
@@ -122,7 +124,7 @@ impl Lifecycle {
         Ok(found)
     }
 
-    fn apply_start(&mut self, fields: &StartFields, decided: bool, f: &mut Folding) -> Result<()> {
+    fn apply_start(&mut self, fields: &Arc<StartFields>, decided: bool, f: &mut Folding) -> Result<()> {
         let id = fields.session_id.as_str();
         // A store that cannot be read is an error (the owner rebuilds it),
         // never "no such session": that would start a stored session again.
@@ -139,7 +141,7 @@ impl Lifecycle {
             }
             self.table.set_key_owner(key, id);
         }
-        self.table.insert(SessionState::started(fields.clone(), f.lsn, f.at));
+        self.table.insert(SessionState::started(Arc::clone(fields), f.lsn, f.at));
         self.meta.active.insert(id.to_string());
         self.writers.take_ownership(id);
         self.meta.sessions_total += 1;

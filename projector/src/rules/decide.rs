@@ -2,6 +2,7 @@
 //! function per command. Nothing here changes state.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::{Decision, Lifecycle, Rules, check_id, end_of};
 use crate::command::{Ack, Command, ResetMode, ResetPolicy, Sessions, Start};
@@ -92,7 +93,7 @@ impl Lifecycle {
             }
             return Ok(done(Some(s.start_lsn), id));
         }
-        let body = EventBody::SessionStart(fields.clone());
+        let body = EventBody::SessionStart(Arc::clone(&start.fields));
         let busy = fields.key.as_deref().and_then(|k| self.table.active_on_key(k).map(|a| (k, a)));
         let Some((key, active_id)) = busy else {
             return Ok(append(vec![body], None, Some(id)));

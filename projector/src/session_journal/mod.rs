@@ -148,7 +148,7 @@ impl SessionJournal {
         if let Command::Start(start) = &mut command
             && start.fields.session_id.is_empty()
         {
-            start.fields.session_id = uuid::Uuid::now_v7().to_string();
+            std::sync::Arc::make_mut(&mut start.fields).session_id = uuid::Uuid::now_v7().to_string();
         }
         Ok((command, at))
     }

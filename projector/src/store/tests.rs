@@ -72,7 +72,7 @@ fn index_keys_follow_the_sessions_with_or_without_knowing_the_store() {
     known.save(&meta, [reopened.clone()].iter()).unwrap();
     assert_eq!(known.session("c").unwrap(), Some(reopened));
     let stored: Vec<(String, bool)> =
-        known.sessions().map(|s| s.map(|s| (s.start.session_id, s.active)).unwrap()).collect();
+        known.sessions().map(|s| s.map(|s| (s.start.session_id.clone(), s.active)).unwrap()).collect();
     let expected = [("c", true), ("e", true), ("a", false), ("b", false), ("d", false)];
     assert_eq!(stored, expected.map(|(id, active)| (id.to_string(), active)));
     assert_eq!(known.active_sessions().count(), 2);

@@ -92,7 +92,8 @@ impl Blocks {
         let id = &rest[HEADER_BYTES..HEADER_BYTES + id_len];
         let state = &rest[HEADER_BYTES + id_len..HEADER_BYTES + id_len + state_len];
         let mut session: SessionState = codec::decode(state)?;
-        session.start.session_id = String::from_utf8(id.to_vec())
+        // Just decoded, so not shared: no copy.
+        std::sync::Arc::make_mut(&mut session.start).session_id = String::from_utf8(id.to_vec())
             .map_err(|e| codec_error(format!("a kept session id is not UTF-8: {e}")))?;
         Ok(session)
     }
@@ -148,16 +149,30 @@ impl Packed {
         }
     }
 
+    /// Encodes `session` into the scratch buffer as if its id (`id`) were
+    /// empty: the id is stored once, in front of the state. The state is
+    /// not changed (its start fields may be shared with a start event).
+    fn encode_without_id(&mut self, session: &SessionState, id: &str) -> Result<()> {
+        self.scratch.clear();
+        let empty = codec::encode_into("", &mut self.scratch)?;
+        let id_encoded = codec::encode_into(id, &mut self.scratch)?;
+        self.scratch.truncate(empty);
+        codec::encode_into(session, &mut self.scratch)?;
+        // The state's encoding begins with its id's: cut that out, after
+        // the empty id's.
+        let id_end = empty + id_encoded;
+        if self.scratch.get(id_end - id.len()..id_end) != Some(id.as_bytes()) {
+            return Err(codec_error("a session's encoding does not start with its id".to_string()));
+        }
+        self.scratch.drain(empty..id_end);
+        Ok(())
+    }
+
     /// Keeps an ended session, replacing any earlier entry for its id. On
     /// an error nothing is kept and `session` is as it was.
     pub fn insert(&mut self, session: &mut SessionState) -> Result<()> {
-        // The id is stored once, in front; the state is encoded without it.
-        let id = std::mem::take(&mut session.start.session_id);
-        self.scratch.clear();
-        let encoded = codec::encode_into(&*session, &mut self.scratch);
-        session.start.session_id = id;
-        encoded?;
         let id = session.start.session_id.as_str();
+        self.encode_without_id(session, id)?;
         let too_long = |what: &str, len: usize| {
             codec_error(format!("a session {what} of {len} bytes is too long to keep"))
         };
@@ -247,10 +262,10 @@ mod tests {
             key: Some("agent:main:telegram:dm:42".into()),
             platform: Some("telegram".into()),
             attrs: BTreeMap::from([("model".to_string(), "m".to_string())]),
-            ..base.start.clone()
+            ..(*base.start).clone()
         };
         SessionState {
-            start,
+            start: start.into(),
             started_at: 1_763_700_000_000,
             spans: 2,
             end_lsn: Some(99),
@@ -271,7 +286,7 @@ mod tests {
         assert_eq!(packed.get("b").unwrap(), Some(ended("b")));
         assert_eq!(packed.get("é-unicode-id").unwrap(), Some(ended("é-unicode-id")));
         assert_eq!(packed.get("c").unwrap(), None);
-        let mut all: Vec<String> = packed.sessions().map(|s| s.unwrap().start.session_id).collect();
+        let mut all: Vec<String> = packed.sessions().map(|s| s.unwrap().start.session_id.clone()).collect();
         all.sort();
         assert_eq!(all, ["", "a", "b", "é-unicode-id"]);
     }
