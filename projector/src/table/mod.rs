@@ -185,7 +185,10 @@ impl SessionTable {
     /// they count as unchanged until they change again.
     pub fn take_dirty(&mut self) -> Vec<Arc<SessionState>> {
         let ids = std::mem::take(&mut self.dirty);
-        ids.iter().filter_map(|id| self.hot.get(id).cloned()).collect()
+        // Sized up front: a filtered collect grows its Vec step by step.
+        let mut sessions = Vec::with_capacity(ids.len());
+        sessions.extend(ids.iter().filter_map(|id| self.hot.get(id).cloned()));
+        sessions
     }
 
     /// A background checkpoint of `written` reached the store: those that
