@@ -215,8 +215,7 @@ impl ProjectionStore {
     }
 
     /// Writes run `run` of about `expected` entries (or whole blocks a
-    /// merge copies); on an error, tries to
-    /// remove what it wrote.
+    /// merge copies); on an error, tries to remove what it wrote.
     fn write_run(
         &self,
         run: u64,

@@ -103,7 +103,8 @@ impl BlockSink<'_> {
     }
 
     fn pack_entry(&mut self, writer: &mut BlockWriter, entry: &Entry) -> Result<()> {
-        self.note(&entry.id)?;
+        let noted = self.note(&entry.id);
+        self.store.packed(noted)?;
         if let Some(block) = self.store.packed(writer.push(entry))? {
             self.put_new(block)?;
         }
