@@ -314,18 +314,6 @@ fn parse_keyed_end(mut map: serde_json::Map<String, Value>) -> Result<Command, L
     Ok(Command::EndKey { key: end.key, reason: end.reason })
 }
 
-/// Parses one command from JSON text, refusing what `serde_json` would let
-/// through silently: a key given twice (which value was meant?).
-///
-/// The common commands take a quick path straight from the text; whatever
-/// it does not take is parsed here the thorough way, which decides.
-pub fn parse_command_text(text: &[u8]) -> Result<CommandLine, LifecycleError> {
-    match crate::command_fast::parse(text) {
-        Some(line) => Ok(line),
-        None => parse_command(parse_json(text)?),
-    }
-}
-
 /// JSON text as a value, refusing a key given twice in any object
 /// (`malformed_json`): for a request that holds several commands.
 pub fn parse_json(text: &[u8]) -> Result<Value, LifecycleError> {

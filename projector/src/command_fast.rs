@@ -17,8 +17,22 @@ use std::fmt;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, Error as _, MapAccess, Visitor};
 
-use crate::command::{Command, CommandLine, Start};
+use crate::command::{Command, CommandLine, Start, parse_command, parse_json};
+use crate::error::LifecycleError;
 use crate::event::{EndReason, StartFields};
+
+/// Parses one command from JSON text, refusing what `serde_json` would let
+/// through silently: a key given twice (which value was meant?).
+///
+/// The common commands take the quick path here, straight from the text;
+/// whatever it does not take is parsed the thorough way (`command.rs`),
+/// which decides.
+pub fn parse_command_text(text: &[u8]) -> Result<CommandLine, LifecycleError> {
+    match parse(text) {
+        Some(line) => Ok(line),
+        None => parse_command(parse_json(text)?),
+    }
+}
 
 /// The command in `text`, or `None` when the thorough parse must decide.
 pub(crate) fn parse(text: &[u8]) -> Option<CommandLine> {

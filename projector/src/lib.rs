@@ -80,8 +80,9 @@ mod verify;
 
 pub use command::{
     ACK_EVENTS_SHOWN_MAX, Ack, Command, CommandLine, ResetMode, ResetPolicy, Sessions, Start, parse_command,
-    parse_command_text, parse_json,
+    parse_json,
 };
+pub use command_fast::parse_command_text;
 pub use consumer::{ConsumerCursor, Subscription};
 pub use cursor::{
     CONSUMER_NAME_LEN_MAX, CONSUMERS_DIR, ConsumerStatus, CursorInfo, consumer_statuses, list_consumers,

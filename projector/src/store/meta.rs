@@ -163,7 +163,7 @@ mod tests {
     use super::*;
     use crate::session::SessionState;
     use crate::store::compressed::unseal;
-    use crate::store::runs::RUN_PREFIX;
+    use crate::store::run_keys::RUN_PREFIX;
     use crate::store::tests::ended;
 
     /// What format 5 wrote: every block as it is, and format 5 in `meta`.

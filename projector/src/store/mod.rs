@@ -26,6 +26,7 @@ mod known_ids;
 mod merge;
 mod meta;
 mod run_filter;
+mod run_keys;
 mod runs;
 mod sink;
 
@@ -292,6 +293,14 @@ impl ProjectionStore {
             self.failed.broken.store(true, std::sync::atomic::Ordering::Release);
         }
         result
+    }
+
+    /// A block's error, named with this store.
+    fn packed<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|e| match e {
+            Error::Store { reason, .. } => store_error(&self.path, "reading packed sessions", &reason),
+            other => other,
+        })
     }
 
     fn store_err(&self, e: impl std::fmt::Display) -> Error {

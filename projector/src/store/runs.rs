@@ -36,13 +36,13 @@ use super::compressed::{unseal, unseal_recent};
 use super::guard::Guarded;
 use super::merge::{Merged, RunIter};
 use super::run_filter::{FILTER_PREFIX, filter_key};
+use super::run_keys::{Packed, RUN_PREFIX, block_key, run_prefix};
 use super::sink::BlockSink;
 use super::{ProjectionStore, reclaim_sled_garbage, store_error};
 use crate::error::{Error, Result};
 use crate::session::SessionState;
 
 pub(super) const RUNS_KEY: &[u8] = b"runs";
-pub(super) const RUN_PREFIX: &[u8] = b"r/";
 /// Runs of one level merged at once.
 const MERGE_FAN_IN: usize = 4;
 /// A merge writes at most this many sessions: runs that would merge into a
@@ -77,19 +77,6 @@ pub(crate) struct RunInfo {
     /// that grow with time, UUIDv7 or dated ones, skip all but a few).
     pub first: String,
     pub last: String,
-}
-
-/// What a run holds: how many entries, its first and last ids.
-pub(crate) type Packed = (u64, String, String);
-
-fn run_prefix(run: u64) -> Vec<u8> {
-    super::run_key(RUN_PREFIX, run)
-}
-
-pub(super) fn block_key(run: u64, first: &str) -> Vec<u8> {
-    let mut key = run_prefix(run);
-    key.extend_from_slice(first.as_bytes());
-    key
 }
 
 impl Runs {
@@ -149,14 +136,6 @@ impl ProjectionStore {
 
     fn reading_blocks(&self) -> RwLockReadGuard<'_, ()> {
         self.blocks.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A block's error, named with this store.
-    pub(super) fn packed<T>(&self, result: Result<T>) -> Result<T> {
-        result.map_err(|e| match e {
-            Error::Store { reason, .. } => store_error(&self.path, "reading packed sessions", &reason),
-            other => other,
-        })
     }
 
     fn packed_error(&self, key: &[u8]) -> Error {

@@ -6,7 +6,7 @@ use super::block::{BlockWriter, Entry};
 use super::block_merge::{Piece, block_ids};
 use super::compressed::seal;
 use super::run_filter::{RunFilter, filter_key, new_filter};
-use super::runs::{Packed, block_key};
+use super::run_keys::{Packed, block_key};
 use super::{ProjectionStore, reclaim_sled_garbage};
 use crate::error::{Error, Result};
 
