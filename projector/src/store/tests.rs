@@ -244,3 +244,39 @@ fn ids_saved_while_the_filter_loads_are_kept() {
     untouched.install(loaded_filter(&["old"]), 7, Some(42));
     assert_eq!(*untouched.saved_crc(), Some(42), "nothing inserted: the file still holds the filter");
 }
+
+/// Runs of ids that grow with time merge by copying whole blocks; what the
+/// store answers is the same as if every entry had been repacked: each
+/// session's newest state (one ended again in a later run wins over its
+/// first end), every session listed once, in id order, and a run's filter
+/// still knows every id it holds.
+#[test]
+fn merges_that_copy_blocks_keep_every_session_and_its_newest_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ProjectionStore::open(&dir.path().join("projection"), 1 << 20).unwrap();
+    store.clear().unwrap();
+    let mut expected = BTreeMap::new();
+    for run in 0..16usize {
+        let mut sessions: Vec<SessionState> = (run * 100..run * 100 + 100).map(ended).collect();
+        // Each run also ends again a session of the run before it.
+        if run > 0 {
+            let mut again = ended(run * 100 - 50);
+            again.finalize_attempts = run as u32;
+            sessions.push(again);
+        }
+        for s in &sessions {
+            expected.insert(s.id().to_string(), s.clone());
+        }
+        store
+            .save(&StoredMeta::of(&Meta { last_lsn: run as u64 + 1, ..Meta::default() }), sessions.iter())
+            .unwrap();
+        store.compact().unwrap();
+    }
+    assert!(store.runs().runs.iter().any(|r| r.level >= 2), "merged: {:?}", store.runs().runs.len());
+    for (id, state) in &expected {
+        assert_eq!(store.session(id).unwrap().as_ref(), Some(state), "{id}");
+    }
+    let listed: Vec<String> = store.sessions().map(|s| s.unwrap().id().to_string()).collect();
+    assert_eq!(listed, expected.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(store.session("ended-000050x").unwrap(), None);
+}
