@@ -27,12 +27,23 @@ pub(super) enum Submit {
 }
 
 /// Events appended for one command, in the order they were submitted.
+/// Nothing here allocates for a command whose events fit one frame.
 pub(super) struct Submitted {
-    /// One ticket per batch; tickets complete in LSN order, so the last one
+    /// The last batch's ticket; tickets complete in LSN order, so this one
     /// completing means every batch is acknowledged.
-    pub tickets: Vec<AppendTicket>,
-    /// The first LSN of each batch and how many events it holds.
-    pub batches: Vec<(u64, usize)>,
+    pub last: AppendTicket,
+    /// The first LSN and the number of events of each batch before the
+    /// last (a drain larger than one frame), then of the last.
+    earlier: Vec<(u64, usize)>,
+    last_batch: (u64, usize),
+}
+
+impl Submitted {
+    /// The LSNs of the events, in order.
+    fn lsns(&self) -> impl Iterator<Item = u64> + '_ {
+        let batches = self.earlier.iter().chain(std::iter::once(&self.last_batch));
+        batches.flat_map(|&(first, count)| first..first + count as u64)
+    }
 }
 
 /// Encodes `bodies` (all at time `at`) and submits them: as one atomic batch
@@ -48,41 +59,47 @@ pub(super) fn submit(
     record_max: usize,
     how: Submit,
 ) -> Result<Submitted> {
-    let mut batches = Vec::new();
+    thread_local! {
+        /// One event's bytes, kept by the thread between commands.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // Full frames of a drain larger than one; empty (no allocation) for
+    // every other command.
+    let mut full = Vec::new();
     let mut batch = Batch::with_capacity((bodies.len() * EVENT_BYTES_TYPICAL).min(BATCH_BUFFER_MAX_BYTES));
-    // Room for a typical event, so that encoding does not grow it step by step.
-    let mut scratch = Vec::with_capacity(256);
-    for body in bodies {
-        encode_event_into(at, body, &mut scratch)?;
-        Batch::check_alone(scratch.len(), record_max)?;
-        if !batch.is_empty() && !batch.fits(scratch.len(), record_max) {
-            batches.push(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_BUFFER_MAX_BYTES)));
+    SCRATCH.with_borrow_mut(|scratch| -> Result<()> {
+        for body in bodies {
+            encode_event_into(at, body, scratch)?;
+            Batch::check_alone(scratch.len(), record_max)?;
+            if !batch.is_empty() && !batch.fits(scratch.len(), record_max) {
+                full.push(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_BUFFER_MAX_BYTES)));
+            }
+            batch.push_encoded(scratch)?;
         }
-        batch.push_encoded(&scratch)?;
+        Ok(())
+    })?;
+    let mut earlier = Vec::new();
+    for batch in full {
+        // Only the last ticket is kept: tickets complete in LSN order.
+        earlier.push(submit_one(journal, batch, durability, how)?.0);
     }
-    batches.push(batch);
-    let mut submitted = Submitted { tickets: Vec::new(), batches: Vec::new() };
-    for batch in batches {
-        submit_one(journal, batch, durability, how, &mut submitted)?;
-    }
-    Ok(submitted)
+    let (last_batch, last) = submit_one(journal, batch, durability, how)?;
+    Ok(Submitted { last, earlier, last_batch })
 }
 
+/// Submits `batch`; returns its first LSN and event count, and its ticket.
 fn submit_one(
     journal: &Journal,
     batch: Batch,
     durability: Durability,
     how: Submit,
-    submitted: &mut Submitted,
-) -> Result<()> {
+) -> Result<((u64, usize), AppendTicket)> {
     let count = batch.len();
     let ticket = match how {
         Submit::Now => journal.submit(batch, durability)?,
         Submit::Staged => journal.submit_staged(batch, durability)?,
     };
-    submitted.batches.push((ticket.lsns().first_lsn, count));
-    submitted.tickets.push(ticket);
-    Ok(())
+    Ok(((ticket.lsns().first_lsn, count), ticket))
 }
 
 /// Folds a batch this process just appended. `decide` produced it, so it
@@ -93,7 +110,7 @@ pub(super) fn apply_appended(
     bodies: Vec<EventBody>,
     at: u64,
 ) -> Result<Vec<Event>> {
-    let lsns = submitted.batches.iter().flat_map(|&(first, count)| first..first + count as u64);
+    let lsns = submitted.lsns();
     let mut events = Vec::with_capacity(bodies.len());
     for (lsn, body) in lsns.zip(bodies) {
         let stored = StoredEvent { at, body };

@@ -180,7 +180,7 @@ impl SessionJournal {
             }
         };
         let record_max = self.inner.options.journal.record_size_max_bytes;
-        let mut submitted = submit(&self.inner.journal, &events, at, durability, record_max, how)
+        let submitted = submit(&self.inner.journal, &events, at, durability, record_max, how)
             .map_err(|e| self.poison_on(e))?;
         let appended = apply_appended(&mut core.life, &submitted, events, at)?;
         let lsn = answer.and_then(|i| appended.get(i)).or(appended.last()).map(|e| e.lsn);
@@ -191,8 +191,7 @@ impl SessionJournal {
             self.maybe_checkpoint(core);
         }
         let ack = Ack { lsn, duplicate: false, session_id, reason, events: appended };
-        let last = submitted.tickets.pop().ok_or(Error::Journal(bookend_journal::Error::EmptyBatch))?;
-        Ok(Pending { value: ack, wait: Wait::Ticket(last), owner: self.clone() })
+        Ok(Pending { value: ack, wait: Wait::Ticket(submitted.last), owner: self.clone() })
     }
 
     /// The time a command happens: `at` if given (and not further ahead of
