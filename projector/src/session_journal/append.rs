@@ -16,6 +16,8 @@ const BATCH_BUFFER_MAX_BYTES: usize = 1 << 20;
 /// platform and a user id takes 100-150 bytes, and 64 made nearly every
 /// batch grow once.
 const EVENT_BYTES_TYPICAL: usize = 192;
+/// The most room the encoding buffer keeps between commands.
+const SCRATCH_KEPT_MAX_BYTES: usize = 64 * 1024;
 
 /// How a command's batches reach the journal.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,16 +69,13 @@ pub(super) fn submit(
     // every other command.
     let mut full = Vec::new();
     let mut batch = Batch::with_capacity((bodies.len() * EVENT_BYTES_TYPICAL).min(BATCH_BUFFER_MAX_BYTES));
-    SCRATCH.with_borrow_mut(|scratch| -> Result<()> {
-        for body in bodies {
-            encode_event_into(at, body, scratch)?;
-            Batch::check_alone(scratch.len(), record_max)?;
-            if !batch.is_empty() && !batch.fits(scratch.len(), record_max) {
-                full.push(std::mem::replace(&mut batch, Batch::with_capacity(BATCH_BUFFER_MAX_BYTES)));
-            }
-            batch.push_encoded(scratch)?;
+    SCRATCH.with_borrow_mut(|scratch| {
+        let encoded = encode_all(bodies, at, record_max, scratch, &mut batch, &mut full);
+        // One large event does not keep its room for the thread's life.
+        if scratch.capacity() > SCRATCH_KEPT_MAX_BYTES {
+            *scratch = Vec::new();
         }
-        Ok(())
+        encoded
     })?;
     let mut earlier = Vec::new();
     for batch in full {
@@ -85,6 +84,26 @@ pub(super) fn submit(
     }
     let (last_batch, last) = submit_one(journal, batch, durability, how)?;
     Ok(Submitted { last, earlier, last_batch })
+}
+
+/// Encodes `bodies` into `batch`, moving each full frame to `full`.
+fn encode_all(
+    bodies: &[EventBody],
+    at: u64,
+    record_max: usize,
+    scratch: &mut Vec<u8>,
+    batch: &mut Batch,
+    full: &mut Vec<Batch>,
+) -> Result<()> {
+    for body in bodies {
+        encode_event_into(at, body, scratch)?;
+        Batch::check_alone(scratch.len(), record_max)?;
+        if !batch.is_empty() && !batch.fits(scratch.len(), record_max) {
+            full.push(std::mem::replace(batch, Batch::with_capacity(BATCH_BUFFER_MAX_BYTES)));
+        }
+        batch.push_encoded(scratch)?;
+    }
+    Ok(())
 }
 
 /// Submits `batch`; returns its first LSN and event count, and its ticket.
