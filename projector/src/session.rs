@@ -61,6 +61,26 @@ impl SessionState {
         &self.start.session_id
     }
 
+    /// Appends the state's encoding to `out` without the id it begins
+    /// with (its first field), for stores that keep the id apart, once.
+    /// `Ok(false)`, with `out` as it was, if the encoding does not begin
+    /// with the id's.
+    pub(crate) fn encode_without_id_into(&self, out: &mut Vec<u8>) -> crate::error::Result<bool> {
+        let start = out.len();
+        let id_len = bookend_journal::codec::encode_into(self.id(), out)?;
+        if let Err(e) = bookend_journal::codec::encode_into(self, out) {
+            out.truncate(start);
+            return Err(e.into());
+        }
+        let (id, state) = out[start..].split_at(id_len);
+        if !state.starts_with(id) {
+            out.truncate(start);
+            return Ok(false);
+        }
+        out.drain(start..start + 2 * id_len);
+        Ok(true)
+    }
+
     /// The key it was started on, if any.
     pub fn key(&self) -> Option<&str> {
         self.start.key.as_deref()

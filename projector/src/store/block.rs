@@ -44,16 +44,12 @@ impl Entry {
         thread_local! {
             static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let id = state.id();
         SCRATCH.with_borrow_mut(|bytes| {
             bytes.clear();
-            let prefix = codec::encode_into(id, bytes)?;
-            codec::encode_into(state, bytes)?;
-            let (id_bytes, whole) = bytes.split_at(prefix);
-            let Some(rest) = whole.strip_prefix(id_bytes) else {
+            if !state.encode_without_id_into(bytes)? {
                 return Err(damaged("a session's encoding does not start with its id"));
-            };
-            Ok(Entry { id: id.to_string(), rest: rest.to_vec() })
+            }
+            Ok(Entry { id: state.id().to_string(), rest: bytes.to_vec() })
         })
     }
 
@@ -65,7 +61,7 @@ impl Entry {
     }
 }
 
-fn damaged(reason: &str) -> Error {
+pub(super) fn damaged(reason: &str) -> Error {
     Error::Store { path: std::path::PathBuf::from("projection"), reason: format!("a packed block: {reason}") }
 }
 

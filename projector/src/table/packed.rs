@@ -149,30 +149,23 @@ impl Packed {
         }
     }
 
-    /// Encodes `session` into the scratch buffer as if its id (`id`) were
-    /// empty: the id is stored once, in front of the state. The state is
-    /// not changed (its start fields may be shared with a start event).
-    fn encode_without_id(&mut self, session: &SessionState, id: &str) -> Result<()> {
+    /// Encodes `session` into the scratch buffer as if its id were empty:
+    /// the id is stored once, in front of the state. The state is not
+    /// changed (its start fields may be shared with a start event).
+    fn encode_without_id(&mut self, session: &SessionState) -> Result<()> {
         self.scratch.clear();
-        let empty = codec::encode_into("", &mut self.scratch)?;
-        let id_encoded = codec::encode_into(id, &mut self.scratch)?;
-        self.scratch.truncate(empty);
-        codec::encode_into(session, &mut self.scratch)?;
-        // The state's encoding begins with its id's: cut that out, after
-        // the empty id's.
-        let id_end = empty + id_encoded;
-        if self.scratch.get(id_end - id.len()..id_end) != Some(id.as_bytes()) {
+        codec::encode_into("", &mut self.scratch)?;
+        if !session.encode_without_id_into(&mut self.scratch)? {
             return Err(codec_error("a session's encoding does not start with its id".to_string()));
         }
-        self.scratch.drain(empty..id_end);
         Ok(())
     }
 
     /// Keeps an ended session, replacing any earlier entry for its id. On
     /// an error nothing is kept and `session` is as it was.
     pub fn insert(&mut self, session: &mut SessionState) -> Result<()> {
-        let id = session.start.session_id.as_str();
-        self.encode_without_id(session, id)?;
+        self.encode_without_id(session)?;
+        let id = session.id();
         let too_long = |what: &str, len: usize| {
             codec_error(format!("a session {what} of {len} bytes is too long to keep"))
         };
