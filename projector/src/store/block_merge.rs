@@ -16,9 +16,9 @@ use std::collections::VecDeque;
 
 use sled::IVec;
 
-use super::block::{BLOCK_BYTES_TARGET, BlockReader, Entry};
+use super::block::{BLOCK_BYTES_TARGET, BlockReader, Entry, damaged};
 use super::compressed::{compressed_block_len, unseal};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What a merge writes next.
 pub(crate) enum Piece {
@@ -202,10 +202,6 @@ pub(crate) fn block_ids(first: &str, stored: &[u8], mut each: impl FnMut(&str) -
         each(id)?;
     }
     Ok(())
-}
-
-fn damaged(reason: &str) -> Error {
-    Error::Store { path: std::path::PathBuf::from("projection"), reason: format!("a packed block: {reason}") }
 }
 
 #[cfg(test)]

@@ -204,9 +204,11 @@ impl SessionTable {
     /// A background checkpoint of `written` failed: they must be written
     /// again.
     pub fn redirty(&mut self, written: &[Arc<SessionState>]) {
-        let ids = written.iter().map(|s| s.id()).filter(|id| self.hot.contains_key(*id));
-        let ids: Vec<String> = ids.map(str::to_string).collect();
-        self.dirty.extend(ids);
+        for id in written.iter().map(|s| s.id()) {
+            if self.hot.contains_key(id) {
+                self.dirty.insert(id.to_string());
+            }
+        }
     }
 
     /// A session that is in memory (active sessions always are).
