@@ -2,14 +2,12 @@
 //! projector and the journal, and prints. No format or lifecycle logic lives
 //! here.
 
-/// mimalloc instead of glibc malloc: folding a large journal allocates and
-/// frees millions of small strings, where glibc's free dominated `verify`.
-/// Built without transparent huge pages (`no_thp`): sled allocates 40
-/// metrics histograms of 512 KiB at open, and with huge pages each of them
-/// became 2 MiB of zeroed, resident memory (an idle `append` on a
-/// 10M-event journal peaked at 136 MiB instead of 47).
+/// mimalloc, built without transparent huge pages, giving freed memory
+/// back at once: why is in `alloc/src/lib.rs`. Folding a large journal
+/// allocates and frees millions of small strings, where glibc's free
+/// dominated `verify`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: bookend_alloc::Allocator = bookend_alloc::Allocator;
 
 mod ack_line;
 mod append;
@@ -219,6 +217,7 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    bookend_alloc::return_freed_memory_at_once();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
