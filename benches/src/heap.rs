@@ -1,17 +1,58 @@
-//! A global allocator that counts live heap bytes, for the benches' memory
-//! figures: peak RSS minus peak heap is what the allocator keeps and what
-//! is not heap (stacks, the binary, mapped files). Counting costs two
+//! A global allocator for the benches: mimalloc as the `bookend` command
+//! line uses it (`bookend-alloc`), or glibc malloc when
+//! `BOOKEND_BENCH_ALLOC=glibc`, as a program that embeds the library with
+//! Rust's default allocator gets; and it counts live heap bytes, for the
+//! memory figures: peak RSS minus peak heap is what the allocator keeps and
+//! what is not heap (stacks, the binary, mapped files). Counting costs two
 //! atomic operations per allocation, so it is off unless
-//! `BOOKEND_BENCH_HEAP=1` (`count_if_asked` reads it).
+//! `BOOKEND_BENCH_HEAP=1` (`set_up` reads it).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::ffi::{CStr, c_char};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU8, Ordering};
+
+use bookend_alloc::Allocator as MiMalloc;
+
+/// The variable that picks glibc malloc (`glibc`) over mimalloc.
+pub const ALLOCATOR_VAR: &str = "BOOKEND_BENCH_ALLOC";
+const ALLOCATOR_VAR_C: &CStr = c"BOOKEND_BENCH_ALLOC";
+const UNDECIDED: u8 = 0;
+const GLIBC: u8 = 1;
+const MIMALLOC: u8 = 2;
+/// Decided at the first allocation, before any thread starts, and never
+/// changed: every block is freed by the allocator that gave it.
+static CHOSEN: AtomicU8 = AtomicU8::new(UNDECIDED);
+
+unsafe extern "C" {
+    /// libc's `getenv`, which unlike `std::env::var` does not allocate.
+    fn getenv(name: *const c_char) -> *mut c_char;
+}
+
+fn glibc() -> bool {
+    match CHOSEN.load(Ordering::Relaxed) {
+        GLIBC => true,
+        MIMALLOC => false,
+        _ => {
+            // SAFETY: a NUL-terminated name; the value, if any, is a C string
+            // read before anything could change the environment.
+            let value = unsafe { getenv(ALLOCATOR_VAR_C.as_ptr()) };
+            let glibc = !value.is_null() && unsafe { CStr::from_ptr(value) } == c"glibc";
+            CHOSEN.store(if glibc { GLIBC } else { MIMALLOC }, Ordering::Relaxed);
+            glibc
+        }
+    }
+}
+
+/// The allocator in use, as `BOOKEND_BENCH_ALLOC` names it.
+pub fn allocator_name() -> &'static str {
+    if glibc() { "glibc" } else { "mimalloc" }
+}
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
 
-/// The system allocator, counting live bytes while `COUNTING` is on.
+/// The chosen allocator, counting live bytes while `COUNTING` is on.
 pub struct CountingAlloc;
 
 fn grew(bytes: usize) {
@@ -24,10 +65,12 @@ fn shrank(bytes: usize) {
     LIVE.fetch_sub(bytes as isize, Ordering::Relaxed);
 }
 
-// SAFETY: every call goes to `System` unchanged; only counters are added.
+// SAFETY: every call goes unchanged to the allocator chosen once for the
+// process (so a block is freed by the one that gave it); only counters are
+// added.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { if glibc() { System.alloc(layout) } else { MiMalloc.alloc(layout) } };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             grew(layout.size());
         }
@@ -35,7 +78,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { if glibc() { System.alloc_zeroed(layout) } else { MiMalloc.alloc_zeroed(layout) } };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             grew(layout.size());
         }
@@ -43,14 +86,20 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { if glibc() { System.dealloc(ptr, layout) } else { MiMalloc.dealloc(ptr, layout) } };
         if COUNTING.load(Ordering::Relaxed) {
             shrank(layout.size());
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe {
+            if glibc() {
+                System.realloc(ptr, layout, new_size)
+            } else {
+                MiMalloc.realloc(ptr, layout, new_size)
+            }
+        };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             shrank(layout.size());
             grew(new_size);
@@ -59,10 +108,14 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
-/// Starts counting if `BOOKEND_BENCH_HEAP=1`. Call first thing in `main`:
-/// the few bytes the runtime allocated before are not counted (freeing
-/// them later lowers the live figure by as much).
-pub fn count_if_asked() {
+/// Call first thing in `main`: gives mimalloc its purge delay (as the
+/// command line does), and starts counting if `BOOKEND_BENCH_HEAP=1` (the
+/// few bytes the runtime allocated before are not counted; freeing them
+/// later lowers the live figure by as much).
+pub fn set_up() {
+    if !glibc() {
+        bookend_alloc::return_freed_memory_at_once();
+    }
     if std::env::var("BOOKEND_BENCH_HEAP").is_ok_and(|v| v == "1") {
         COUNTING.store(true, Ordering::Relaxed);
     }

@@ -6,6 +6,12 @@
 //! transaction per event, and each scenario's peak RSS (every scenario runs
 //! in its own child process).
 //!
+//! Everything runs with mimalloc, as the `bookend` command line does
+//! (`bookend-alloc`); each bookend scenario runs a second time with glibc
+//! malloc (`BOOKEND_BENCH_ALLOC=glibc`), which is what a program embedding
+//! the library with Rust's default allocator gets. SQLite allocates with
+//! libc's malloc either way.
+//!
 //!     cargo run --release -p bookend-benches --bin compare
 //!
 //! `BOOKEND_BENCH_CACHE_BYTES` and `BOOKEND_BENCH_STORE=off` change the
@@ -24,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bookend_benches::heap::{CountingAlloc, count_if_asked, peak_heap_mib};
+use bookend_benches::heap::{ALLOCATOR_VAR, CountingAlloc, allocator_name, peak_heap_mib, set_up};
 use bookend_benches::{BenchEvent, bench_dir, session_options_from_env, status_mib};
 use bookend_journal::Durability;
 use bookend_projector::{CloseReason, EndReason, SessionJournal, SessionJournalOptions, Sessions, Start};
@@ -259,28 +265,25 @@ fn run_scenario(name: &str) -> (u64, Duration) {
 }
 
 fn main() {
-    count_if_asked();
+    set_up();
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--scenario") {
         let name = &args[pos + 1];
         let (events, elapsed) = run_scenario(name);
         let heap = peak_heap_mib().map_or_else(|| "-".to_string(), |mib| format!("{mib:.1}"));
-        println!("{events} {} {:.1} {heap}", elapsed.as_secs_f64(), status_mib("VmHWM:"));
+        let (secs, rss, allocator) = (elapsed.as_secs_f64(), status_mib("VmHWM:"), allocator_name());
+        println!("{events} {secs} {rss:.1} {heap} {allocator}");
         return;
     }
     let only: Vec<&String> = args.iter().skip(1).collect();
-    let exe = std::env::current_exe().expect("current exe");
     let mut rows = Vec::new();
     for name in SCENARIOS.iter().filter(|s| only.is_empty() || only.iter().any(|o| s.contains(o.as_str()))) {
-        let out = Command::new(&exe).args(["--scenario", name]).output().expect("run scenario");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut parts = text.split_whitespace();
-        let events: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        let secs: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(1.0);
-        let rss: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        let heap = parts.next().unwrap_or("-").to_string();
-        eprintln!("{name}: {:.0} events/s", events / secs);
-        rows.push((name.to_string(), events / secs, rss, heap));
+        rows.push(run_child(name, "mimalloc"));
+        // What a program that embeds the library with Rust's default
+        // allocator gets (the others do not allocate through Rust's).
+        if name.starts_with("bookend-") {
+            rows.push(run_child(name, "glibc"));
+        }
     }
     let baseline = rows.iter().find(|r| r.0 == "sqlite-full-per-event").map_or(1.0, |r| r.1);
     println!("| scenario | events/s | × SQLite FULL per-event | peak RSS MiB | peak heap MiB |");
@@ -288,4 +291,25 @@ fn main() {
     for (name, rate, rss, heap) in rows {
         println!("| {name} | {rate:.0} | {:.1} | {rss:.1} | {heap} |", rate / baseline);
     }
+}
+
+/// Runs scenario `name` in a child process with `allocator` (`mimalloc`
+/// or `glibc`); returns its row: name, events/s, peak RSS, peak heap.
+fn run_child(name: &str, allocator: &str) -> (String, f64, f64, String) {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(&exe)
+        .args(["--scenario", name])
+        .env(ALLOCATOR_VAR, allocator)
+        .output()
+        .expect("run scenario");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace();
+    let events: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let secs: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let rss: f64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let heap = parts.next().unwrap_or("-").to_string();
+    let allocator = parts.next().unwrap_or("?");
+    let label = if allocator == "glibc" { format!("{name} (glibc malloc)") } else { name.to_string() };
+    eprintln!("{label}: {:.0} events/s", events / secs);
+    (label, events / secs, rss, heap)
 }
