@@ -15,9 +15,13 @@
 //!   2 MiB of zeroed, resident memory (an idle `append` on a 10M-event
 //!   journal peaked at 136 MiB instead of 47).
 //! * **Freed memory goes back at once** ([`return_freed_memory_at_once`]):
-//!   mimalloc v3 keeps freed pages for a second before it gives them back,
-//!   which held peak RSS of compare's one-caller scenarios at 58 MiB
-//!   against 33 MiB, for 1–13% more events/s.
+//!   mimalloc v3 keeps freed pages for a second before it gives them back.
+//!   Measured on this project's machine (docs/performance.md): peak RSS of
+//!   `bookend append` with 1M lines 67–69 MiB → 40–41 MiB, for 1.90–2.16 s
+//!   instead of 1.67–1.71 s; compare's one-caller scenarios 58 MiB → 33
+//!   MiB. `bookend verify` holds what it folds until it ends, so the
+//!   returns only cost it (sys time 0.09 → 0.27 s, the same peak): the
+//!   command line leaves `verify` and `replay` at mimalloc's default.
 
 use libmimalloc_sys::{mi_option_set, mi_option_t};
 
