@@ -17,7 +17,7 @@
 //! * **Freed memory goes back at once** ([`return_freed_memory_at_once`]):
 //!   mimalloc v3 keeps freed pages for a second before it gives them back.
 //!   Measured on this project's machine (docs/performance.md): peak RSS of
-//!   `bookend append` with 1M lines 67–69 MiB → 40–41 MiB, for 1.90–2.16 s
+//!   `bookend append` with 1M lines 66–68 MiB → 39–41 MiB, for 1.90–2.16 s
 //!   instead of 1.67–1.71 s; compare's one-caller scenarios 58 MiB → 33
 //!   MiB. `bookend verify` holds what it folds until it ends, so the
 //!   returns only cost it (sys time 0.09 → 0.27 s, the same peak): the

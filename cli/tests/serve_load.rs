@@ -5,8 +5,8 @@
 //! time (2 s; 20 s with `BOOKEND_SLOW_TESTS=1`), then the server is stopped
 //! with SIGTERM. The journal must hold a start and an end for every pair
 //! that was acknowledged, verify clean, and have shared fsyncs between
-//! requests. Requests/s and p99 latency are printed; docs/performance.md
-//! records them from a release build.
+//! requests. Requests/s and p99 latency are printed;
+//! docs/performance-log/2026-11-21.md records them from a release build.
 
 mod common;
 

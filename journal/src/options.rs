@@ -72,7 +72,8 @@ pub struct JournalOptions {
     /// the appends that arrive while one fsync runs are written and synced
     /// at once instead of waiting for it; that pays on a device that runs
     /// flushes in parallel. On the virtual disk measured in
-    /// docs/performance.md it does not: each fsync slows down by as much.
+    /// docs/performance-log/2026-11-21.md ("Journal appends") it does not:
+    /// each fsync slows down by as much.
     pub fsyncs_in_flight_max: usize,
     /// The writer fills the active segment with this many zero bytes ahead
     /// of its data (never past `segment_size_max_bytes`), so that most

@@ -8,8 +8,8 @@
 //! the batch ends. With checkpoints every 5 000 events, start/end pairs gave
 //! 2 500 changed sessions a checkpoint (often more, while the one before
 //! was still being written), and that is where most of the gateway
-//! scenarios' peak RSS went (docs/performance.md, "2026-12-05 (late
-//! night)"). Here the event count is set out of reach (a million events,
+//! scenarios' peak RSS went (docs/performance-log/2026-12-05-late.md,
+//! "2026-12-05 (late night)"). Here the event count is set out of reach (a million events,
 //! an hour), 1 500 sessions are started, and the store must hold a
 //! checkpoint taken when the thousandth session changed.
 

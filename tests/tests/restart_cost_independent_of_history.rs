@@ -7,7 +7,7 @@
 //! fold only the handful of events after it. Then the sled store is
 //! deleted, replaced by garbage, and made stale (ahead of the journal):
 //! every open must still give exactly the sessions it had. (The measured
-//! open times for 1M events are in docs/performance.md.)
+//! open times for 1M events are in docs/performance-log/2026-11-21.md.)
 
 use bookend_projector::{CloseReason, EndReason, SessionJournal, Sessions};
 use bookend_tests::sessions::{T0, open, start};

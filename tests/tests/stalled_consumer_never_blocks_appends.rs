@@ -7,7 +7,8 @@
 //! and never read while 20 000 events are appended across several segments;
 //! every append must complete, then both readers must deliver all of it in
 //! order. (The throughput ratio with and without a stalled consumer is
-//! measured by `benches/src/bin/cli_figures.rs`, see docs/performance.md.)
+//! measured by `benches/src/bin/cli_figures.rs`, see
+//! docs/performance-log/2026-11-21.md.)
 
 use std::time::Duration;
 

@@ -121,7 +121,7 @@ fn follow_latency(samples: usize) {
 fn stalled_consumer_ratio(windows: usize) -> (f64, f64) {
     let dir = bench_dir("stalled-consumer");
     // No checkpoint inside the run: a checkpoint's sled writes would stall
-    // both kinds of window alike (see docs/performance.md).
+    // both kinds of window alike (see docs/performance-log/2026-11-21.md).
     let options =
         SessionJournalOptions { checkpoint_every_events: u64::MAX, ..SessionJournalOptions::default() };
     let journal = SessionJournal::open(&dir, options).expect("open");

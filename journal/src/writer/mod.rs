@@ -24,7 +24,8 @@
 //! There are `JournalOptions::fsyncs_in_flight_max` such threads (1 by
 //! default). With more than one, while one sits in fdatasync the next takes
 //! the appends that arrived meanwhile and syncs them at once. Whether two
-//! fsyncs at once beat one depends on the device (docs/performance.md).
+//! fsyncs at once beat one depends on the device
+//! (docs/performance-log/2026-11-21.md, "Journal appends").
 //!
 //! Each thread syncs through its own handle on the segment because Linux
 //! reports a failed writeback once per open file description: on a shared

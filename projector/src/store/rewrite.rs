@@ -6,7 +6,9 @@
 //! burst of writes. A rebuild from the journal is such a burst: every
 //! ended session is written again at each level of merges. After the
 //! rebuild of `history 5000000` the file was 430 MB for 113 MB of keys and
-//! values; copied into a fresh tree, 186 MB (docs/performance.md).
+//! values; copied into a fresh tree, 186 MB (docs/performance-log/
+//! 2026-12-05-evening.md, "ended sessions compressed, rebuilt stores
+//! rewritten").
 //!
 //! The copy is made beside the store (`<store>.rewrite`), flushed and
 //! closed; then the store is renamed to `<store>.rewritten`, the copy to

@@ -9,7 +9,8 @@
 //! locations. Naming it again decodes it. There is no allocation per
 //! session: `bookend verify` of 10M events (5M sessions) peaked at 2.72 GB
 //! with decoded records, 1.26 GB with one allocation per encoded session,
-//! and less again this way (docs/performance.md, "verify").
+//! and less again this way (docs/performance-log/2026-11-21.md, "Replay and
+//! verify").
 //!
 //! A session taken out to be changed leaves its old bytes behind; once
 //! those outweigh the live ones, the blocks are rewritten without them.
