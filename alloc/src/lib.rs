@@ -1,6 +1,8 @@
-//! The allocator of bookend's own processes: the `bookend` command line
-//! and the benches that measure the library. The library itself allocates
-//! with whatever its host process uses; docs/performance.md measures both.
+//! The allocator of what bookend ships: the `bookend` command line, the
+//! Python module (for its own Rust code: the interpreter keeps its own
+//! malloc) and the benches that measure the library. The library itself
+//! allocates with whatever its host process uses; docs/performance.md
+//! measures both.
 //!
 //! * **mimalloc, not glibc malloc.** bookend frees on one thread what
 //!   another allocated: the checkpoint thread drops sessions the command

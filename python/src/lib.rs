@@ -14,6 +14,11 @@
 //!
 //! Errors become `bookend` exceptions in `errors`.
 
+/// The module's own Rust allocations go to mimalloc (`bookend-alloc`), not
+/// to the interpreter process's malloc: see `alloc/src/lib.rs`.
+#[global_allocator]
+static ALLOCATOR: bookend_alloc::Allocator = bookend_alloc::Allocator;
+
 mod completion;
 mod errors;
 mod events;
@@ -23,6 +28,7 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    bookend_alloc::return_freed_memory_at_once();
     m.add_class::<journal::NativeJournal>()?;
     m.add_class::<events::NativeEvents>()?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
