@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use crate::batch::Batch;
+use crate::durable_wait::{self, DurableWaiter};
 use crate::error::{Error, IoContext, Result};
 use crate::format::JournalId;
 use crate::fs::{Fs, LockGuard, StdFs};
@@ -255,47 +256,20 @@ impl Journal {
     }
 
     fn request_sync(&self) -> Result<oneshot::Receiver<Result<()>>> {
-        let mut writer = self.pipeline.lock();
-        if let Some(cause) = self.shared.poisoned() {
-            return Err(Error::Poisoned { cause });
-        }
-        if writer.closed() {
-            return Err(Error::Closed);
-        }
-        let (done, rx) = oneshot::channel();
-        writer.request_sync(done);
-        drop(writer);
-        self.wake_writer();
-        Ok(rx)
+        durable_wait::request_sync(&self.shared, &self.pipeline)
     }
 
     /// Blocks until every LSN up to `lsn` is durable (asking the writer to
     /// sync now rather than at its next timer), or until `timeout`. Uses no
     /// async machinery, so it is safe (if blocking) inside a runtime.
     pub fn wait_durable_blocking(&self, lsn: u64, timeout: std::time::Duration) -> Result<bool> {
-        if self.shared.durable_lsn() >= lsn {
-            return Ok(true);
-        }
-        // The reply is not awaited: the durable LSN is what we wait on. No
-        // request when an fsync covering `lsn` is already on its way (a
-        // durable append just submitted): it would cost a second fsync.
-        if !self.pipeline.lock().sync_coming(lsn) {
-            drop(self.request_sync()?);
-        }
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let durable = self.shared.wait_durable_past(lsn.saturating_sub(1), left);
-            if durable >= lsn {
-                return Ok(true);
-            }
-            if let Some(cause) = self.shared.poisoned() {
-                return Err(Error::Poisoned { cause });
-            }
-            if std::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-        }
+        durable_wait::wait_durable(&self.shared, &self.pipeline, lsn, timeout)
+    }
+
+    /// What waits for this journal's durable LSN from another thread,
+    /// without the handle.
+    pub fn durable_waiter(&self) -> DurableWaiter {
+        DurableWaiter::new(self.shared.clone(), self.pipeline.clone())
     }
 
     /// A reader from `from_lsn` that sees only durable events.
@@ -316,8 +290,7 @@ impl Journal {
 
     /// Wakes a writer thread, counting it.
     fn wake_writer(&self) {
-        self.shared.counters.writer_wakes.fetch_add(1, Ordering::Relaxed);
-        self.pipeline.wake_writer();
+        durable_wait::wake_writer(&self.shared, &self.pipeline);
     }
 
     pub fn stats(&self) -> JournalStats {

@@ -29,6 +29,7 @@
 
 mod batch;
 pub mod codec;
+mod durable_wait;
 mod error;
 pub mod format;
 pub mod fs;
@@ -45,6 +46,7 @@ mod turn;
 mod writer;
 
 pub use batch::Batch;
+pub use durable_wait::DurableWaiter;
 pub use error::{Error, Result};
 pub use format::JournalId;
 pub use journal::{AppendTicket, Journal, JournalStats};

@@ -286,7 +286,8 @@ fn start_background(
         }
         _ => None,
     };
-    life.table.store().cloned().map(|store| BackgroundCheckpoints::start(store, id_scan)).transpose()
+    let waiter = journal.durable_waiter();
+    life.table.store().cloned().map(|store| BackgroundCheckpoints::start(store, id_scan, waiter)).transpose()
 }
 
 /// The new epoch: alone (`journal:open`) or beside other writer processes

@@ -57,8 +57,9 @@ impl SessionJournal {
         fold::fold_journal(&mut life, journal.reader(1)?, |_| {})?;
         assert_eq!(life.meta.last_lsn, last, "a rebuild must fold exactly what was folded before");
         life.save_checkpoint()?;
+        let waiter = journal.durable_waiter();
         core.background =
-            life.table.store().cloned().map(|s| BackgroundCheckpoints::start(s, None)).transpose()?;
+            life.table.store().cloned().map(|s| BackgroundCheckpoints::start(s, None, waiter)).transpose()?;
         core.life = life;
         core.events_since_checkpoint = 0;
         tracing::warn!(store = %path.display(), lsn = last, "the projection store was rebuilt from the journal");
