@@ -17,10 +17,9 @@ use crate::error::{Error, Result};
 use crate::session::SessionState;
 use crate::store::{IdScan, ProjectionStore, StoredMeta};
 
-/// A checkpoint handed to the background writer: state as of `lsn`, saved
-/// once the journal has made that LSN durable.
+/// A checkpoint handed to the background writer: state as of
+/// `meta.last_lsn()`, saved once the journal has made that LSN durable.
 struct CheckpointJob {
-    lsn: u64,
     meta: StoredMeta,
     /// Shared with the table: a session changed while the job is written is
     /// copied on write, so taking the snapshot copies nothing.
@@ -96,7 +95,7 @@ impl BackgroundCheckpoints {
 /// Saves `job` once the journal has made its LSN durable: the checkpoint
 /// never runs ahead of the journal.
 fn save_when_durable(store: &ProjectionStore, waiter: &DurableWaiter, job: &CheckpointJob) -> Outcome {
-    let lsn = job.lsn;
+    let lsn = job.meta.last_lsn();
     match waiter.wait_durable_blocking(lsn, CHECKPOINT_SYNC_TIMEOUT) {
         Ok(true) => match store.save(&job.meta, job.sessions.iter().map(|s| &**s)) {
             Ok(saved) => Outcome::Saved(saved),
@@ -191,11 +190,7 @@ pub(super) fn checkpoint_in_background(journal: &Journal, core: &mut Core, backl
         }
         collect_checkpoints(core, true);
     }
-    let job = CheckpointJob {
-        lsn: core.life.meta.last_lsn,
-        meta: StoredMeta::of(&core.life.meta),
-        sessions: core.life.table.take_dirty(),
-    };
+    let job = CheckpointJob { meta: StoredMeta::of(&core.life.meta), sessions: core.life.table.take_dirty() };
     let sent = core.background.as_mut().and_then(|bg| {
         let ok = bg.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
         bg.in_flight += usize::from(ok);

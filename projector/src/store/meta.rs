@@ -52,6 +52,11 @@ impl StoredMeta {
             awaiting: meta.awaiting_finalization.len() as u64,
         }
     }
+
+    /// The last LSN the state reflects.
+    pub fn last_lsn(&self) -> u64 {
+        self.last_lsn
+    }
 }
 
 impl ProjectionStore {
