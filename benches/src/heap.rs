@@ -13,9 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU8, Ordering};
 
 use bookend_alloc::Allocator as MiMalloc;
 
-/// The variable that picks glibc malloc (`glibc`) over mimalloc.
-pub const ALLOCATOR_VAR: &str = "BOOKEND_BENCH_ALLOC";
+/// The variable that picks glibc malloc (`glibc`) over mimalloc; as a C
+/// string for `getenv`.
 const ALLOCATOR_VAR_C: &CStr = c"BOOKEND_BENCH_ALLOC";
+pub const ALLOCATOR_VAR: &str = match ALLOCATOR_VAR_C.to_str() {
+    Ok(name) => name,
+    Err(_) => panic!("the variable's name is ASCII"),
+};
 const UNDECIDED: u8 = 0;
 const GLIBC: u8 = 1;
 const MIMALLOC: u8 = 2;
@@ -41,6 +45,11 @@ fn glibc() -> bool {
             glibc
         }
     }
+}
+
+/// The allocator every call goes to.
+fn chosen() -> &'static dyn GlobalAlloc {
+    if glibc() { &System } else { &MiMalloc }
 }
 
 /// The allocator in use, as `BOOKEND_BENCH_ALLOC` names it.
@@ -70,7 +79,7 @@ fn shrank(bytes: usize) {
 // added.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { if glibc() { System.alloc(layout) } else { MiMalloc.alloc(layout) } };
+        let p = unsafe { chosen().alloc(layout) };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             grew(layout.size());
         }
@@ -78,7 +87,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { if glibc() { System.alloc_zeroed(layout) } else { MiMalloc.alloc_zeroed(layout) } };
+        let p = unsafe { chosen().alloc_zeroed(layout) };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             grew(layout.size());
         }
@@ -86,20 +95,14 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { if glibc() { System.dealloc(ptr, layout) } else { MiMalloc.dealloc(ptr, layout) } };
+        unsafe { chosen().dealloc(ptr, layout) };
         if COUNTING.load(Ordering::Relaxed) {
             shrank(layout.size());
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe {
-            if glibc() {
-                System.realloc(ptr, layout, new_size)
-            } else {
-                MiMalloc.realloc(ptr, layout, new_size)
-            }
-        };
+        let p = unsafe { chosen().realloc(ptr, layout, new_size) };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             shrank(layout.size());
             grew(new_size);

@@ -201,8 +201,9 @@ impl SessionTable {
         }
     }
 
-    /// A background checkpoint of `written` failed: they must be written
-    /// again.
+    /// A background checkpoint of `written` was not saved (the store
+    /// failed, or the journal did not make it durable): they must be
+    /// written again.
     pub fn redirty(&mut self, written: &[Arc<SessionState>]) {
         for id in written.iter().map(|s| s.id()) {
             if self.hot.contains_key(id) {
