@@ -139,6 +139,16 @@ pub struct SegmentCursor {
 impl SegmentCursor {
     /// Opens a segment and checks its header against the LSN in its name.
     pub fn open(fs: &dyn Fs, segment: &SegmentInfo) -> Result<Self> {
+        Self::open_with_buffer(fs, segment, Vec::new())
+    }
+
+    /// [`SegmentCursor::open`], reading into `buf` (emptied first). A buffer
+    /// handed from one cursor to the next ([`SegmentCursor::into_buffer`])
+    /// is allocated, and its pages touched, once: recovery reads the last
+    /// frame of every sealed segment, and a fresh buffer for each was a
+    /// tenth of an open at 10M events.
+    pub fn open_with_buffer(fs: &dyn Fs, segment: &SegmentInfo, mut buf: Vec<u8>) -> Result<Self> {
+        buf.clear();
         let file = fs.open_read(&segment.path).ctx("open", &segment.path)?;
         let mut cursor = SegmentCursor {
             file,
@@ -146,8 +156,9 @@ impl SegmentCursor {
             header: SegmentHeader { version: 0, first_lsn: 0, journal_id: None, prev: None },
             crc: None,
             buf_start: 0,
-            // Allocated on the first read, exactly as large as it needs.
-            buf: Vec::new(),
+            // Unless handed one, allocated on the first read, exactly as
+            // large as it needs.
+            buf,
             offset: 0,
             payload_at: 0..0,
             // The header alone: recovery opens every segment for its header
@@ -172,6 +183,11 @@ impl SegmentCursor {
         cursor.header = header;
         cursor.offset = header.size() as u64;
         Ok(cursor)
+    }
+
+    /// The read buffer, for the next cursor.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// The segment's header.

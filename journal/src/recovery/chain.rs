@@ -36,6 +36,7 @@ pub(super) fn check(
     }
     let mut out = ChainOutcome { expected_first: segments[0].first_lsn, vouched: 0, losses: Vec::new() };
     check_first(&segments[0], &headers[0], manifest, opts, &mut out)?;
+    let mut buf = Vec::new();
     for i in 0..segments.len() - 1 {
         let (a, b) = (&segments[i], &segments[i + 1]);
         out.expected_first = b.first_lsn;
@@ -44,7 +45,7 @@ pub(super) fn check(
         }
         let seal = headers[i + 1].prev.or_else(|| manifest.and_then(|m| m.legacy_seal(a.first_lsn)));
         let checked = match seal {
-            Some(seal) => check_sealed(fs, a, b, &seal, opts.mode, report),
+            Some(seal) => check_sealed(fs, (a, b), &seal, opts.mode, report, &mut buf),
             None if headers[i + 1].version >= 2 => Err(chain_error(
                 Some(a),
                 b,
@@ -135,14 +136,15 @@ fn chain_error(after: Option<&SegmentInfo>, next: &SegmentInfo, reason: String) 
     }
 }
 
-/// Checks the sealed segment `a` against `seal`, from its successor `b`.
+/// Checks the sealed segment `a` against `seal`, from its successor `b`,
+/// reading through `buf` (handed on from segment to segment).
 fn check_sealed(
     fs: &dyn Fs,
-    a: &SegmentInfo,
-    b: &SegmentInfo,
+    (a, b): (&SegmentInfo, &SegmentInfo),
     seal: &SealRecord,
     mode: ScanMode,
     report: &mut RecoveryReport,
+    buf: &mut Vec<u8>,
 ) -> Result<(), Broken> {
     // A full check reads (and counts) the frames first; a broken chain is
     // still reported before damage inside the segment.
@@ -179,7 +181,7 @@ fn check_sealed(
     if let Some(scan) = &full_scan {
         refuse_damage_in_sealed(a, scan)?;
     }
-    let mut cursor = SegmentCursor::open(fs, a)?;
+    let mut cursor = SegmentCursor::open_with_buffer(fs, a, std::mem::take(buf))?;
     if seal.last_frame_offset < seal.len {
         let last = cursor.frame_at(seal.last_frame_offset)?;
         let matches = last.is_some_and(|h| {
@@ -194,6 +196,7 @@ fn check_sealed(
             });
         }
     }
+    *buf = cursor.into_buffer();
     if let Some(scan) = full_scan
         && (scan.crc != seal.crc || scan.end != seal.len)
     {
