@@ -43,6 +43,12 @@ pub enum Error {
     #[error("{what} belongs to journal {found}, not to journal {expected} in {dir}")]
     ForeignState { dir: PathBuf, what: String, expected: String, found: String },
 
+    /// The caller could not gather its own evidence of durability
+    /// (`LockedDir::open_with_evidence_from`): recovery stopped before it
+    /// changed anything that depends on it.
+    #[error("recovery of {dir} stopped: the evidence of what was durable could not be gathered ({reason})")]
+    EvidenceUnavailable { dir: PathBuf, reason: String },
+
     /// A wait for durability did not finish in time.
     #[error("{what} did not finish within {millis} ms")]
     Timeout { what: &'static str, millis: u64 },

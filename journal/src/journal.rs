@@ -88,8 +88,13 @@ impl Journal {
     }
 
     /// Recovers the journal in a locked directory with the caller's own
-    /// evidence of durability (see [`LockedDir`]) and starts the writer.
-    pub(crate) fn start(locked: LockedDir, options: JournalOptions, evidence: Evidence) -> Result<Journal> {
+    /// evidence of durability (see [`LockedDir`]), asked for once the
+    /// segments are checked, and starts the writer.
+    pub(crate) fn start(
+        locked: LockedDir,
+        options: JournalOptions,
+        evidence: crate::recovery::LateEvidence,
+    ) -> Result<Journal> {
         options.validate()?;
         let LockedDir { fs, dir, guard } = locked;
         let start = {

@@ -15,7 +15,7 @@ use crate::format::{self, AcceptedGap, JournalId, LOCK_FILE_NAME, Manifest, Seal
 use crate::fs::{Fs, FsFile, LockGuard, LockMode, create_dir_durably};
 use crate::manifest::{load_manifest, store_manifest};
 use crate::options::JournalOptions;
-use crate::recovery::{self, AcceptedLoss, Apply, Evidence, Loss, RecoveryReport, Tail};
+use crate::recovery::{self, AcceptedLoss, Apply, Evidence, LateEvidence, Loss, RecoveryReport, Tail};
 use crate::segment;
 
 /// A journal directory locked for writing, not yet recovered: what a caller
@@ -78,7 +78,23 @@ impl LockedDir {
     /// starts the writer. Acknowledged LSNs missing from the journal are
     /// `Error::DataLoss`, unless `options.accept_data_loss`.
     pub fn open(self, options: JournalOptions, evidence: Evidence) -> Result<crate::Journal> {
-        crate::Journal::start(self, options, evidence)
+        self.open_with_evidence_from(options, || Ok(evidence))
+    }
+
+    /// [`LockedDir::open`], asking `evidence` for the caller's evidence only
+    /// once recovery has read and checked the segments, before it decides
+    /// or changes anything that depends on it: the caller gathers it
+    /// meanwhile, on another thread (a projection store opening). An error
+    /// from `evidence` stops the recovery there, and is returned.
+    pub fn open_with_evidence_from(
+        self,
+        options: JournalOptions,
+        evidence: impl FnOnce() -> Result<Evidence>,
+    ) -> Result<crate::Journal> {
+        let mut evidence = Some(evidence);
+        crate::Journal::start(self, options, &mut || {
+            evidence.take().map_or_else(|| Ok(Evidence::default()), |f| f())
+        })
     }
 
     /// The journal's id as its manifest (or, if the manifest is gone, its
@@ -128,15 +144,15 @@ pub(crate) fn prepare(
     fs: &dyn Fs,
     dir: &Path,
     options: &JournalOptions,
-    evidence: Evidence,
+    evidence: LateEvidence,
 ) -> Result<Start> {
     let opts = recovery::Options {
         mode: options.scan_mode,
         apply: Apply::Truncate,
-        evidence,
+        evidence: Evidence::default(),
         accept_data_loss: options.accept_data_loss,
     };
-    let recovered = recovery::recover(fs, dir, &opts).map_err(recovery::Broken::into_error)?;
+    let recovered = recovery::recover_with(fs, dir, &opts, evidence).map_err(recovery::Broken::into_error)?;
     let mut report = recovered.report;
     let loaded = recovered.manifest.clone();
     let mut manifest = match recovered.manifest {

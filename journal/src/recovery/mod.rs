@@ -198,18 +198,36 @@ impl From<Error> for Broken {
     }
 }
 
+/// Evidence of the caller's own, asked for once the segments are read and
+/// checked (see [`recover_with`]).
+pub(crate) type LateEvidence<'a> = &'a mut dyn FnMut() -> Result<Evidence>;
+
 pub(crate) fn recover(fs: &dyn Fs, dir: &Path, opts: &Options) -> Result<Recovered, Broken> {
-    let mut report = RecoveryReport::default();
-    recover_into(fs, dir, opts, &mut report)
+    recover_with(fs, dir, opts, &mut || Ok(Evidence::default()))
 }
 
-/// [`recover`], counting what it checked in `report` as it goes, so that a
-/// failure still says what was checked before it.
+/// [`recover`], raising `opts.evidence` with what `late` returns once the
+/// segments are read and checked, before anything that depends on the
+/// evidence is decided or changed (a torn tail is truncated, a loss is
+/// found): the caller gathers it meanwhile, on another thread.
+pub(crate) fn recover_with(
+    fs: &dyn Fs,
+    dir: &Path,
+    opts: &Options,
+    late: LateEvidence,
+) -> Result<Recovered, Broken> {
+    let mut report = RecoveryReport::default();
+    recover_into(fs, dir, opts, &mut report, late)
+}
+
+/// [`recover_with`], counting what it checked in `report` as it goes, so
+/// that a failure still says what was checked before it.
 fn recover_into(
     fs: &dyn Fs,
     dir: &Path,
     opts: &Options,
     report: &mut RecoveryReport,
+    late: LateEvidence,
 ) -> Result<Recovered, Broken> {
     // The manifest and the hint are read before the segments, so that a
     // writer appending meanwhile can only have made the segments longer
@@ -234,11 +252,13 @@ fn recover_into(
         remove_temp_segments(fs, dir, report)?;
     }
     let Some(last) = segments.last().cloned() else {
+        raise_late(&mut evidence, late)?;
         return no_segments(dir, manifest, evidence, opts, report);
     };
     let chain = chain::check(fs, &segments, manifest.as_ref(), opts, report)?;
     evidence.raise(chain.vouched, || "the seal record of the last sealed segment".into());
     let scan = tail::scan(fs, &last, chain.expected_first, opts.mode, report)?;
+    raise_late(&mut evidence, late)?;
     evidence.raise(scan.max_watermark, || "the durable watermark of a frame in the last segment".into());
     let tail = tail::settle(fs, &last, scan, &evidence, opts, report)?;
     report.next_lsn = tail.last_lsn + 1;
@@ -252,6 +272,12 @@ fn recover_into(
     }
     report.evidence = evidence;
     Ok(Recovered { report: report.clone(), manifest, tail: Some(tail), losses })
+}
+
+fn raise_late(evidence: &mut Evidence, late: LateEvidence) -> Result<(), Broken> {
+    let theirs = late()?;
+    evidence.raise(theirs.lsn, || theirs.source);
+    Ok(())
 }
 
 /// The highest LSN a loss may be accepted up to: evidence beyond it (a
@@ -314,7 +340,7 @@ pub(crate) fn check_partial(fs: &dyn Fs, dir: &Path) -> Result<(RecoveryReport, 
         accept_data_loss: false,
     };
     let mut report = RecoveryReport::default();
-    match recover_into(fs, dir, &opts, &mut report) {
+    match recover_into(fs, dir, &opts, &mut report, &mut || Ok(Evidence::default())) {
         Ok(recovered) => Ok((recovered.report, None)),
         Err(Broken::Other(e @ Error::Io { .. })) => Err(e),
         Err(broken) => Ok((report, Some(broken.into_error()))),

@@ -19,6 +19,7 @@ mod batch;
 mod checkpointer;
 mod consumers;
 mod open;
+mod open_store;
 mod options;
 mod pending;
 mod queries;

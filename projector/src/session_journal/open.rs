@@ -1,7 +1,7 @@
-//! Opening a session journal: the journal's lock, evidence of durability
-//! from the projection store and the consumer cursors (so that a journal
-//! that lost acknowledged data refuses to open rather than reuse LSNs),
-//! journal recovery, checkpoint load and tail replay, and the new epoch's
+//! Opening a session journal: the journal's lock, journal recovery with
+//! evidence of durability from the projection store and the consumer
+//! cursors (so that a journal that lost acknowledged data refuses to open
+//! rather than reuse LSNs; `open_store.rs`), checkpoint load and tail replay, and the new epoch's
 //! `journal:open` batch.
 
 use std::path::Path;
@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bookend_journal::fs::{Fs, StdFs};
-use bookend_journal::{Durability, Evidence, Journal, JournalId, LockedDir};
+use bookend_journal::{Durability, Journal, LockedDir};
 
 use super::append::{Submit, apply_appended, submit};
 use super::checkpointer::{BackgroundCheckpoints, checkpoint};
+use super::open_store::{recover_beside_store, settle_store};
 use super::options::{OnUnclean, OpenReport, SessionJournalOptions, StoreLocation};
 use super::pending::wait_durable;
 use super::shared_writers::{self, Joined, SharedWriting, host_name};
@@ -21,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::EventBody;
 use crate::fold;
 use crate::rules::Lifecycle;
-use crate::store::{ProjectionStore, STORE_DIR_NAME, StartedIds};
+use crate::store::{ProjectionStore, StartedIds};
 use crate::table::SessionTable;
 
 /// How long open waits for its `journal:open` batch to become durable.
@@ -43,11 +44,7 @@ impl SessionJournal {
         let mut times = OpenTimes::start();
         let dir = dir.as_ref();
         let (locked, options) = lock_dir(&fs, dir, options)?;
-        let known_id = locked.journal_id()?;
-        let store = open_store(dir, &options, known_id)?;
-        let store_ms = times.lap();
-        let evidence = gather_evidence(&*fs, dir, known_id, store.as_ref())?;
-        let journal = locked.open(options.journal.clone(), evidence)?;
+        let (journal, store, store_ms) = recover_beside_store(&fs, dir, locked, &options)?;
         let recovery_ms = times.lap();
         let store = settle_store(store, &journal, dir, &options)?;
         let Loaded { mut life, from_checkpoint, checkpoint, replayed_events } =
@@ -101,8 +98,9 @@ impl SessionJournal {
     }
 }
 
-/// Where an open's time went, for its log line: opening the projection
-/// store (sled), the journal's recovery, loading the checkpoint and
+/// Where an open's time went, for its log line: the journal's recovery
+/// (with the projection store opening beside it, whose own time is logged
+/// too), loading the checkpoint and
 /// replaying the tail, loading the known-ids filter (or starting its scan);
 /// the rest is the new epoch's batch, its fsync and a checkpoint.
 struct OpenTimes {
@@ -180,85 +178,6 @@ fn lock_dir(
     }
     options.store = StoreLocation::Disabled;
     Ok((LockedDir::lock_shared(fs.clone(), dir)?, options))
-}
-
-fn store_path(dir: &Path, options: &SessionJournalOptions) -> Option<std::path::PathBuf> {
-    match &options.store {
-        StoreLocation::InJournalDir => Some(dir.join(STORE_DIR_NAME)),
-        StoreLocation::At(path) => Some(path.clone()),
-        StoreLocation::Disabled => None,
-    }
-}
-
-/// The projection store, checked against the journal's identity (a store
-/// that cannot be opened or belongs elsewhere is moved aside and replaced).
-fn open_store(
-    dir: &Path,
-    options: &SessionJournalOptions,
-    id: Option<JournalId>,
-) -> Result<Option<ProjectionStore>> {
-    store_path(dir, options)
-        .map(|path| ProjectionStore::open_for(&path, options.cache_capacity_bytes, id))
-        .transpose()
-}
-
-/// What the projection store and the consumer cursors know was durable.
-fn gather_evidence(
-    fs: &dyn Fs,
-    dir: &Path,
-    id: Option<JournalId>,
-    store: Option<&ProjectionStore>,
-) -> Result<Evidence> {
-    let mut evidence = Evidence::default();
-    if let Some(store) = store {
-        match store.checkpoint_lsn() {
-            Ok(lsn) => {
-                evidence.raise(lsn, || format!("the checkpoint in {} is at that LSN", store.path().display()))
-            }
-            // The store is rebuilt after open anyway; it proves nothing.
-            Err(e) => tracing::warn!(error = %e, "could not read the projection store's checkpoint"),
-        }
-    }
-    let (lsn, whose) = crate::cursor::cursor_evidence(fs, dir, id)?;
-    evidence.raise(lsn, || whose);
-    Ok(evidence)
-}
-
-/// The store once the journal is open: it adopts the journal's id, and
-/// after an accepted loss it is set aside (its checkpoint may hold state
-/// the journal no longer has) and rebuilt.
-fn settle_store(
-    store: Option<ProjectionStore>,
-    journal: &Journal,
-    dir: &Path,
-    options: &SessionJournalOptions,
-) -> Result<Option<ProjectionStore>> {
-    let Some(store) = store else { return Ok(None) };
-    let path = store.path().to_path_buf();
-    let stored = store.journal_id();
-    if !journal.recovery_report().accepted_now.is_empty() {
-        drop(store);
-        let why =
-            ("stale", "a loss of acknowledged LSNs was accepted; its checkpoint may hold lost state".into());
-        return ProjectionStore::replace(&path, options.cache_capacity_bytes, why).map(Some);
-    }
-    match stored {
-        Ok(Some(id)) if id == journal.id() => Ok(Some(store)),
-        Ok(None) => {
-            store.adopt(journal.id())?;
-            Ok(Some(store))
-        }
-        other => {
-            drop(store);
-            let cause = match other {
-                Ok(Some(id)) => format!("it belongs to journal {id}, not to journal {}", journal.id()),
-                Err(e) => e.to_string(),
-                Ok(None) => String::new(),
-            };
-            tracing::debug!(dir = %dir.display(), "replacing the projection store");
-            ProjectionStore::replace(&path, options.cache_capacity_bytes, ("foreign", cause)).map(Some)
-        }
-    }
 }
 
 /// With a checkpoint loaded (`(sessions, lsn)`), learns which ids the store
