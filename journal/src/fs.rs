@@ -199,12 +199,23 @@ fn lockable(path: &Path) -> io::Result<File> {
 /// fsync it, rename it over `path`, fsync the directory. A crash leaves the
 /// old file or the new one, never a mix.
 pub fn write_atomically(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_with(fs, path, |file| file.write_all_at(bytes, 0))
+}
+
+/// [`write_atomically`], with the content written by `write` into the
+/// temporary file (a piece at a time, for a file too large to build in
+/// memory first).
+pub fn write_atomically_with(
+    fs: &dyn Fs,
+    path: &Path,
+    write: impl FnOnce(&dyn FsFile) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!("{name}{}", crate::format::TEMP_SUFFIX));
     {
         let file = fs.create(&temp)?;
-        file.write_all_at(bytes, 0)?;
+        write(&*file)?;
         file.sync_data()?;
     }
     fs.rename(&temp, path)?;

@@ -1,7 +1,9 @@
 //! The known-ids filter: which session ids the projection store may hold,
 //! so that a start of a new id need not ask sled: the filter itself
-//! (`filter.rs`), and how it is saved, loaded and filled here.
+//! (`filter.rs`), its file (`file.rs`), and how it is saved, loaded and
+//! filled here.
 
+mod file;
 mod filter;
 
 use bookend_journal::codec;
@@ -9,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ACTIVE_PREFIX, ProjectionStore};
 use crate::error::{Error, Result};
+use file::KNOWN_IDS_FORMAT;
 use filter::IdFilter;
 pub use filter::IdScan;
 pub(in crate::store) use filter::KnownIds;
@@ -35,17 +38,12 @@ pub type StartedIds =
 /// scanning one id out of sled does.
 const KNOWN_IDS_CATCH_UP_EVENTS_PER_ID: u64 = 2;
 
-/// Bump when the saved known-ids records change shape (3: the bit words
-/// as bytes, not a sequence of varints).
-const KNOWN_IDS_FORMAT: u32 = 3;
 /// The filter itself, a file of a megabyte or more beside sled's own in
 /// the store's directory, replaced atomically and only when its bits
 /// change. Kept in sled it was a blob, and sled keeps replaced blobs (and
 /// copies them when it relocates their pointers) for a long while: every
 /// clean open and close grew the store by the filter's size.
 pub(in crate::store) const KNOWN_IDS_FILE_NAME: &str = "known-ids";
-/// The largest filter file read back (ten times the filter of 10 M ids).
-const KNOWN_IDS_FILE_MAX_BYTES: usize = 128 << 20;
 /// In sled: which checkpoint the filter file belongs to, and its CRC;
 /// rewritten at every clean close (a few bytes).
 const KNOWN_IDS_AT_KEY: &[u8] = b"known-ids-at";
@@ -55,57 +53,6 @@ const KNOWN_IDS_FORMAT_1_KEY: &[u8] = b"known-ids";
 const KNOWN_IDS_LOAD_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// Ids read back from the store to check a loaded filter against.
 const KNOWN_IDS_PROBES: usize = 256;
-
-// Format: { format u32 | seed u64 | probe u64 | filters seq<(hashes u32,
-//           count u64, bits bytes)> } (codec-encoded; `bits` is the filter's
-// u64 words, little-endian). `probe` is the hash of a fixed string under
-// `seed`: if the hash function ever changes, the record is not trusted.
-#[derive(Serialize, Deserialize)]
-struct KnownIdsRecord {
-    format: u32,
-    seed: u64,
-    probe: u64,
-    filters: Vec<(u32, u64, Words)>,
-}
-
-/// A filter's bit words, stored as their little-endian bytes: one copy,
-/// where a sequence of varints took ~45 ms to encode for 5M ids.
-struct Words(Vec<u64>);
-
-impl Serialize for Words {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let bytes: Vec<u8> = self.0.iter().flat_map(|w| w.to_le_bytes()).collect();
-        serializer.serialize_bytes(&bytes)
-    }
-}
-
-impl<'de> Deserialize<'de> for Words {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Words, D::Error> {
-        deserializer.deserialize_bytes(WordsVisitor)
-    }
-}
-
-struct WordsVisitor;
-
-impl serde::de::Visitor<'_> for WordsVisitor {
-    type Value = Words;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a filter's bit words, 8 bytes each")
-    }
-
-    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> std::result::Result<Words, E> {
-        if !bytes.len().is_multiple_of(8) {
-            return Err(E::invalid_length(bytes.len(), &self));
-        }
-        let word = |chunk: &[u8]| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            u64::from_le_bytes(w)
-        };
-        Ok(Words(bytes.chunks_exact(8).map(word).collect()))
-    }
-}
 
 // Format: { format u32 | lsn u64 | crc u32 } (codec-encoded): the filter
 // record whose bytes have CRC `crc` holds every id of the checkpoint at `lsn`.
@@ -214,37 +161,19 @@ impl ProjectionStore {
             return Ok(crc);
         }
         let seed = self.known.seed.load(std::sync::atomic::Ordering::Relaxed);
-        let words = filters.iter().map(|(f, n)| (f.num_hashes(), *n as u64, Words(f.as_slice().to_vec())));
-        let record = KnownIdsRecord {
-            format: KNOWN_IDS_FORMAT,
-            seed,
-            probe: hash_probe(seed),
-            filters: words.collect(),
-        };
-        let bytes = codec::encode(&record)?;
         let path = self.path.join(KNOWN_IDS_FILE_NAME);
-        if self.read_known_ids_file()?.as_deref() != Some(bytes.as_slice()) {
-            let fs = bookend_journal::fs::StdFs;
-            bookend_journal::fs::write_atomically(&fs, &path, &bytes).map_err(|source| Error::Io {
-                op: "write the known-ids filter",
-                path,
-                source,
-            })?;
-        }
-        let crc = crc32fast::hash(&bytes);
+        let crc = file::write(&path, seed, hash_probe(seed), &filters).map_err(|source| Error::Io {
+            op: "write the known-ids filter",
+            path,
+            source,
+        })?;
         *saved = Some(crc);
         Ok(crc)
     }
 
-    fn read_known_ids_file(&self) -> Result<Option<Vec<u8>>> {
-        let path = self.path.join(KNOWN_IDS_FILE_NAME);
-        bookend_journal::fs::read_small_file(&bookend_journal::fs::StdFs, &path, KNOWN_IDS_FILE_MAX_BYTES)
-            .map_err(|source| Error::Io { op: "read the known-ids filter", path, source })
-    }
-
-    /// The saved filter record's bytes, if it was saved for the checkpoint
-    /// at `lsn` and is whole.
-    fn saved_known_ids(&self, lsn: u64) -> Result<Option<(Vec<u8>, u64)>> {
+    /// The saved filter file, if it was saved for the checkpoint at `lsn`
+    /// and is whole, with the LSN it was saved at.
+    fn saved_known_ids(&self, lsn: u64) -> Result<Option<(file::Read, u64)>> {
         let Some(at) =
             self.guarded("reading the known-ids filter's LSN", || self.db.get(KNOWN_IDS_AT_KEY))?
         else {
@@ -255,11 +184,12 @@ impl ProjectionStore {
             return Ok(None);
         }
         // A file that cannot be read only costs the next open a scan.
-        let bytes = self.read_known_ids_file().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "could not read the saved known-ids filter; scanning the store instead");
+        let path = self.path.join(KNOWN_IDS_FILE_NAME);
+        let read = file::read(&path).unwrap_or_else(|e| {
+            tracing::warn!(file = %path.display(), error = %e, "could not read the saved known-ids filter; scanning the store instead");
             None
         });
-        Ok(bytes.filter(|b| crc32fast::hash(b) == at.crc).map(|b| (b, at.lsn)))
+        Ok(read.filter(|(_, _, crc)| *crc == at.crc).map(|read| (read, at.lsn)))
     }
 
     /// A saved filter, if its hash function is unchanged, it was saved at
@@ -272,25 +202,25 @@ impl ProjectionStore {
         stored: u64,
         started: Option<StartedIds>,
     ) -> Result<Option<LoadedIds>> {
-        let Some((bytes, saved_at)) = self.saved_known_ids(lsn)? else { return Ok(None) };
-        let record: KnownIdsRecord = codec::decode(&bytes).map_err(|e| self.store_err(e))?;
-        if record.format != KNOWN_IDS_FORMAT || record.probe != hash_probe(record.seed) {
+        let Some(((header, words, file_crc), saved_at)) = self.saved_known_ids(lsn)? else { return Ok(None) };
+        if header.probe != hash_probe(header.seed) {
             return Ok(None);
         }
-        let mut filters: Vec<(IdFilter, usize)> = record
+        let mut filters: Vec<(IdFilter, usize)> = header
             .filters
-            .into_iter()
-            .map(|(hashes, n, Words(bits))| {
+            .iter()
+            .zip(words)
+            .map(|(&(hashes, n, _), bits)| {
                 let filter = fastbloom::BloomFilter::from_vec(bits)
-                    .hasher(foldhash::fast::FixedState::with_seed(record.seed))
+                    .hasher(foldhash::fast::FixedState::with_seed(header.seed))
                     .hashes(hashes);
                 (filter, usize::try_from(n).unwrap_or(usize::MAX))
             })
             .collect();
-        let mut crc = Some(crc32fast::hash(&bytes));
+        let mut crc = Some(file_crc);
         if saved_at < lsn {
             let Some(ids) = self.catch_up(saved_at, lsn, stored, started)? else { return Ok(None) };
-            if filter::add_ids(&mut filters, record.seed, ids.iter().map(String::as_str)) {
+            if filter::add_ids(&mut filters, header.seed, ids.iter().map(String::as_str)) {
                 crc = None;
             }
         }
@@ -306,7 +236,7 @@ impl ProjectionStore {
                 return Ok(None);
             }
         }
-        Ok(Some((filters, record.seed, crc)))
+        Ok(Some((filters, header.seed, crc)))
     }
 
     /// The ids started after `saved_at` up to `lsn`, read from the journal,
