@@ -1,11 +1,11 @@
 //! `bookend append`: JSON-lines commands in, JSON-lines acks out, in order.
 //!
-//! The reading thread validates each command as it arrives and submits
-//! the commands already read together, as one batch, whenever the input
-//! has no more ready (so many are in flight and share one write and one
-//! fsync, and a command typed alone is submitted at once); the printing thread
-//! waits for each in input order and prints its ack only once it is
-//! durable. The window between them is bounded.
+//! The parsing thread validates each command as it arrives and hands the
+//! commands already read to the submitting thread together, as one batch,
+//! whenever the input has no more ready (so many are in flight and share
+//! one write and one fsync, and a command typed alone is submitted at
+//! once); the printing thread waits for each in input order and prints its
+//! ack only once it is durable. The windows between them are bounded.
 //!
 //! A polite stop is not a crash: on SIGTERM, SIGINT or a closed stdout the
 //! reader stops taking commands, everything already submitted is waited
@@ -102,12 +102,12 @@ pub fn run(dir: &Path, opening: Opening) -> anyhow::Result<ExitCode> {
             .name("bookend-acks".into())
             .spawn(move || print_acks(rx, &journal, &input))?
     };
-    // The reader runs on its own thread: a stop must not wait for a line
-    // that may never come.
+    // Submitting (and, on a thread of its own, parsing) runs apart from
+    // this thread: a stop must not wait for a line that may never come.
     let reader = {
         let (journal, input) = (journal.clone(), input.clone());
         std::thread::Builder::new()
-            .name("bookend-input".into())
+            .name("bookend-submit".into())
             .spawn(move || read_commands(&journal, &input, tx))?
     };
     let outcome = printer.join().map_err(|_| anyhow::anyhow!("the ack printer thread panicked"))?;
@@ -152,10 +152,33 @@ fn watch_signals(tx: SyncSender<Item>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads and submits commands until the end of input, a read error, or a
-/// stop; then tells the printer the input has ended (unless it is stopping).
+/// Commands parsed and waiting to be submitted, at most, in batches of up
+/// to `BATCH_MAX`.
+const PARSED_BATCHES_MAX: usize = 4;
+
+/// What the parsing thread hands the submitting one, in input order.
+enum Parsed {
+    /// Commands to submit together.
+    Batch(Waiting),
+    /// A line that is not a command to submit: a refusal, a close.
+    Item(Item),
+    /// Reading stdin failed; nothing follows.
+    Failed(std::io::Error),
+}
+
+/// Submits commands until the end of input, a read error, or a stop; then
+/// tells the printer the input has ended (unless it is stopping). The
+/// lines are read and parsed on a thread of their own, beside the
+/// deciding: parsing was a fifth of this thread's time.
 fn read_commands(journal: &SessionJournal, input: &Input, tx: SyncSender<Item>) -> anyhow::Result<()> {
-    let result = read_until_end(journal, input, &tx);
+    let (parsed_tx, parsed_rx) = mpsc::sync_channel(PARSED_BATCHES_MAX);
+    // Not joined: on a stop it may be waiting for a line that never comes.
+    std::thread::Builder::new().name("bookend-parse".into()).spawn(move || {
+        if let Err(e) = parse_until_end(&parsed_tx) {
+            let _ = parsed_tx.send(Parsed::Failed(e));
+        }
+    })?;
+    let result = submit_parsed(journal, input, &tx, parsed_rx);
     let _gate = input.gate.lock().unwrap_or_else(|p| p.into_inner());
     if !input.stopping.load(Ordering::Acquire) {
         let _ = tx.send(Item::EndOfInput);
@@ -163,7 +186,37 @@ fn read_commands(journal: &SessionJournal, input: &Input, tx: SyncSender<Item>) 
     result.context("reading commands from stdin")
 }
 
-fn read_until_end(journal: &SessionJournal, input: &Input, tx: &SyncSender<Item>) -> std::io::Result<()> {
+/// Submits what the parsing thread hands over, in order, until it is done
+/// or the run stops.
+fn submit_parsed(
+    journal: &SessionJournal,
+    input: &Input,
+    tx: &SyncSender<Item>,
+    parsed: Receiver<Parsed>,
+) -> std::io::Result<()> {
+    for next in parsed {
+        match next {
+            Parsed::Batch(mut waiting) => {
+                if !waiting.submit(journal, input, tx) {
+                    return Ok(());
+                }
+            }
+            Parsed::Item(item) => {
+                let _gate = input.gate.lock().unwrap_or_else(|p| p.into_inner());
+                if input.stopping.load(Ordering::Acquire) || tx.send(item).is_err() {
+                    return Ok(());
+                }
+            }
+            Parsed::Failed(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads and parses lines until the end of input, handing them over in
+/// order: commands wait while more input is already here, then go as one
+/// batch; what is not a command goes after the commands before it.
+fn parse_until_end(tx: &SyncSender<Parsed>) -> std::io::Result<()> {
     let mut stdin = std::io::BufReader::with_capacity(INPUT_BUFFER_BYTES, std::io::stdin().lock());
     let mut buf = Vec::new();
     let mut line = 0u64;
@@ -179,21 +232,19 @@ fn read_until_end(journal: &SessionJournal, input: &Input, tx: &SyncSender<Item>
         } else {
             parse(&buf, line, &mut closed, &mut waiting)
         };
-        // Commands wait while more input is already here; what is not a
-        // command goes out after the commands before it.
-        if (item.is_some() || stdin.buffer().is_empty() || waiting.lines.len() >= BATCH_MAX)
-            && !waiting.submit(journal, input, tx)
+        let due = item.is_some() || stdin.buffer().is_empty() || waiting.lines.len() >= BATCH_MAX;
+        if due && !waiting.lines.is_empty() && tx.send(Parsed::Batch(std::mem::take(&mut waiting))).is_err() {
+            return Ok(());
+        }
+        if let Some(item) = item
+            && tx.send(Parsed::Item(item)).is_err()
         {
             return Ok(());
         }
-        if let Some(item) = item {
-            let _gate = input.gate.lock().unwrap_or_else(|p| p.into_inner());
-            if input.stopping.load(Ordering::Acquire) || tx.send(item).is_err() {
-                return Ok(());
-            }
-        }
     }
-    waiting.submit(journal, input, tx);
+    if !waiting.lines.is_empty() {
+        let _ = tx.send(Parsed::Batch(waiting));
+    }
     Ok(())
 }
 
