@@ -203,7 +203,12 @@ impl From<Error> for Broken {
 pub(crate) type LateEvidence<'a> = &'a mut dyn FnMut() -> Result<Evidence>;
 
 pub(crate) fn recover(fs: &dyn Fs, dir: &Path, opts: &Options) -> Result<Recovered, Broken> {
-    recover_with(fs, dir, opts, &mut || Ok(Evidence::default()))
+    recover_with(fs, dir, opts, &mut no_late_evidence)
+}
+
+/// For a recovery whose evidence is all in `Options::evidence`.
+pub(super) fn no_late_evidence() -> Result<Evidence> {
+    Ok(Evidence::default())
 }
 
 /// [`recover`], raising `opts.evidence` with what `late` returns once the
@@ -340,7 +345,7 @@ pub(crate) fn check_partial(fs: &dyn Fs, dir: &Path) -> Result<(RecoveryReport, 
         accept_data_loss: false,
     };
     let mut report = RecoveryReport::default();
-    match recover_into(fs, dir, &opts, &mut report, &mut || Ok(Evidence::default())) {
+    match recover_into(fs, dir, &opts, &mut report, &mut no_late_evidence) {
         Ok(recovered) => Ok((recovered.report, None)),
         Err(Broken::Other(e @ Error::Io { .. })) => Err(e),
         Err(broken) => Ok((report, Some(broken.into_error()))),

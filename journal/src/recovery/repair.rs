@@ -24,7 +24,9 @@ use crate::manifest;
 use crate::segment::{self, FrameRead, SegmentCursor, SegmentInfo};
 
 use super::tail::{self, move_suffix, sibling_path};
-use super::{Apply, Broken, Evidence, Options, RecoveryReport, ScanMode, TornTail, recover_into};
+use super::{
+    Apply, Broken, Evidence, Options, RecoveryReport, ScanMode, TornTail, no_late_evidence, recover_into,
+};
 
 /// Bytes `repair` moved into a quarantine file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +94,7 @@ pub fn repair(fs: &dyn Fs, dir: &Path) -> Result<RepairReport> {
     let rounds_max = fs.list_files(dir).ctx("list", dir)?.len() * 2 + 2;
     for _ in 0..rounds_max {
         let mut progress = RecoveryReport::default();
-        let outcome = recover_into(fs, dir, &opts, &mut progress, &mut || Ok(Evidence::default()));
+        let outcome = recover_into(fs, dir, &opts, &mut progress, &mut no_late_evidence);
         report.evidence = progress.evidence.clone();
         match outcome {
             Ok(recovered) => {

@@ -63,7 +63,9 @@ fn stream(
 }
 
 /// Writes the file for `filters` at `path` unless it already holds exactly
-/// these bytes, replacing it atomically; returns the CRC of its bytes.
+/// these bytes, replacing it atomically; returns the CRC of its bytes. The
+/// bytes are made twice at most: to compare (a file of another length is
+/// not read), then to write.
 pub(super) fn write(path: &Path, seed: u64, probe: u64, filters: &[(IdFilter, usize)]) -> io::Result<u32> {
     let header = Header {
         format: KNOWN_IDS_FORMAT,
@@ -74,48 +76,49 @@ pub(super) fn write(path: &Path, seed: u64, probe: u64, filters: &[(IdFilter, us
             .map(|(f, n)| (f.num_hashes(), *n as u64, f.as_slice().len() as u64))
             .collect(),
     };
+    let words: u64 = header.filters.iter().map(|f| f.2).sum();
     let header = codec::encode(&header).map_err(|e| invalid(&e.to_string()))?;
-    let mut hasher = crc32fast::Hasher::new();
-    let mut len = 0u64;
-    stream(&header, filters, |bytes| {
-        hasher.update(bytes);
-        len += bytes.len() as u64;
-        Ok(())
-    })?;
-    if !holds(path, len, &header, filters)? {
-        bookend_journal::fs::write_atomically_with(&StdFs, path, |file| {
-            let mut at = 0u64;
-            stream(&header, filters, |bytes| {
-                file.write_all_at(bytes, at)?;
-                at += bytes.len() as u64;
-                Ok(())
-            })
-        })?;
+    let len = 4 + header.len() as u64 + words * 8;
+    if let Some(crc) = held(path, len, &header, filters)? {
+        return Ok(crc);
     }
+    let mut hasher = crc32fast::Hasher::new();
+    bookend_journal::fs::write_atomically_with(&StdFs, path, |file| {
+        let mut at = 0u64;
+        stream(&header, filters, |bytes| {
+            hasher.update(bytes);
+            file.write_all_at(bytes, at)?;
+            at += bytes.len() as u64;
+            Ok(())
+        })
+    })?;
     Ok(hasher.finalize())
 }
 
-/// Whether the file at `path` is `len` bytes that `stream` would write.
-fn holds(path: &Path, len: u64, header: &[u8], filters: &[(IdFilter, usize)]) -> io::Result<bool> {
+/// The CRC of the file at `path` if it is the `len` bytes `stream` would
+/// write; `None` if it is not (or there is none).
+fn held(path: &Path, len: u64, header: &[u8], filters: &[(IdFilter, usize)]) -> io::Result<Option<u32>> {
     let file = match StdFs.open_read(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     if file.size()? != len {
-        return Ok(false);
+        return Ok(None);
     }
     let mut at = 0u64;
     let mut theirs = Vec::new();
+    let mut hasher = crc32fast::Hasher::new();
     let same = stream(header, filters, |ours| {
         theirs.resize(ours.len(), 0);
         read_exact_at(&*file, &mut theirs, at)?;
         at += ours.len() as u64;
+        hasher.update(ours);
         if theirs != ours { Err(io::Error::other(Differs)) } else { Ok(()) }
     });
     match same {
-        Ok(()) => Ok(true),
-        Err(e) if e.get_ref().is_some_and(|inner| inner.is::<Differs>()) => Ok(false),
+        Ok(()) => Ok(Some(hasher.finalize())),
+        Err(e) if e.get_ref().is_some_and(|inner| inner.is::<Differs>()) => Ok(None),
         Err(e) => Err(e),
     }
 }
