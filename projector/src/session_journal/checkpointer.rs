@@ -178,9 +178,9 @@ pub(super) fn collect_checkpoints(core: &mut Core, wait: bool) {
 /// Hands the state to the background writer, which saves it once the
 /// journal has made it durable. Skipped while the previous job is still
 /// being written, unless `backlog_max` events have piled up since: then the
-/// command waits for it (backpressure). sled applies a large batch far more slowly per session
-/// than a small one (42 µs against 14 µs at 138 000 sessions), and the
-/// backlog is also memory.
+/// command waits for it (backpressure). sled applies a large batch far more
+/// slowly per session than a small one (42 µs against 14 µs at 138 000
+/// sessions), and the backlog is also memory.
 pub(super) fn checkpoint_in_background(journal: &Journal, core: &mut Core, backlog_max: u64) -> Result<()> {
     collect_checkpoints(core, false);
     let Some(bg) = core.background.as_ref() else { return checkpoint(journal, core) };

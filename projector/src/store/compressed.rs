@@ -10,9 +10,9 @@
 //! format 5 wrote every block that way, so its blocks read as they are.
 //!
 //! zstd makes the 2 KiB blocks of `history 1000000` about four times
-//! smaller (docs/performance-log/2026-12-05-evening.md). sled keeps up to twice the live bytes on
-//! disk (it cleans a segment once half of it is dead), so what the runs
-//! hold is what bounds the store's size.
+//! smaller (docs/performance-log/2026-12-05-evening.md). sled keeps up to
+//! twice the live bytes on disk (it cleans a segment once half of it is
+//! dead), so what the runs hold is what bounds the store's size.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
