@@ -81,6 +81,16 @@ fn build(dir: &Path, sessions: u64) {
     std::fs::write(dir.join("built"), b"").expect("write marker");
 }
 
+/// A tag no earlier run on this history used, for the ids a run starts.
+/// Starting an id the store already holds appends nothing (a start is
+/// idempotent), nor does ending it again: with the same ids in every run,
+/// runs after the first measured those no-ops (143–149 k "pairs/s"
+/// against 41–63 k for new sessions; docs/performance-log/2026-12-06.md).
+fn run_tag() -> String {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{:x}-{}", since_epoch.as_nanos(), std::process::id())
+}
+
 /// One measured run, in its own process so its RSS is its own.
 fn measure(dir: &Path, sessions: u64) {
     let started = Instant::now();
@@ -106,13 +116,14 @@ fn measure(dir: &Path, sessions: u64) {
     let lookup_us = started.elapsed().as_secs_f64() * 1e6 / found.max(1) as f64;
     let after_lookups = status_mib("VmRSS:");
     let threads = threads();
+    let run = run_tag();
     let started = Instant::now();
     std::thread::scope(|scope| {
         for t in 0..threads {
-            let journal = &journal;
+            let (journal, run) = (&journal, &run);
             scope.spawn(move || {
                 for n in 0..(pairs() / threads) {
-                    let id = format!("new-{t}-{n}");
+                    let id = format!("new-{run}-{t}-{n}");
                     let start = Start::new(id.clone()).key(format!("new:{t}"));
                     journal.start(start).expect("start").wait().expect("start acknowledged");
                     journal.end(&id, EndReason::Completed).expect("end").wait().expect("end acknowledged");
@@ -134,7 +145,7 @@ fn measure(dir: &Path, sessions: u64) {
         let mut worst = 0f64;
         let mut n = 0;
         while !listing.is_finished() {
-            let id = format!("during-listing-{n}");
+            let id = format!("during-listing-{run}-{n}");
             let started = Instant::now();
             let start = Start::new(id.clone());
             journal.start(start).expect("start").wait().expect("start acknowledged");
