@@ -117,6 +117,7 @@ fn measure(dir: &Path, sessions: u64) {
     let after_lookups = status_mib("VmRSS:");
     let threads = threads();
     let run = run_tag();
+    let events_before = journal.journal().stats().events;
     let started = Instant::now();
     std::thread::scope(|scope| {
         for t in 0..threads {
@@ -131,7 +132,14 @@ fn measure(dir: &Path, sessions: u64) {
             });
         }
     });
-    let pairs_per_s = (pairs() / threads * threads) as f64 / started.elapsed().as_secs_f64();
+    let pairs_made = pairs() / threads * threads;
+    let pairs_per_s = pairs_made as f64 / started.elapsed().as_secs_f64();
+    // Every pair appended its start and its end: none was a repeat.
+    assert_eq!(
+        journal.journal().stats().events - events_before,
+        2 * pairs_made,
+        "pairs that appended nothing"
+    );
     let peak_before_listing = status_mib("VmHWM:");
     // A filtered listing reads the whole store; commands must not wait for it.
     let (listing_ms, worst_start_ms) = std::thread::scope(|scope| {
