@@ -222,17 +222,22 @@ pub fn write_atomically_with(
     fs.sync_dir(dir)
 }
 
+/// The file at `path` opened for reading, `None` if it does not exist.
+pub fn open_read_if_exists(fs: &dyn Fs, path: &Path) -> io::Result<Option<Box<dyn FsFile>>> {
+    match fs.open_read(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The whole content of a small file, `None` if it does not exist; a file
 /// longer than `max` bytes is an error (never a large allocation).
 pub fn read_small_file(fs: &dyn Fs, path: &Path, max: usize) -> io::Result<Option<Vec<u8>>> {
     if !fs.exists(path) {
         return Ok(None);
     }
-    let file = match fs.open_read(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    let Some(file) = open_read_if_exists(fs, path)? else { return Ok(None) };
     let len = file.size()?;
     if len > max as u64 {
         return Err(io::Error::new(

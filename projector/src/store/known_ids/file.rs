@@ -9,7 +9,7 @@ use std::io;
 use std::path::Path;
 
 use bookend_journal::codec;
-use bookend_journal::fs::{Fs, FsFile, StdFs};
+use bookend_journal::fs::{FsFile, StdFs, open_read_if_exists};
 use serde::{Deserialize, Serialize};
 
 use super::filter::IdFilter;
@@ -98,11 +98,7 @@ pub(super) fn write(path: &Path, seed: u64, probe: u64, filters: &[(IdFilter, us
 /// The CRC of the file at `path` if it is the `len` bytes `stream` would
 /// write; `None` if it is not (or there is none).
 fn held(path: &Path, len: u64, header: &[u8], filters: &[(IdFilter, usize)]) -> io::Result<Option<u32>> {
-    let file = match StdFs.open_read(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    let Some(file) = open_read_if_exists(&StdFs, path)? else { return Ok(None) };
     if file.size()? != len {
         return Ok(None);
     }
@@ -138,11 +134,7 @@ impl std::error::Error for Differs {}
 /// Reads the file at `path`: `None` if there is none. A file that is not a
 /// whole format 4 file is `InvalidData`.
 pub(super) fn read(path: &Path) -> io::Result<Option<Read>> {
-    let file = match StdFs.open_read(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    let Some(file) = open_read_if_exists(&StdFs, path)? else { return Ok(None) };
     let size = file.size()?;
     if size > KNOWN_IDS_FILE_MAX_BYTES {
         return Err(invalid(&format!("it is {size} bytes, over the limit of {KNOWN_IDS_FILE_MAX_BYTES}")));
