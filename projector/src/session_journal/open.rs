@@ -1,8 +1,8 @@
 //! Opening a session journal: the journal's lock, journal recovery with
 //! evidence of durability from the projection store and the consumer
 //! cursors (so that a journal that lost acknowledged data refuses to open
-//! rather than reuse LSNs; `open_store.rs`), checkpoint load and tail replay, and the new epoch's
-//! `journal:open` batch.
+//! rather than reuse LSNs; `open_store.rs`), checkpoint load and tail
+//! replay, and the new epoch's `journal:open` batch.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -100,9 +100,9 @@ impl SessionJournal {
 
 /// Where an open's time went, for its log line: the journal's recovery
 /// (with the projection store opening beside it, whose own time is logged
-/// too), loading the checkpoint and
-/// replaying the tail, loading the known-ids filter (or starting its scan);
-/// the rest is the new epoch's batch, its fsync and a checkpoint.
+/// too), loading the checkpoint and replaying the tail, loading the
+/// known-ids filter (or starting its scan); the rest is the new epoch's
+/// batch, its fsync and a checkpoint.
 struct OpenTimes {
     started: Instant,
     lap: Instant,
